@@ -1,0 +1,1 @@
+"""The library behind abparts_ops: no Dagster import anywhere in this package."""

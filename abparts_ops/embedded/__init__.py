@@ -1,0 +1,1 @@
+"""The embedded PostgreSQL server and the demo ABParts application and environments."""
