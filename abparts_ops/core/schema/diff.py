@@ -1,0 +1,205 @@
+"""Differences between a reference snapshot and an actual one, classified and rendered.
+
+Every object present on one side only is ``missing`` (in the reference, not in the actual
+database) or ``extra`` (in the actual database only); an object on both sides with other
+attributes is ``changed``, with the attributes that differ. A change is *destructive*
+when bringing the actual database back to the reference would lose data or could fail on
+existing rows (dropping a table or column, changing a type, tightening nullability,
+removing enum labels). The diff is empty if and only if the fingerprints are equal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from abparts_ops.core.schema.model import KINDS, Snapshot
+
+_DATA_KINDS = {"table", "column", "sequence", "enum", "domain"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object that differs. ``fields`` maps attribute -> (reference, actual)."""
+
+    kind: str
+    key: str
+    change: str
+    destructive: bool
+    fields: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One readable line, e.g. ``default: 'a'::text -> 'b'::text``."""
+        if self.change == "missing":
+            return "in the reference, not in this database"
+        if self.change == "extra":
+            return "in this database, not in the reference"
+        parts = [
+            f"{name}: {_short(ref)} → {_short(act)}" for name, (ref, act) in self.fields.items()
+        ]
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "change": self.change,
+            "destructive": self.destructive,
+            "fields": {k: {"reference": r, "actual": a} for k, (r, a) in self.fields.items()},
+        }
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_destructive(kind: str, change: str, fields: Mapping[str, tuple[Any, Any]]) -> bool:
+    if change == "extra":
+        return kind in _DATA_KINDS
+    if change == "missing":
+        return False
+    if kind == "column":
+        if "type" in fields:
+            return True
+        if "nullable" in fields and fields["nullable"][0] is False:
+            return True
+        return False
+    if kind == "enum" and "labels" in fields:
+        reference, actual = fields["labels"]
+        return bool(set(actual or []) - set(reference or []))
+    if kind == "sequence" and "data_type" in fields:
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class SchemaDiff:
+    """All differences between ``reference`` and ``actual`` snapshots."""
+
+    reference_fingerprint: str
+    actual_fingerprint: str
+    changes: tuple[Change, ...]
+    reference_label: str = "reference"
+    actual_label: str = "actual"
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing differs (equivalently: the fingerprints are equal)."""
+        return not self.changes
+
+    @property
+    def destructive_count(self) -> int:
+        """How many changes would lose data or could fail on existing rows."""
+        return sum(1 for c in self.changes if c.destructive)
+
+    def counts(self) -> dict[str, int]:
+        """Changes per type: missing, extra, changed, destructive, total."""
+        by_type = Counter(c.change for c in self.changes)
+        return {
+            "missing": by_type.get("missing", 0),
+            "extra": by_type.get("extra", 0),
+            "changed": by_type.get("changed", 0),
+            "destructive": self.destructive_count,
+            "total": len(self.changes),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form with counts and every change."""
+        return {
+            "reference": self.reference_label,
+            "actual": self.actual_label,
+            "reference_fingerprint": self.reference_fingerprint,
+            "actual_fingerprint": self.actual_fingerprint,
+            "counts": self.counts(),
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+    def to_json(self) -> str:
+        """The JSON form as text."""
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, sort_keys=True)
+
+    def to_markdown(self, max_rows: int = 200) -> str:
+        """A readable report: a summary line and one table row per change."""
+        if self.is_empty:
+            return (
+                f"**No schema differences**: {self.actual_label} equals {self.reference_label} "
+                f"(fingerprint `{self.actual_fingerprint[:12]}`)."
+            )
+        counts = self.counts()
+        lines = [
+            f"**{counts['total']} schema difference(s)** between {self.reference_label} "
+            f"(`{self.reference_fingerprint[:12]}`) and {self.actual_label} "
+            f"(`{self.actual_fingerprint[:12]}`): {counts['missing']} missing, "
+            f"{counts['extra']} extra, {counts['changed']} changed, "
+            f"{counts['destructive']} destructive.",
+            "",
+            "| change | kind | object | detail |",
+            "|---|---|---|---|",
+        ]
+        for change in self.changes[:max_rows]:
+            flag = " ⚠" if change.destructive else ""
+            detail = change.describe().replace("|", "\\|")
+            lines.append(f"| {change.change}{flag} | {change.kind} | `{change.key}` | {detail} |")
+        if len(self.changes) > max_rows:
+            lines.append(f"| … | | | and {len(self.changes) - max_rows} more |")
+        return "\n".join(lines)
+
+
+def _tables_with_added_or_dropped_columns(reference: Snapshot, actual: Snapshot) -> set[str]:
+    ref_columns = reference.kind("column")
+    act_columns = actual.kind("column")
+    changed = set(ref_columns).symmetric_difference(act_columns)
+    return {key.split(".", 1)[0] for key in changed}
+
+
+def diff_snapshots(
+    reference: Snapshot,
+    actual: Snapshot,
+    *,
+    reference_label: str = "reference",
+    actual_label: str = "actual",
+) -> SchemaDiff:
+    """Compare two snapshots object by object (see the module docstring)."""
+    changes: list[Change] = []
+    if reference.schema != actual.schema:
+        changes.append(
+            Change("schema", "name", "changed", False, {"name": (reference.schema, actual.schema)})
+        )
+    shifted = _tables_with_added_or_dropped_columns(reference, actual)
+    kinds = list(KINDS) + sorted((set(reference.objects) | set(actual.objects)) - set(KINDS))
+    for kind in kinds:
+        ref_objects = reference.kind(kind)
+        act_objects = actual.kind(kind)
+        for key in sorted(set(ref_objects) | set(act_objects)):
+            ref = ref_objects.get(key)
+            act = act_objects.get(key)
+            if ref == act:
+                continue
+            if act is None:
+                changes.append(Change(kind, key, "missing", _is_destructive(kind, "missing", {})))
+            elif ref is None:
+                changes.append(Change(kind, key, "extra", _is_destructive(kind, "extra", {})))
+            else:
+                fields = {
+                    name: (ref.get(name), act.get(name))
+                    for name in sorted(set(ref) | set(act))
+                    if ref.get(name) != act.get(name)
+                }
+                if kind == "column" and set(fields) == {"position"} and ref["table"] in shifted:
+                    continue  # only moved because a column before it is missing or extra
+                changes.append(
+                    Change(kind, key, "changed", _is_destructive(kind, "changed", fields), fields)
+                )
+    return SchemaDiff(
+        reference_fingerprint=reference.fingerprint,
+        actual_fingerprint=actual.fingerprint,
+        changes=tuple(changes),
+        reference_label=reference_label,
+        actual_label=actual_label,
+    )

@@ -1,0 +1,154 @@
+"""The normalized schema snapshot: what a PostgreSQL schema *is*, independent of history.
+
+A :class:`Snapshot` holds, per object kind, a mapping from a stable key to the object's
+attributes (plain JSON values). Keys are names (``users``), ``table.column`` for columns,
+and ``table.constraint`` for constraints. The canonical form is the objects serialized
+as JSON with sorted keys; the fingerprint is its sha256. Excluded objects are not
+compared, but they are listed, each with a fingerprint of its own, so an excluded table
+that changes is still visible.
+
+Kinds and their attributes (as produced by :mod:`abparts_ops.core.schema.catalog_sql`):
+
+- ``extension``: schema
+- ``enum``: labels (ordered), comment
+- ``domain``: type, nullable, default, checks
+- ``sequence``: data_type, start, increment, min_value, max_value, cache, cycle,
+  owned_by (``table.column`` or None), comment
+- ``table``: partitioned, partition_key, unlogged, foreign, comment
+- ``column``: table, name, position, type, nullable, default, generated,
+  identity (None or {always, start, increment, min_value, max_value, cache, cycle}),
+  collation, comment
+- ``primary_key`` / ``unique`` / ``check`` / ``exclusion`` / ``foreign_key``: table, name,
+  columns, definition; checks add expression; foreign keys add ref_table, ref_columns,
+  on_update, on_delete, match; all add deferrable, initially_deferred, validated,
+  no_inherit and comment when set
+- ``index``: table, unique, method, keys, include, predicate, nulls_not_distinct,
+  definition, comment
+- ``view``: materialized, definition, comment
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from abparts_ops.core.errors import SchemaError
+
+FORMAT = "abparts-ops/schema-snapshot"
+FORMAT_VERSION = 1
+
+KINDS: tuple[str, ...] = (
+    "extension",
+    "enum",
+    "domain",
+    "sequence",
+    "table",
+    "column",
+    "primary_key",
+    "unique",
+    "check",
+    "exclusion",
+    "foreign_key",
+    "index",
+    "view",
+)
+
+Attrs = Mapping[str, Any]
+Objects = Mapping[str, Mapping[str, Attrs]]
+
+
+def canonical_json(value: Any) -> str:
+    """Serialize ``value`` deterministically: sorted keys, no whitespace, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of ``text`` encoded as UTF-8."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A normalized, deterministic picture of one PostgreSQL schema.
+
+    ``objects`` and ``excluded`` define equality and the fingerprint; ``source``,
+    ``server_version`` and ``probe_fingerprint`` describe where it came from.
+    ``probe_fingerprint`` is the server-side hash of the same catalog rows (see
+    :mod:`abparts_ops.core.schema.probe`), kept so a cheap probe of another database can
+    be compared with this snapshot without reading it again.
+    """
+
+    schema: str
+    objects: Objects
+    excluded: Mapping[str, str] = field(default_factory=dict)
+    source: str | None = None
+    server_version: str | None = None
+    probe_fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical form of the compared objects."""
+        return sha256_text(canonical_json({"schema": self.schema, "objects": self.objects}))
+
+    def kind(self, kind: str) -> Mapping[str, Attrs]:
+        """The objects of one kind, keyed by their stable key (empty when none)."""
+        return self.objects.get(kind, {})
+
+    def counts(self) -> dict[str, int]:
+        """Number of objects per kind, every kind listed (zeros included)."""
+        return {kind: len(self.objects.get(kind, {})) for kind in KINDS}
+
+    def table_names(self) -> list[str]:
+        """Names of the compared tables, sorted."""
+        return sorted(self.kind("table"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned JSON form (round-trips through :meth:`from_dict`)."""
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "schema": self.schema,
+            "source": self.source,
+            "server_version": self.server_version,
+            "fingerprint": self.fingerprint,
+            "probe_fingerprint": self.probe_fingerprint,
+            "excluded": dict(sorted(self.excluded.items())),
+            "objects": {k: dict(sorted(v.items())) for k, v in sorted(self.objects.items())},
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """The versioned JSON form as text (sorted keys, stable across runs)."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        """Load a snapshot from its JSON form; rejects other formats and versions."""
+        if data.get("format") != FORMAT:
+            raise SchemaError(f"not a schema snapshot (format {data.get('format')!r}).")
+        if data.get("version") != FORMAT_VERSION:
+            raise SchemaError(
+                f"schema snapshot version {data.get('version')!r} is not supported "
+                f"(this abparts_ops reads version {FORMAT_VERSION}); take a new snapshot."
+            )
+        snapshot = cls(
+            schema=data["schema"],
+            objects={k: dict(v) for k, v in data["objects"].items()},
+            excluded=dict(data.get("excluded", {})),
+            source=data.get("source"),
+            server_version=data.get("server_version"),
+            probe_fingerprint=data.get("probe_fingerprint"),
+        )
+        stored = data.get("fingerprint")
+        if stored and stored != snapshot.fingerprint:
+            raise SchemaError(
+                "schema snapshot is corrupt: its fingerprint does not match its objects."
+            )
+        return snapshot
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        """Load a snapshot from the text written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
