@@ -1,0 +1,55 @@
+"""Assembles the Dagster definitions: the only place the asset graph is wired.
+
+``defs`` is loaded lazily by Dagster; tests call :func:`build_definitions` with settings
+of their own.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from abparts_ops.core.settings import Settings
+from abparts_ops.defs.baseline_assets import (
+    baseline_revision,
+    build_baseline_checks,
+    history_checks,
+    migration_history,
+)
+from abparts_ops.defs.environment_assets import build_environment_defs
+from abparts_ops.defs.jobs import reset_baseline_job
+from abparts_ops.defs.project_settings import load_project_settings
+from abparts_ops.defs.resources import DatabaseResource, build_resources, env_resource_key
+from abparts_ops.defs.schema_assets import reference_dump, source_schema
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Every asset, check, job, sensor, schedule and resource for ``settings``."""
+    resources = build_resources(settings)
+    source = resources[env_resource_key(settings.source)]
+    assert isinstance(source, DatabaseResource)
+    resources["source_db"] = source
+    environment = build_environment_defs(settings)
+    return dg.Definitions(
+        assets=[
+            source_schema,
+            reference_dump,
+            migration_history,
+            baseline_revision,
+            *environment.assets,
+        ],
+        asset_checks=[
+            *history_checks,
+            build_baseline_checks(settings.alembic.models is not None),
+            *environment.checks,
+        ],
+        jobs=[reset_baseline_job, *environment.jobs],
+        sensors=[*environment.sensors],
+        schedules=[*environment.schedules],
+        resources=resources,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location: the configured project, or the embedded demo without one."""
+    return build_definitions(load_project_settings())

@@ -1,0 +1,1 @@
+"""The Dagster layer: thin assets, checks, jobs, sensors and resources over ``core``."""

@@ -1,0 +1,16 @@
+"""Jobs a person launches from the UI or with ``dagster job execute``."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+reset_baseline_job = dg.define_asset_job(
+    "reset_baseline",
+    selection=dg.AssetSelection.assets(
+        "source_schema", "reference_dump", "migration_history", "baseline_revision"
+    ),
+    description=(
+        "Snapshot the source, write the reference dump, read the old history, write the "
+        "new baseline revision (old files archived) and prove it. Never stamps anything."
+    ),
+)

@@ -1,0 +1,23 @@
+"""Where the Dagster project finds its configuration: the user's file, or the demo."""
+
+from __future__ import annotations
+
+import os
+
+from abparts_ops.core.settings import CONFIG_ENV, Settings, load_settings
+
+
+def load_project_settings() -> Settings:
+    """Settings from ``$ABPARTS_OPS_CONFIG``; without it, the embedded demo's.
+
+    The demo path starts the embedded PostgreSQL, copies the sample Alembic project into
+    the local data folder, builds dev/staging/prod and exports their URL variables (only
+    where the user has not set them). Environment variables are checked when a run uses
+    them, so the code location still loads when one is missing.
+    """
+    if os.environ.get(CONFIG_ENV):
+        return load_settings(check_env=False)
+    from abparts_ops.embedded.demo import ensure_demo
+
+    layout = ensure_demo()
+    return load_settings(layout.config_path, check_env=False)
