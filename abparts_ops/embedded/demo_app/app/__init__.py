@@ -1,0 +1,1 @@
+"""ABParts demo application: just enough of the app for Alembic (its SQLAlchemy models)."""
