@@ -1,6 +1,5 @@
 """Assets of the reset: the old history as evidence, the new baseline and its proofs."""
 
-from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator

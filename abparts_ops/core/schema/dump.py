@@ -1,0 +1,373 @@
+"""The reference dump: the schema's canonical, schema-only DDL, with its sha256.
+
+When a ``pg_dump`` of the server's major version is installed, the dump is pg_dump's own
+(``--schema-only --no-owner --no-privileges``, one schema, the excluded tables and the
+Alembic version table left out), normalized so that the same schema in two databases gives
+byte-identical text: the ``Dumped from/by`` version lines and psql's ``\\restrict`` /
+``\\unrestrict`` lines are dropped and trailing whitespace is stripped. Otherwise it is
+:func:`~abparts_ops.core.schema.ddl.render_ddl` of the snapshot.
+
+Known differences between the two methods: pg_dump leaves out extensions when one schema is
+selected (PostgreSQL 15 has no ``--extension`` with ``--schema``), and it still dumps enum
+types and domains that are used only by excluded tables (``--exclude-table`` does not
+apply to types; sequences owned by excluded tables are left out by name); the snapshot
+method leaves out exactly what the snapshot excludes.
+
+The password is given to pg_dump through the ``PGPASSWORD`` environment variable of its
+process only; it never appears on a command line, in the dump or in an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from abparts_ops.core.db import connect, make_engine, redact_url, scrub
+from abparts_ops.core.errors import DatabaseError, SchemaError
+from abparts_ops.core.schema.ddl import render_ddl
+from abparts_ops.core.schema.exclusions import compile_patterns
+from abparts_ops.core.schema.model import Snapshot
+
+#: psql's ``\restrict`` key given to pg_dump (15.14+), fixed so its output is stable.
+RESTRICT_KEY = "abpartsopsreferencedump"
+PG_DUMP_TIMEOUT_SECONDS = 600
+
+_DROPPED_LINE = re.compile(r"^(-- Dumped (from database|by pg_dump) version |\\(un)?restrict\b)")
+_VERSION = re.compile(r"\b(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True)
+class ReferenceDump:
+    """Canonical schema-only DDL of the reference schema.
+
+    ``method`` is ``"pg_dump"`` or ``"snapshot"``; ``pg_dump_version`` is the version of
+    the pg_dump that made it (e.g. ``15.18``; None for the snapshot method).
+    """
+
+    text: str
+    sha256: str
+    method: str
+    pg_dump_version: str | None
+
+
+def _major(version: str | None) -> int | None:
+    match = _VERSION.search(version or "")
+    return int(match.group(1)) if match else None
+
+
+def pg_dump_version(executable: str | Path) -> str | None:
+    """The version line of a pg_dump (``pg_dump (PostgreSQL) 15.18 ...``), None if broken."""
+    try:
+        result = subprocess.run(
+            [str(executable), "--version"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    line = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
+    return line if result.returncode == 0 and "pg_dump" in line else None
+
+
+def _version_number(line: str) -> str | None:
+    match = re.search(r"\)\s*(\d+(?:\.\d+)*)", line) or _VERSION.search(line)
+    return match.group(1) if match else None
+
+
+def find_pg_dump(server_version: str | None) -> tuple[Path, str] | None:
+    """A pg_dump of the server's major version: ``(path, version line)``, or None.
+
+    Looks on ``PATH`` first, then in ``/usr/lib/postgresql/<major>/bin``.
+    """
+    major = _major(server_version)
+    if major is None:
+        return None
+    candidates = []
+    on_path = shutil.which("pg_dump")
+    if on_path:
+        candidates.append(Path(on_path))
+    candidates.append(Path(f"/usr/lib/postgresql/{major}/bin/pg_dump"))
+    for candidate in candidates:
+        if not candidate.is_file():
+            continue
+        line = pg_dump_version(candidate)
+        if line and _major(_version_number(line)) == major:
+            return candidate, line
+    return None
+
+
+def supports_restrict_key(executable: str | Path) -> bool:
+    """Whether this pg_dump accepts ``--restrict-key`` (15.14, 16.10, 17.6 and later)."""
+    try:
+        result = subprocess.run(
+            [str(executable), "--help"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--restrict-key" in result.stdout
+
+
+def _pattern_literal(text: str) -> str:
+    """``text`` as a literal part of a pg_dump pattern (double-quoted; empty stays empty)."""
+    return '"' + text.replace('"', '""') + '"' if text else ""
+
+
+def pg_dump_pattern(schema: str, glob: str) -> str:
+    """A pg_dump table pattern matching ``schema.<glob>`` exactly as our exclusions do.
+
+    Letters and other characters are double-quoted (so case and ``.`` are literal); ``*``,
+    ``?`` and ``[...]`` classes keep their wildcard meaning.
+    """
+
+    literal = _pattern_literal
+    parts: list[str] = []
+    buffer = ""
+    i = 0
+    while i < len(glob):
+        char = glob[i]
+        if char in "*?":
+            parts += [literal(buffer), char]
+            buffer = ""
+        elif char == "[":
+            end = glob.find("]", i + 2 if glob[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end == -1:
+                buffer += char
+            else:
+                body = glob[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                parts += [literal(buffer), "[" + body + "]"]
+                buffer = ""
+                i = end
+        else:
+            buffer += char
+        i += 1
+    parts.append(literal(buffer))
+    return literal(schema) + "." + "".join(parts)
+
+
+def normalize_dump(text: str) -> str:
+    """Make pg_dump output comparable across databases and runs.
+
+    Drops the ``-- Dumped from database version`` / ``-- Dumped by pg_dump version``
+    lines and psql's ``\\restrict`` / ``\\unrestrict`` lines (with the blank line that
+    followed each, when a blank line precedes it), strips trailing whitespace of every
+    line, and ends the text with exactly one newline. The ``SET`` session preamble is
+    kept: it depends only on the pg_dump version.
+    """
+    kept: list[str] = []
+    skip_blank = False
+    for line in text.splitlines():
+        line = line.rstrip()
+        if _DROPPED_LINE.match(line):
+            skip_blank = not kept or not kept[-1]
+            continue
+        if skip_blank and not line:
+            skip_blank = False
+            continue
+        skip_blank = False
+        kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    while kept and not kept[0]:
+        kept.pop(0)
+    return "\n".join(kept) + "\n"
+
+
+OWNED_SEQUENCES_SQL = """
+SELECT s.relname::text
+FROM pg_class s
+JOIN pg_namespace n ON n.oid = s.relnamespace AND n.nspname = %(schema)s
+JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid
+                AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a'
+JOIN pg_class t ON t.oid = d.refobjid
+WHERE s.relkind = 'S' AND t.relname::text ~ ANY (%(excl)s::text[])
+ORDER BY 1
+"""
+
+
+def sequences_owned_by_excluded(url: str, *, schema: str, exclude: Sequence[str]) -> list[str]:
+    """Names of the sequences owned by columns of excluded tables (``serial`` columns).
+
+    pg_dump's ``--exclude-table`` leaves them in the dump as standalone sequences; they are
+    excluded by name too, so the dump leaves out what the snapshot leaves out.
+    """
+    engine = make_engine(url, label="reference dump")
+    try:
+        with connect(engine, label="reference dump") as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                cur.execute(
+                    OWNED_SEQUENCES_SQL, {"schema": schema, "excl": compile_patterns(exclude)}
+                )
+                return [row[0] for row in cur.fetchall()]
+    finally:
+        engine.dispose()
+
+
+def _libpq_target(url: str) -> tuple[str, str | None]:
+    """The URL without its password (for ``--dbname``) and the password alone."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(
+            "reference dump: the database URL is not valid (expected "
+            "postgresql://user:password@host:port/dbname)."
+        ) from None
+    if parsed.get_backend_name() != "postgresql":
+        raise DatabaseError(
+            f"reference dump: only PostgreSQL is supported, got {redact_url(parsed)}."
+        )
+    password = None if parsed.password is None else str(parsed.password)
+    bare = parsed.set(drivername="postgresql", password=None)
+    return bare.render_as_string(hide_password=False), password
+
+
+def run_pg_dump(
+    executable: str | Path,
+    url: str,
+    *,
+    schema: str,
+    exclude: Sequence[str],
+    exclude_exact: Sequence[str] = (),
+    restrict_key: bool,
+    timeout: float = PG_DUMP_TIMEOUT_SECONDS,
+) -> str:
+    """Run pg_dump (schema only, one schema, tables in ``exclude`` left out); raw output.
+
+    ``exclude`` holds globs (as in the configuration); ``exclude_exact`` exact names.
+
+    Raises :class:`DatabaseError` with pg_dump's first error line, password removed.
+    """
+    target, password = _libpq_target(url)
+    args = [
+        str(executable),
+        "--schema-only",
+        "--no-owner",
+        "--no-privileges",
+        "--no-password",
+        f"--schema={_pattern_literal(schema)}",
+        f"--dbname={target}",
+    ]
+    for pattern in exclude:
+        args.append(f"--exclude-table={pg_dump_pattern(schema, pattern)}")
+    for name in exclude_exact:
+        args.append(f"--exclude-table={_pattern_literal(schema)}.{_pattern_literal(name)}")
+    if restrict_key:
+        args.append(f"--restrict-key={RESTRICT_KEY}")
+    env = dict(os.environ)
+    env.pop("PGPASSWORD", None)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
+    try:
+        result = subprocess.run(
+            args, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise DatabaseError(
+            f"reference dump: pg_dump of {redact_url(url)} did not finish within "
+            f"{int(timeout)} s (check the server's load and locks)."
+        ) from None
+    except OSError as exc:
+        raise DatabaseError(
+            f"reference dump: cannot run {executable}: {exc.strerror or exc} (check the "
+            "PostgreSQL client installation)."
+        ) from None
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        first = lines[0] if lines else f"exit status {result.returncode}"
+        first = re.sub(r"^pg_dump: (error: )?", "", first)
+        message = f"reference dump: pg_dump of {redact_url(url)} failed: {first}"
+        message = scrub(message, url)
+        raise DatabaseError(message + " (check the URL, the role's privileges and the server).")
+    return result.stdout
+
+
+def reference_dump(
+    url: str,
+    snapshot: Snapshot,
+    *,
+    exclude: Sequence[str],
+    schema: str = "public",
+    version_table: str = "alembic_version",
+    prefer_pg_dump: bool = True,
+) -> ReferenceDump:
+    """The reference dump of ``schema`` in the database at ``url`` (see the module docstring).
+
+    ``snapshot`` is the same schema's snapshot: its server version picks the pg_dump, and
+    it is rendered instead when no matching pg_dump is installed or ``prefer_pg_dump`` is
+    false. ``exclude`` holds the names/globs of excluded tables; the version table is
+    always excluded too.
+    """
+    if snapshot.schema != schema:
+        raise SchemaError(
+            f"reference dump: the snapshot is of schema {snapshot.schema!r}, not {schema!r} "
+            "(take the snapshot of the same schema)."
+        )
+    found = find_pg_dump(snapshot.server_version) if prefer_pg_dump else None
+    if found is None:
+        text = render_ddl(snapshot)
+        return ReferenceDump(
+            text=text, sha256=_sha256(text), method="snapshot", pg_dump_version=None
+        )
+    executable, version_line = found
+    patterns = list(exclude)
+    if version_table not in patterns:
+        patterns.append(version_table)
+    raw = run_pg_dump(
+        executable,
+        url,
+        schema=schema,
+        exclude=patterns,
+        exclude_exact=sequences_owned_by_excluded(url, schema=schema, exclude=patterns),
+        restrict_key=supports_restrict_key(executable),
+    )
+    text = normalize_dump(raw)
+    return ReferenceDump(
+        text=text,
+        sha256=_sha256(text),
+        method="pg_dump",
+        pg_dump_version=_version_number(version_line) or version_line,
+    )
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_reference(dump: ReferenceDump, path: Path) -> bool:
+    """Write ``dump.text`` to ``path`` atomically, only when it differs; True if written.
+
+    The text goes to a temporary file next to ``path`` (flushed to disk) that then
+    replaces ``path`` in one rename, so a reader never sees half a dump.
+    """
+    path = Path(path)
+    data = dump.text.encode("utf-8")
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise SchemaError(
+            f"cannot write the reference dump {path}: {exc.strerror or exc} (check the "
+            "folder's permissions and free space)."
+        ) from None
+    return True
