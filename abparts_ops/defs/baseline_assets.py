@@ -43,13 +43,14 @@ def migration_history(alembic: AlembicResource) -> dg.Output[History]:
     )
 
 
-@dg.asset_check(asset=migration_history, description="The history has exactly one head.")
+@dg.asset_check(
+    asset=migration_history, name="single_head", description="The history has exactly one head."
+)
 def single_head_history(migration_history: History) -> dg.AssetCheckResult:
     """Fails, naming the heads, when the on-disk history has several (unmerged) heads."""
     passed, summary = check_single_head(migration_history)
     return dg.AssetCheckResult(
         passed=passed,
-        check_name="single_head",
         description=summary,
         metadata={"heads": len(migration_history.heads)},
     )
@@ -200,7 +201,11 @@ def build_baseline_checks(with_models: bool) -> dg.AssetChecksDefinition:
     }
     specs = [
         dg.AssetCheckSpec(
-            name, asset="baseline_revision", blocking=True, description=descriptions[name]
+            name,
+            asset="baseline_revision",
+            blocking=True,
+            description=descriptions[name],
+            additional_deps=["source_schema"],
         )
         for name in names
     ]

@@ -4,7 +4,6 @@ Database URLs reach Dagster only as ``EnvVar`` references, so the UI and the run
 show variable names, never values.
 """
 
-from __future__ import annotations
 
 import sys
 from collections.abc import Iterator

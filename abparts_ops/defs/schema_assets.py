@@ -1,6 +1,5 @@
 """Assets of the source schema: the snapshot of the source environment and its dump."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

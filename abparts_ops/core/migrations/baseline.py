@@ -51,6 +51,7 @@ from abparts_ops.core.schema.ddl import (
     quote_literal,
     render_domain,
     sequence_options,
+    stable_expression,
     strip_view_definition,
     table_order,
     view_order,
@@ -228,7 +229,7 @@ class _Renderer:
         self.deferred.append(
             _execute(
                 f"ALTER TABLE {quote_ident(con['table'])} ADD CONSTRAINT "
-                f"{quote_ident(con['name'])} {con['definition']}"
+                f"{quote_ident(con['name'])} {stable_expression(con['definition'])}"
             )
         )
 
@@ -281,7 +282,7 @@ class _Renderer:
                     None,
                     _Call(
                         "sa.CheckConstraint",
-                        _sql(check["expression"]),
+                        _sql(stable_expression(check["expression"])),
                         name=py_string(check["name"]),
                     ),
                 )
@@ -361,7 +362,7 @@ class _Renderer:
 
     def index(self, name: str, idx: Mapping[str, Any]) -> _Call:
         plain = self._index_call(name, idx)
-        return plain if plain is not None else _execute(idx["definition"])
+        return plain if plain is not None else _execute(stable_expression(idx["definition"]))
 
     def _index_call(self, name: str, idx: Mapping[str, Any]) -> _Call | None:
         """``op.create_index`` when it recreates exactly the catalog's definition, else None."""
@@ -403,7 +404,7 @@ class _Renderer:
         if include:
             call.add("postgresql_include", _names([c for c in include if c is not None]))
         if idx.get("predicate"):
-            call.add("postgresql_where", _text(idx["predicate"]))
+            call.add("postgresql_where", _text(stable_expression(idx["predicate"])))
         return call
 
     # -- the whole file ------------------------------------------------------------------

@@ -22,6 +22,8 @@ rels AS (
          c.relname::text ~ ANY (%(excl)s::text[]) AS excluded
   FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                    AND e.objid = c.oid AND e.deptype = 'e')
 ),
 descr AS (
   SELECT objoid, objsubid, description FROM pg_description
@@ -53,6 +55,8 @@ objs AS MATERIALIZED (
                        WHERE objoid = t.oid AND classoid = 'pg_type'::regclass))
   FROM pg_type t JOIN ns ON t.typnamespace = ns.oid
   WHERE t.typtype = 'e'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_type'::regclass
+                    AND e.objid = t.oid AND e.deptype = 'e')
 
   UNION ALL
   -- domains
@@ -66,11 +70,13 @@ objs AS MATERIALIZED (
                       FROM pg_constraint c WHERE c.contypid = t.oid))
   FROM pg_type t JOIN ns ON t.typnamespace = ns.oid
   WHERE t.typtype = 'd'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_type'::regclass
+                    AND e.objid = t.oid AND e.deptype = 'e')
 
   UNION ALL
   -- standalone sequences (identity sequences belong to their column)
   SELECT 'sequence', r.relname,
-         CASE WHEN r.excluded THEN r.relname WHEN so.excluded THEN so.relname END,
+         CASE WHEN so.excluded THEN so.relname WHEN r.excluded THEN r.relname END,
          jsonb_build_object(
            'data_type', format_type(s.seqtypid, NULL),
            'start', s.seqstart, 'increment', s.seqincrement,
@@ -245,11 +251,12 @@ PROBE_SQL = (
 SELECT PROBE_HASH AS fingerprint,
        count(*) FILTER (WHERE kind = 'table') AS tables,
        CASE WHEN to_regclass(%(version_table)s) IS NULL THEN NULL ELSE
-         (SELECT coalesce(array_agg(v::text ORDER BY v::text), '{}')
+         (SELECT coalesce(array_agg(v::text ORDER BY v::text COLLATE "C"), '{}')
           FROM unnest(xpath('/table/row/version_num/text()',
                             query_to_xml('SELECT version_num FROM ' || %(version_table)s,
                                          false, false, ''))) v)
-       END AS revisions
+       END AS revisions,
+       EXISTS (SELECT 1 FROM ns) AS schema_exists
 FROM objs WHERE owner IS NULL
 """
 ).replace("PROBE_HASH", PROBE_HASH_EXPR)

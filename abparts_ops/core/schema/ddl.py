@@ -55,6 +55,31 @@ _TYPE_LIMITS = {
     "bigint": (-9223372036854775808, 9223372036854775807),
 }
 
+_LITERAL = r"'(?:[^']|'')*'"
+_VARCHAR_IN = re.compile(
+    r"\(\((?P<col>[^()]+?)\)::text = ANY \(\(ARRAY\[(?P<items>"
+    + _LITERAL
+    + r"::character varying(?:, "
+    + _LITERAL
+    + r"::character varying)*)\]\)::text\[\]\)\)"
+)
+
+
+def stable_expression(sql: str) -> str:
+    """Rewrite catalog text that PostgreSQL would not parse back to the same tree.
+
+    ``col IN ('a', 'b')`` on a varchar column is printed as
+    ``((col)::text = ANY ((ARRAY['a'::character varying, ...])::text[]))``, and that text
+    re-parses into a different expression (each element cast on its own). Giving the
+    ``IN`` list back makes PostgreSQL store exactly what the source has.
+    """
+
+    def as_in_list(match: re.Match[str]) -> str:
+        items = match.group("items").replace("::character varying", "")
+        return f"({match.group('col')} IN ({items}))"
+
+    return _VARCHAR_IN.sub(as_in_list, sql)
+
 
 def quote_ident(name: str) -> str:
     """Quote an identifier exactly when PostgreSQL's ``quote_ident`` would."""
@@ -336,7 +361,9 @@ def render_ddl(snapshot: Snapshot) -> str:
         lines = [f"    {_column_sql(col)}" for col in columns_of(snapshot, name)]
         for kind in inline_kinds:
             for con in grouped[kind].get(name, []):
-                statement = f"CONSTRAINT {quote_ident(con['name'])} {con['definition']}"
+                statement = (
+                    f"CONSTRAINT {quote_ident(con['name'])} {stable_expression(con['definition'])}"
+                )
                 if _inline_constraint(con):
                     lines.append(f"    {statement}")
                 else:
@@ -379,7 +406,8 @@ def render_ddl(snapshot: Snapshot) -> str:
     section("Views (dependency order)", views)
 
     indexes = [
-        snapshot.kind("index")[name]["definition"] + ";" for name in sorted(snapshot.kind("index"))
+        stable_expression(snapshot.kind("index")[name]["definition"]) + ";"
+        for name in sorted(snapshot.kind("index"))
     ]
     section("Indexes", indexes)
 
