@@ -56,12 +56,14 @@ _TYPE_LIMITS = {
 }
 
 _LITERAL = r"'(?:[^']|'')*'"
+_ITEMS = (
+    r"(?P<items>" + _LITERAL + r"::character varying(?:, " + _LITERAL + r"::character varying)*)"
+)
 _VARCHAR_IN = re.compile(
-    r"\(\((?P<col>[^()]+?)\)::text = ANY \(\(ARRAY\[(?P<items>"
-    + _LITERAL
-    + r"::character varying(?:, "
-    + _LITERAL
-    + r"::character varying)*)\]\)::text\[\]\)\)"
+    r"\(\((?P<col>[^()]+?)\)::text = ANY \(\(ARRAY\[" + _ITEMS + r"\]\)::text\[\]\)\)"
+)
+_VARCHAR_IN_PRETTY = re.compile(
+    r"(?P<col>[\w\"]+)::text = ANY \(ARRAY\[" + _ITEMS + r"\]::text\[\]\)"
 )
 
 
@@ -78,7 +80,7 @@ def stable_expression(sql: str) -> str:
         items = match.group("items").replace("::character varying", "")
         return f"({match.group('col')} IN ({items}))"
 
-    return _VARCHAR_IN.sub(as_in_list, sql)
+    return _VARCHAR_IN_PRETTY.sub(as_in_list, _VARCHAR_IN.sub(as_in_list, sql))
 
 
 def quote_ident(name: str) -> str:
