@@ -17,18 +17,26 @@ from abparts_ops.defs.baseline_assets import (
 )
 from abparts_ops.defs.environment_assets import build_environment_defs
 from abparts_ops.defs.jobs import reset_baseline_job
+from abparts_ops.defs.live_assets import build_live_specs
 from abparts_ops.defs.project_settings import load_project_settings
 from abparts_ops.defs.resources import DatabaseResource, build_resources, env_resource_key
+from abparts_ops.defs.schedules import build_schedules
 from abparts_ops.defs.schema_assets import reference_dump, source_schema
+from abparts_ops.defs.sensors import build_sensors, refresh_history_job
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    """Every asset, check, job, sensor, schedule and resource for ``settings``."""
+def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Definitions:
+    """Every asset, check, job, sensor, schedule and resource for ``settings``.
+
+    ``demo`` (default: no ``ABPARTS_OPS_CONFIG``) starts sensors and the schedule running;
+    with a production configuration they start stopped.
+    """
     resources = build_resources(settings)
     source = resources[env_resource_key(settings.source)]
     assert isinstance(source, DatabaseResource)
     resources["source_db"] = source
     environment = build_environment_defs(settings)
+    jobs = [reset_baseline_job, refresh_history_job, *environment.jobs]
     return dg.Definitions(
         assets=[
             source_schema,
@@ -36,15 +44,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             migration_history,
             baseline_revision,
             *environment.assets,
+            *build_live_specs(settings),
         ],
         asset_checks=[
             *history_checks,
             build_baseline_checks(settings.alembic.models is not None),
             *environment.checks,
         ],
-        jobs=[reset_baseline_job, *environment.jobs],
-        sensors=[*environment.sensors],
-        schedules=[*environment.schedules],
+        jobs=jobs,
+        sensors=[*build_sensors(settings, demo=demo, jobs=jobs), *environment.sensors],
+        schedules=[*build_schedules(settings, demo=demo), *environment.schedules],
         resources=resources,
     )
 
