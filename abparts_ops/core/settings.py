@@ -10,6 +10,7 @@ each naming the key and the fix.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -129,15 +130,38 @@ class _Problems:
         self.items.append(f"{self.path.name}: {key}: {message}")
 
     def unknown(self, where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-        for key in sorted(set(data) - allowed):
+        for key in sorted(set(data) - allowed, key=str):
+            if key == "url":  # its value is never echoed
+                self.add(
+                    f"{where}url",
+                    "URLs never go in the file: use `url_env: SOME_VARIABLE` and export it.",
+                )
+                continue
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
             self.add(
                 f"{where}{key}",
-                f"unknown key (allowed: {', '.join(sorted(allowed))}); remove or rename it.",
+                f"unknown key ({hint}allowed: {', '.join(sorted(allowed))}); remove or rename it.",
             )
 
     def raise_if_any(self) -> None:
         if self.items:
             raise ConfigError("\n".join(self.items))
+
+
+def _check_variable_name(problems: _Problems, key: str, value: Any) -> bool:
+    """True when ``value`` is a valid variable name; a problem (never echoing a URL) if not."""
+    if isinstance(value, str) and _ENV_VAR_RE.match(value):
+        return True
+    if isinstance(value, str) and "://" in value:
+        problems.add(
+            key,
+            "holds a URL, not a variable name: export the URL in a variable and name the "
+            "variable here (URLs never go in the file).",
+        )
+    else:
+        problems.add(key, f"{value!r} is not a valid variable name (letters, digits, _).")
+    return False
 
 
 def _mapping(problems: _Problems, key: str, value: Any) -> dict[str, Any]:
@@ -202,6 +226,12 @@ def _parse_environments(
         if not isinstance(name, str) or not _NAME_RE.match(name):
             problems.add(key, "names are lower-case letters, digits and _ (start with a letter).")
             continue
+        if raw is not None and not isinstance(raw, dict):
+            problems.add(
+                key,
+                f"must be a mapping such as {{url_env: SOME_VARIABLE}}, got {type(raw).__name__}.",
+            )
+            continue
         env = _mapping(problems, key, raw)
         problems.unknown(f"{key}.", env, _ENV_KEYS)
         if "url" in env:
@@ -210,8 +240,7 @@ def _parse_environments(
         if not url_env:
             problems.add(f"{key}.url_env", "missing: name the environment variable with the URL.")
             continue
-        if not isinstance(url_env, str) or not _ENV_VAR_RE.match(url_env):
-            problems.add(f"{key}.url_env", f"{url_env!r} is not a valid variable name.")
+        if not _check_variable_name(problems, f"{key}.url_env", url_env):
             continue
         protected = env.get("protected", False)
         if not isinstance(protected, bool):
@@ -239,20 +268,25 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
     problems.unknown("", data, _TOP_KEYS)
     alembic = _parse_alembic(problems, base, _mapping(problems, "alembic", data.get("alembic")))
     raw_envs = _mapping(problems, "environments", data.get("environments"))
-    for name, raw in raw_envs.items():
-        if isinstance(raw, dict) and "url" in raw:
-            problems.add(
-                f"environments.{name}.url",
-                "URLs never go in the file: use `url_env: SOME_VARIABLE` and export it.",
-            )
     environments = _parse_environments(problems, raw_envs)
+    users: dict[str, list[str]] = {}
+    for env in environments.values():
+        users.setdefault(env.url_env, []).append(env.name)
+    for variable, names in users.items():
+        if len(names) > 1:
+            problems.add(
+                f"environments.{names[-1]}.url_env",
+                f"{variable} is also the variable of {', '.join(names[:-1])}: each "
+                "environment needs its own variable (a stamp must never hit the wrong one).",
+            )
     source = data.get("source")
     if not source:
         problems.add("source", "missing: name the environment whose schema is the reference.")
     elif source not in raw_envs:
         problems.add(
             "source",
-            f"{source!r} is not among the environments ({', '.join(raw_envs) or 'none'}).",
+            f"{source!r} is not among the environments ({', '.join(map(str, raw_envs)) or 'none'}"
+            "): name one of them, or add it under `environments`.",
         )
     raw_exclude = data.get("exclude") or []
     if isinstance(raw_exclude, str):
@@ -271,8 +305,10 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
     scratch = _mapping(problems, "scratch", data.get("scratch"))
     problems.unknown("scratch.", scratch, _SCRATCH_KEYS)
     scratch_url_env = scratch.get("url_env")
-    if scratch_url_env is not None and not _ENV_VAR_RE.match(str(scratch_url_env)):
-        problems.add("scratch.url_env", f"{scratch_url_env!r} is not a valid variable name.")
+    if scratch_url_env is not None and not _check_variable_name(
+        problems, "scratch.url_env", scratch_url_env
+    ):
+        scratch_url_env = None
     reference = _mapping(problems, "reference", data.get("reference"))
     problems.unknown("reference.", reference, _REFERENCE_KEYS)
     reference_path = _resolve(base, str(reference["path"])) if reference.get("path") else None

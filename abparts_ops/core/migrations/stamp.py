@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import psycopg2
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, explain_error, make_engine
-from abparts_ops.core.errors import StampRefused
+from abparts_ops.core.errors import AbpartsOpsError, MigrationError, StampRefused
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.introspect import exclusion_patterns, fetch_rows, snapshot_from_rows
@@ -53,6 +54,14 @@ class StampResult:
     diff: SchemaDiff | None = field(default=None, compare=False)
 
 
+class SchemaDrift(StampRefused):
+    """The environment's schema differs from the reference; ``diff`` says how."""
+
+    def __init__(self, message: str, diff: SchemaDiff) -> None:
+        super().__init__(message)
+        self.diff = diff
+
+
 def _lock_key(schema: str, version_table: str) -> str:
     return f"{LOCK_NAMESPACE}:{schema}.{version_table}"
 
@@ -69,7 +78,7 @@ def _acquire_lock(conn: Connection, key: str, timeout_s: float, environment: str
         if time.perf_counter() >= deadline:
             raise StampRefused(
                 f"{environment}: another stamp holds the lock on its version table; waited "
-                f"{timeout_s:.0f} s (wait for that run to finish, then run this one again)."
+                f"{timeout_s:g} s (wait for that run to finish, then run this one again)."
             )
         time.sleep(0.1)
 
@@ -114,7 +123,10 @@ def guarded_stamp(
     vt_schema = version_table_schema or schema
     engine = make_engine(url, label=environment, connect_timeout=connect_timeout)
     try:
-        with connect(engine, label=environment) as conn:
+        # Not db.connect(): when the connection dies mid-transaction, the error that
+        # explains it is the first one (e.g. "terminating connection due to administrator
+        # command"), not the "connection already closed" of the rollback that follows.
+        with engine.connect() as conn:
             result = _stamp_in_transaction(
                 conn,
                 environment=environment,
@@ -136,15 +148,35 @@ def guarded_stamp(
         with connect(engine, label=environment) as conn:
             after = current_revisions(conn, version_table=version_table, schema=vt_schema)
         if after != (target,):
-            raise StampRefused(
+            raise MigrationError(
                 f"{environment}: verification after the stamp read {_describe(after)}, "
                 f"expected {target} (inspect the version table; rerun the stamp)."
             )
         return StampResult(**{**result.__dict__, "after": after})
-    except DBAPIError as exc:
-        raise explain_error(exc, label=environment, url=url) from None
+    except (DBAPIError, psycopg2.Error) as exc:
+        raise _explain(exc, environment, url) from None
     finally:
         engine.dispose()
+
+
+def _explain(exc: BaseException, environment: str, url: str | sa.URL) -> AbpartsOpsError:
+    """One safe line for a database error raised while stamping.
+
+    When the connection dies mid-transaction, the rollback that follows fails again
+    ("connection already closed") and hides the error that explains it: use the first
+    one in the chain, or the safe error already made from it (e.g. by ``fetch_rows``).
+    """
+    first: BaseException = exc
+    seen: set[int] = set()
+    current: BaseException | None = exc.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, AbpartsOpsError):
+            return current
+        if isinstance(current, (DBAPIError, psycopg2.Error)):
+            first = current
+        current = current.__context__
+    return explain_error(first, label=environment, url=url)
 
 
 def _stamp_in_transaction(
@@ -167,13 +199,23 @@ def _stamp_in_transaction(
     if conn.in_transaction():
         conn.commit()
     with conn.begin() as transaction:
-        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # READ COMMITTED, not REPEATABLE READ: a repeatable-read snapshot would be taken by
+        # the first lock attempt, so a stamp that waited for another one would read the
+        # version rows as they were *before* that stamp committed. Each statement below
+        # runs after the lock is held and sees every committed stamp; the catalog query
+        # is a single statement, so the schema snapshot is consistent in itself.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        # Bound every lock wait of this transaction (the version table's row and table
+        # locks, e.g. behind a concurrent `alembic upgrade`), not only the advisory lock.
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout_s * 1000))}")
         waited = _acquire_lock(
             conn, _lock_key(vt_schema, version_table), lock_timeout_s, environment
         )
         before = current_revisions(conn, version_table=version_table, schema=vt_schema)
         actual = snapshot_from_rows(
-            fetch_rows(conn, schema=schema, patterns=patterns), schema=schema, source=environment
+            fetch_rows(conn, schema=schema, patterns=patterns, label=environment),
+            schema=schema,
+            source=environment,
         )
         diff = diff_snapshots(
             reference, actual, reference_label="reference", actual_label=environment
@@ -190,10 +232,11 @@ def _stamp_in_transaction(
         }
         if not diff.is_empty:
             transaction.rollback()
-            raise StampRefused(
+            raise SchemaDrift(
                 f"{environment}: schema differs from the reference in {len(diff.changes)} "
                 "object(s); refusing to stamp (bring the schema in line, or rebuild the "
-                f"baseline from a source that has these changes).\n\n{diff.to_markdown(50)}"
+                f"baseline from a source that has these changes).\n\n{diff.to_markdown(50)}",
+                diff,
             )
         if before == (target,):
             transaction.rollback()

@@ -34,6 +34,7 @@ CREATE TABLE knowledge_documents (id serial PRIMARY KEY, body text);
 """
 
 MODELS = """
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
