@@ -1,0 +1,588 @@
+"""Drift watch without Dagster: probe every environment at once, classify, remember.
+
+:func:`probe_all` runs the cheap probe (:func:`abparts_ops.core.schema.probe.probe`) for
+every environment concurrently, each in a thread of its own with its own deadline: a dead
+or hanging server becomes an outcome with a one-line ``error`` and never delays or stops
+the others. :func:`classify` compares an outcome with the Alembic head and the reference
+probe fingerprint. :class:`DriftCursor` is the memory kept between sensor ticks, and
+:func:`plan_tick` decides, from the states of one tick and that memory, which
+environments need a verification run (the same drift never twice).
+
+The versions-folder helpers (:func:`versions_signature`, :func:`versions_fingerprint`,
+:func:`script_heads`) let a sensor notice new revision files with a few ``stat`` calls
+and read the head without importing every revision on every tick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from abparts_ops.core.db import explain_error, scrub
+from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.migrations.history import file_sha256, fingerprint_files
+from abparts_ops.core.migrations.project import AlembicProject, revision_files
+from abparts_ops.core.schema.probe import ProbeResult, probe
+
+IN_SYNC = "in_sync"
+REVISION_DRIFT = "revision_drift"
+SCHEMA_DRIFT = "schema_drift"
+UNREACHABLE = "unreachable"
+STATUSES: tuple[str, ...] = (IN_SYNC, REVISION_DRIFT, SCHEMA_DRIFT, UNREACHABLE)
+DRIFT_STATUSES = frozenset({REVISION_DRIFT, SCHEMA_DRIFT})
+
+#: Extra time a probe thread gets beyond its own timeout before it is abandoned.
+GRACE_S = 1.0
+
+ProbeFn = Callable[..., ProbeResult]
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One environment to probe.
+
+    ``url`` is the URL or a callable returning it (called inside the probe's thread, so a
+    missing URL variable becomes that environment's error, not the tick's). The schema,
+    exclusions and version table must be the ones the reference snapshot was taken with.
+    """
+
+    environment: str
+    url: str | Callable[[], str]
+    schema: str = "public"
+    exclude: tuple[str, ...] = ()
+    version_table: str = "alembic_version"
+    version_table_schema: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What probing one environment gave: a result, or one safe line in ``error``."""
+
+    environment: str
+    result: ProbeResult | None = None
+    error: str | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the environment answered."""
+        return self.result is not None
+
+    @property
+    def revisions(self) -> tuple[str, ...] | None:
+        """The version rows seen (None when unreachable or without a version table)."""
+        return self.result.revisions if self.result else None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The schema's probe fingerprint (None when unreachable)."""
+        return self.result.fingerprint if self.result else None
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+def _safe_error(exc: BaseException, environment: str, url: str | None) -> str:
+    """One line naming ``environment``, without the password of ``url``."""
+    if isinstance(exc, AbpartsOpsError):
+        message = _one_line(str(exc))
+        if not message.startswith(f"{environment}:") and environment not in message:
+            message = f"{environment}: {message}"
+    else:
+        message = _one_line(str(explain_error(exc, label=environment, url=url)))
+    return scrub(message, url) if url else message
+
+
+def _probe_one(target: ProbeTarget, timeout_s: float, probe_fn: ProbeFn) -> ProbeOutcome:
+    started = time.perf_counter()
+    url: str | None = None
+    try:
+        url = target.url() if callable(target.url) else target.url
+        result = probe_fn(
+            url,
+            environment=target.environment,
+            schema=target.schema,
+            exclude=target.exclude,
+            version_table=target.version_table,
+            version_table_schema=target.version_table_schema,
+            timeout_s=timeout_s,
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure is this environment's outcome
+        return ProbeOutcome(
+            environment=target.environment,
+            error=_safe_error(exc, target.environment, url),
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+    return ProbeOutcome(
+        environment=target.environment,
+        result=result,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def probe_all(
+    targets: Sequence[ProbeTarget],
+    *,
+    max_workers: int = 16,
+    timeout_s: float = 10,
+    budget_s: float | None = None,
+    probe_fn: ProbeFn = probe,
+) -> list[ProbeOutcome]:
+    """Probe every target concurrently; one outcome per target, in the targets' order.
+
+    At most ``max_workers`` probes run at once. Each probe has its own ``timeout_s``
+    (connection and statement, enforced by the server and libpq) and a hard deadline of
+    ``timeout_s`` plus a second: a probe still running then is abandoned (its daemon
+    thread finishes on its own) and reported as timed out, and its slot goes to the next
+    target. An error in one environment never affects another. ``budget_s`` bounds the
+    whole call (a sensor tick has a time limit): when it runs out, probes still running
+    or waiting are reported as not probed. ``probe_fn`` is the function called per target
+    (the real probe by default).
+    """
+    if max_workers < 1:
+        raise ValueError("max_workers must be at least 1")
+    total = len(targets)
+    outcomes: dict[int, ProbeOutcome] = {}
+    running: dict[int, float] = {}
+    pending = deque(range(total))
+    cond = threading.Condition()
+    deadline_s = timeout_s + GRACE_S
+    started_all = time.monotonic()
+    budget_end = None if budget_s is None else started_all + budget_s
+
+    def work(index: int) -> None:
+        outcome = _probe_one(targets[index], timeout_s, probe_fn)
+        with cond:
+            if index in running:
+                running.pop(index)
+                outcomes[index] = outcome
+            cond.notify()
+
+    with cond:
+        while len(outcomes) < total:
+            while pending and len(running) < max_workers:
+                index = pending.popleft()
+                running[index] = time.monotonic()
+                threading.Thread(
+                    target=work, args=(index,), name=f"probe-{index}", daemon=True
+                ).start()
+            now = time.monotonic()
+            if budget_end is not None and now >= budget_end:
+                for index in [*running, *pending]:
+                    env = targets[index].environment
+                    outcomes[index] = ProbeOutcome(
+                        environment=env,
+                        error=f"{env}: not probed: this tick's time budget of {budget_s:g} s "
+                        "ran out (raise max_workers or the sensor interval, or lower the "
+                        "probe timeout).",
+                        elapsed_ms=(now - running.get(index, now)) * 1000,
+                    )
+                running.clear()
+                pending.clear()
+                break
+            for index, started in list(running.items()):
+                if now - started >= deadline_s:
+                    running.pop(index)
+                    env = targets[index].environment
+                    outcomes[index] = ProbeOutcome(
+                        environment=env,
+                        error=f"{env}: no answer within {timeout_s:g} s (check that the "
+                        "server is running and reachable; the probe was abandoned).",
+                        elapsed_ms=(now - started) * 1000,
+                    )
+            if len(outcomes) >= total:
+                break
+            if running:
+                wait = min(started + deadline_s for started in running.values()) - now
+                if budget_end is not None:
+                    wait = min(wait, budget_end - now)
+                cond.wait(timeout=max(0.005, wait))
+    return [outcomes[i] for i in range(total)]
+
+
+@dataclass(frozen=True)
+class DriftState:
+    """One environment's classified state at one tick.
+
+    ``status`` is one of :data:`STATUSES`; ``reason`` is one readable line. The in-sync
+    flags are None when they could not be judged (unreachable, no single head, no
+    reference). When both revision and schema drift, ``status`` is ``revision_drift``
+    and ``reason`` names both.
+    """
+
+    environment: str
+    status: str
+    reason: str
+    revisions: tuple[str, ...] | None = None
+    fingerprint: str | None = None
+    head: str | None = None
+    reference: str | None = None
+    revision_in_sync: bool | None = None
+    schema_in_sync: bool | None = None
+    table_count: int | None = None
+    elapsed_ms: float = 0.0
+    error: str | None = None
+
+    @property
+    def drifting(self) -> bool:
+        """True for revision or schema drift (not for unreachable)."""
+        return self.status in DRIFT_STATUSES
+
+
+def short(value: str | None, n: int = 12) -> str:
+    """The first ``n`` characters of a revision or fingerprint (``-`` for None)."""
+    return "-" if value is None else value[:n]
+
+
+def describe_revisions(revisions: tuple[str, ...] | None) -> str:
+    """Human words for an environment's version rows."""
+    if revisions is None:
+        return "no version table"
+    if not revisions:
+        return "an empty version table"
+    if len(revisions) == 1:
+        return f"revision {revisions[0]}"
+    return f"{len(revisions)} revisions ({', '.join(revisions)})"
+
+
+def classify(
+    outcome: ProbeOutcome,
+    *,
+    head: str | None,
+    reference_probe: str | None,
+    source: bool = False,
+) -> DriftState:
+    """Classify one probe outcome against the Alembic ``head`` and the reference.
+
+    ``head`` None (no single head) skips the revision comparison; ``reference_probe``
+    None skips the schema comparison. ``source`` marks the environment the reference
+    was taken from (its schema drift means the reference is stale).
+    """
+    env = outcome.environment
+    if not outcome.ok:
+        error = outcome.error or f"{env}: unreachable"
+        detail = error[len(env) + 2 :] if error.startswith(f"{env}: ") else error
+        return DriftState(
+            environment=env,
+            status=UNREACHABLE,
+            reason=f"{env}: unreachable: {detail}",
+            head=head,
+            reference=reference_probe,
+            elapsed_ms=outcome.elapsed_ms,
+            error=error,
+        )
+    result = outcome.result
+    assert result is not None
+    revisions = result.revisions
+    revision_ok = None if head is None else revisions == (head,)
+    schema_ok = None if reference_probe is None else result.fingerprint == reference_probe
+    problems: list[str] = []
+    if revision_ok is False:
+        problems.append(f"revision drift: at {describe_revisions(revisions)}, head is {head}")
+    if schema_ok is False:
+        what = (
+            "schema moved since source_schema was materialized (rematerialize it)"
+            if source
+            else "schema differs from the reference"
+        )
+        problems.append(
+            f"schema drift: {what} (probe {short(result.fingerprint)}, "
+            f"reference {short(reference_probe)})"
+        )
+    if revision_ok is False:
+        status = REVISION_DRIFT
+    elif schema_ok is False:
+        status = SCHEMA_DRIFT
+    else:
+        status = IN_SYNC
+    if problems:
+        reason = f"{env}: " + "; ".join(problems)
+    else:
+        at = describe_revisions(revisions)
+        parts = [f"at {at}" + (" (head)" if revision_ok else "")]
+        parts.append("schema matches the reference" if schema_ok else "schema not compared")
+        reason = f"{env}: in sync: " + ", ".join(parts)
+    return DriftState(
+        environment=env,
+        status=status,
+        reason=reason,
+        revisions=revisions,
+        fingerprint=result.fingerprint,
+        head=head,
+        reference=reference_probe,
+        revision_in_sync=revision_ok,
+        schema_in_sync=schema_ok,
+        table_count=result.table_count,
+        elapsed_ms=outcome.elapsed_ms,
+    )
+
+
+def run_key(
+    environment: str,
+    revisions: Sequence[str] | None,
+    fingerprint: str | None,
+    episode: int = 0,
+) -> str:
+    """A deterministic run key for one drift: environment, revisions and fingerprint.
+
+    ``episode`` counts how often the environment came back in sync after a run was
+    requested, so a drift that is fixed and later comes back identically is a new run.
+    """
+    payload = json.dumps(
+        [environment, None if revisions is None else sorted(revisions), fingerprint, episode],
+        separators=(",", ":"),
+    )
+    return f"drift-{environment}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class EnvironmentMemory:
+    """What the cursor remembers of one environment.
+
+    ``revisions`` and ``fingerprint`` are the last values seen while reachable;
+    ``since`` is when ``status`` began and ``seen_since`` when these exact revisions and
+    fingerprint were first seen (epoch seconds); ``requested`` is the run key of the
+    verification requested in the current ``episode`` (None when none was).
+    """
+
+    status: str
+    revisions: tuple[str, ...] | None = None
+    fingerprint: str | None = None
+    since: float | None = None
+    episode: int = 0
+    requested: str | None = None
+    seen_since: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "status": self.status,
+            "revisions": None if self.revisions is None else list(self.revisions),
+            "fingerprint": self.fingerprint,
+            "since": self.since,
+            "episode": self.episode,
+            "requested": self.requested,
+            "seen_since": self.seen_since,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EnvironmentMemory:
+        """Read :meth:`to_dict` output (unknown keys ignored)."""
+        revisions = data.get("revisions")
+        status = str(data.get("status") or UNREACHABLE)
+        return cls(
+            status=status if status in STATUSES else UNREACHABLE,
+            revisions=None if revisions is None else tuple(str(r) for r in revisions),
+            fingerprint=data.get("fingerprint"),
+            since=data.get("since"),
+            episode=int(data.get("episode") or 0),
+            requested=data.get("requested"),
+            seen_since=data.get("seen_since"),
+        )
+
+
+CURSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DriftCursor:
+    """The sensor's memory between ticks: last seen state per environment, as JSON."""
+
+    environments: Mapping[str, EnvironmentMemory] = field(default_factory=dict)
+    head: str | None = None
+    reference: str | None = None
+
+    def to_json(self) -> str:
+        """Compact JSON, stable key order."""
+        return json.dumps(
+            {
+                "version": CURSOR_VERSION,
+                "head": self.head,
+                "reference": self.reference,
+                "environments": {
+                    name: memory.to_dict() for name, memory in sorted(self.environments.items())
+                },
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> DriftCursor:
+        """Read :meth:`to_json` output; None, empty or unreadable text is an empty cursor."""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("version") != CURSOR_VERSION:
+                return cls()
+            return cls(
+                environments={
+                    str(name): EnvironmentMemory.from_dict(memory)
+                    for name, memory in (data.get("environments") or {}).items()
+                },
+                head=data.get("head"),
+                reference=data.get("reference"),
+            )
+        except (ValueError, TypeError, AttributeError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    """What one tick decided: states, verifications to request (env -> run key), memory."""
+
+    states: tuple[DriftState, ...]
+    requests: Mapping[str, str]
+    cursor: DriftCursor
+
+    def state(self, environment: str) -> DriftState:
+        """The state of ``environment`` at this tick."""
+        return next(s for s in self.states if s.environment == environment)
+
+
+def plan_tick(
+    states: Iterable[DriftState],
+    cursor: DriftCursor,
+    *,
+    now: float | None = None,
+    no_runs_for: Collection[str] = (),
+    head: str | None = None,
+    reference: str | None = None,
+) -> TickPlan:
+    """Decide which environments need a verification run and compute the next cursor.
+
+    A drifting environment (not in ``no_runs_for``) gets a run key from its revisions,
+    fingerprint and episode; it is requested unless that key was already requested, so
+    the same drift never asks twice. An environment back in sync after a request starts
+    a new episode. An unreachable environment keeps its last seen revisions and
+    fingerprint (and its pending request), so a short outage requests nothing new.
+    """
+    now = time.time() if now is None else now
+    memories = dict(cursor.environments)
+    requests: dict[str, str] = {}
+    states = tuple(states)
+    for state in states:
+        previous = memories.get(state.environment)
+        since = now if previous is None or previous.status != state.status else previous.since
+        episode = previous.episode if previous else 0
+        requested = previous.requested if previous else None
+        if state.status == UNREACHABLE:
+            memories[state.environment] = EnvironmentMemory(
+                status=UNREACHABLE,
+                revisions=previous.revisions if previous else None,
+                fingerprint=previous.fingerprint if previous else None,
+                since=since,
+                episode=episode,
+                requested=requested,
+                seen_since=previous.seen_since if previous else None,
+            )
+            continue
+        if state.status == IN_SYNC and requested is not None:
+            episode, requested = episode + 1, None
+        if state.drifting and state.environment not in no_runs_for:
+            key = run_key(state.environment, state.revisions, state.fingerprint, episode)
+            if key != requested:
+                requests[state.environment] = key
+                requested = key
+        same = previous is not None and (previous.revisions, previous.fingerprint) == (
+            state.revisions,
+            state.fingerprint,
+        )
+        memories[state.environment] = EnvironmentMemory(
+            status=state.status,
+            revisions=state.revisions,
+            fingerprint=state.fingerprint,
+            since=since,
+            episode=episode,
+            requested=requested,
+            seen_since=previous.seen_since if same and previous else now,
+        )
+    return TickPlan(
+        states=states,
+        requests=requests,
+        cursor=replace(cursor, environments=memories, head=head, reference=reference),
+    )
+
+
+# -- the versions folder ----------------------------------------------------------------
+
+
+def _files(folders: Iterable[Path]) -> list[tuple[Path, Path]]:
+    """``(folder, file)`` for every revision file under ``folders`` (sub-folders too)."""
+    found: list[tuple[Path, Path]] = []
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_dir():
+            found.extend((folder, path) for path in revision_files(folder, recursive=True))
+    return found
+
+
+def versions_signature(folders: Iterable[Path]) -> str:
+    """A cheap signature of the revision files: names, sizes and mtimes (no reads).
+
+    Changes whenever a revision file is added, removed, renamed or written; may also
+    change when nothing in the content did (a ``touch``), so confirm with
+    :func:`versions_fingerprint`.
+    """
+    digest = hashlib.sha256()
+    for folder, path in _files(folders):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        rel = path.relative_to(folder).as_posix()
+        digest.update(f"{folder}\t{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def versions_fingerprint(folders: Iterable[Path]) -> str:
+    """sha256 over the revision files' names and contents (like the history's fingerprint).
+
+    Reads the files but never imports them.
+    """
+    pairs: list[tuple[str, str]] = []
+    for folder, path in _files(folders):
+        try:
+            pairs.append((path.relative_to(folder).as_posix(), file_sha256(path)))
+        except OSError:
+            continue
+    return fingerprint_files(pairs)
+
+
+_HEADS_LOCK = threading.Lock()
+_HEADS_CACHE: dict[tuple[str, ...], tuple[str, str]] = {}
+
+
+def script_heads(project: AlembicProject) -> tuple[str, ...]:
+    """The heads of ``project``'s script directory, sorted.
+
+    Alembic imports every revision file to find them; the answer is cached per project
+    and reused while :func:`versions_signature` of its versions folders (and the ini
+    file's mtime) stay the same, so a sensor tick costs a few ``stat`` calls.
+    """
+    ini_mtime = ""
+    if project.ini_path is not None:
+        try:
+            ini_mtime = str(project.ini_path.stat().st_mtime_ns)
+        except OSError:
+            ini_mtime = "missing"
+    key = (str(project.ini_path), str(project.script_location), *map(str, project.versions_dirs))
+    signature = versions_signature(project.versions_dirs) + ini_mtime
+    with _HEADS_LOCK:
+        cached = _HEADS_CACHE.get(key)
+        if cached is not None and cached[0] == signature:
+            return tuple(cached[1].split(",")) if cached[1] else ()
+    heads = tuple(sorted(project.script().get_heads()))
+    with _HEADS_LOCK:
+        _HEADS_CACHE[key] = (signature, ",".join(heads))
+    return heads

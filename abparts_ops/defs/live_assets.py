@@ -1,0 +1,74 @@
+"""The live state of every environment, as assets the drift sensor observes.
+
+Per environment two external assets, group ``live``: ``[env, "live_revision"]`` (what
+its ``alembic_version`` says) and ``[env, "live_schema"]`` (the fingerprint of its
+schema). Nothing materializes them: ``schema_drift_sensor`` records an
+``AssetObservation`` of each on every tick, so the UI shows their current state and
+plots their numeric metadata (in-sync flags as 0/1, probe time, differing objects) over
+time, and the moment drift started is the first observation with a 0.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from abparts_ops.core.settings import Settings
+
+LIVE_GROUP = "live"
+LIVE_REVISION = "live_revision"
+LIVE_SCHEMA = "live_schema"
+
+
+def live_revision_key(environment: str) -> dg.AssetKey:
+    """Asset key of an environment's live revision: ``[env, "live_revision"]``."""
+    return dg.AssetKey([environment, LIVE_REVISION])
+
+
+def live_schema_key(environment: str) -> dg.AssetKey:
+    """Asset key of an environment's live schema: ``[env, "live_schema"]``."""
+    return dg.AssetKey([environment, LIVE_SCHEMA])
+
+
+def build_live_specs(settings: Settings) -> list[dg.AssetSpec]:
+    """Two observed asset specs per configured environment (source included).
+
+    Their observations come from ``schema_drift_sensor``; their metadata is described in
+    each spec's description.
+    """
+    specs: list[dg.AssetSpec] = []
+    for env in settings.environments.values():
+        role = "source (reference)" if env.name == settings.source else "target"
+        protected = ", protected" if env.protected else ""
+        specs.append(
+            dg.AssetSpec(
+                key=live_revision_key(env.name),
+                group_name=LIVE_GROUP,
+                kinds={"postgres", "alembic"},
+                description=(
+                    f"The revision(s) in `{env.name}`'s Alembic version table, as seen by "
+                    "`schema_drift_sensor` on each tick. Metadata: `revision`, `head`, "
+                    "`revision_in_sync` (1/0), `reachable` (1/0), `status`, `status_since`, "
+                    "`elapsed_ms`."
+                ),
+                metadata={"environment": env.name, "role": role + protected},
+                tags={"abparts_ops/environment": env.name},
+            )
+        )
+        specs.append(
+            dg.AssetSpec(
+                key=live_schema_key(env.name),
+                group_name=LIVE_GROUP,
+                kinds={"postgres"},
+                description=(
+                    f"The fingerprint of `{env.name}`'s schema (exclusions applied), "
+                    "computed by the server in one catalog query on each tick of "
+                    "`schema_drift_sensor` and compared with the probe fingerprint of the "
+                    "latest `source_schema`. Metadata: `fingerprint`, `reference`, "
+                    "`schema_in_sync` (1/0), `differing_objects` (when known), `tables`, "
+                    "`elapsed_ms`."
+                ),
+                metadata={"environment": env.name, "role": role + protected},
+                tags={"abparts_ops/environment": env.name},
+            )
+        )
+    return specs

@@ -1,0 +1,488 @@
+"""The drift watch: ``schema_drift_sensor`` and ``revision_files_sensor``.
+
+Both are thin: the probing, classification and memory live in
+:mod:`abparts_ops.core.drift`. A tick of ``schema_drift_sensor`` costs one catalog query
+per environment (run concurrently) plus one read of the instance's event log; the
+expensive snapshot and diff run only in the verification run it requests when a
+fingerprint or revision moves. ``revision_files_sensor`` costs a few ``stat`` calls
+unless the versions folder changed.
+
+Environment URLs are read from their variables inside each probe's thread (not through
+the ``db_<env>`` resources, whose initialisation would fail the whole tick when one
+variable is missing): a missing variable is that environment's problem only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from abparts_ops.core.drift import (
+    IN_SYNC,
+    UNREACHABLE,
+    DriftCursor,
+    DriftState,
+    ProbeTarget,
+    TickPlan,
+    classify,
+    describe_revisions,
+    plan_tick,
+    probe_all,
+    script_heads,
+    versions_fingerprint,
+    versions_signature,
+)
+from abparts_ops.core.migrations.project import AlembicProject
+from abparts_ops.core.settings import CONFIG_ENV, Settings
+from abparts_ops.defs.environment_assets import VERIFY_JOB, check_keys, stamp_key
+from abparts_ops.defs.live_assets import live_revision_key, live_schema_key
+from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource
+
+SOURCE_SCHEMA = dg.AssetKey("source_schema")
+MIGRATION_HISTORY = dg.AssetKey("migration_history")
+DRIFT_TAG = "abparts_ops/drift"
+ENVIRONMENT_TAG = "abparts_ops/environment"
+TICK_BUDGET_S = 50.0
+"""Probing stops after this long, under Dagster's default 60 s sensor evaluation limit."""
+
+refresh_history_job = dg.define_asset_job(
+    "refresh_history",
+    selection=dg.AssetSelection.assets(MIGRATION_HISTORY),
+    description=(
+        "Re-read the Alembic history (heads, chain, files' hashes) and run its checks. "
+        "Requested by revision_files_sensor when the versions folder changes."
+    ),
+    tags={"abparts_ops/trigger": "revision_files"},
+)
+
+
+def is_demo() -> bool:
+    """True when the project runs the embedded demo (no ``ABPARTS_OPS_CONFIG``)."""
+    return not os.environ.get(CONFIG_ENV)
+
+
+def default_status(demo: bool) -> dg.DefaultSensorStatus:
+    """RUNNING in the demo, STOPPED with a production configuration."""
+    return dg.DefaultSensorStatus.RUNNING if demo else dg.DefaultSensorStatus.STOPPED
+
+
+# -- the Alembic project, cached between ticks -----------------------------------------
+
+_PROJECTS: dict[tuple[str, ...], AlembicProject] = {}
+_PROJECTS_LOCK = threading.Lock()
+
+
+def _mtime(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return str(Path(path).stat().st_mtime_ns)
+    except OSError:
+        return "missing"
+
+
+def cached_project(alembic: AlembicResource) -> AlembicProject:
+    """``alembic.project()``, loaded once and reused while the ini file is unchanged.
+
+    Loading imports every revision file; a sensor ticking every minute only needs the
+    folders (to stat them) and, through :func:`~abparts_ops.core.drift.script_heads`,
+    the heads, which are re-read only when the files change.
+    """
+    key = (
+        str(alembic.ini_path),
+        _mtime(alembic.ini_path),
+        str(alembic.script_location),
+        alembic.version_table,
+    )
+    with _PROJECTS_LOCK:
+        project = _PROJECTS.get(key)
+    if project is None:
+        project = alembic.project()
+        with _PROJECTS_LOCK:
+            _PROJECTS[key] = project
+    return project
+
+
+def reference_probe(instance: dg.DagsterInstance) -> str | None:
+    """The ``probe_fingerprint`` of the latest ``source_schema`` materialization, if any."""
+    event = instance.get_latest_materialization_event(SOURCE_SCHEMA)
+    materialization = event.asset_materialization if event else None
+    if materialization is None:
+        return None
+    value = materialization.metadata.get("probe_fingerprint")
+    text = getattr(value, "value", value)
+    return str(text) if text else None
+
+
+def known_differences(
+    instance: dg.DagsterInstance, states: Sequence[DriftState], plan: TickPlan
+) -> dict[str, int]:
+    """Differing objects per schema-drifting environment, when a verification told us.
+
+    Known when the latest ``schema_matches_reference`` evaluation of the environment ran
+    after its current revisions and fingerprint were first seen (so it diffed this very
+    schema). One event-log read for all drifting environments; none when all in sync.
+    """
+    keys = {
+        state.environment: dg.AssetCheckKey(
+            stamp_key(state.environment), "schema_matches_reference"
+        )
+        for state in states
+        if state.schema_in_sync is False
+    }
+    if not keys:
+        return {}
+    try:
+        records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            list(keys.values())
+        )
+    except Exception:  # noqa: BLE001 - an optional detail; the tick goes on without it
+        return {}
+    known: dict[str, int] = {}
+    for env, key in keys.items():
+        record = records.get(key)
+        evaluation = record.evaluation if record is not None else None
+        memory = plan.cursor.environments.get(env)
+        if evaluation is None or memory is None or memory.seen_since is None:
+            continue
+        if record.create_timestamp < memory.seen_since:
+            continue
+        value = evaluation.metadata.get("differences")
+        number = getattr(value, "value", value)
+        if isinstance(number, int):
+            known[env] = number
+    return known
+
+
+def _observations(
+    state: DriftState, plan: TickPlan, head: str | None, differences: int | None
+) -> list[dg.AssetObservation]:
+    memory = plan.cursor.environments.get(state.environment)
+    since = memory.since if memory and memory.since else time.time()
+    reachable = state.status != UNREACHABLE
+    common: dict[str, object] = {
+        "status": state.status,
+        "reason": state.reason,
+        "reachable": int(reachable),
+        "status_since": dg.MetadataValue.timestamp(since),
+        "elapsed_ms": round(state.elapsed_ms, 1),
+    }
+    revision_meta: dict[str, object] = {
+        "revision": describe_revisions(state.revisions) if reachable else "unknown",
+        "head": head or "",
+        **common,
+    }
+    schema_meta: dict[str, object] = {
+        "fingerprint": state.fingerprint or "",
+        "reference": state.reference or "",
+        **common,
+    }
+    if state.revision_in_sync is not None:
+        revision_meta["revision_in_sync"] = int(state.revision_in_sync)
+    if state.schema_in_sync is not None:
+        schema_meta["schema_in_sync"] = int(state.schema_in_sync)
+        if state.schema_in_sync:
+            schema_meta["differing_objects"] = 0
+        elif differences is not None:
+            schema_meta["differing_objects"] = differences
+    if state.table_count is not None:
+        schema_meta["tables"] = state.table_count
+    return [
+        dg.AssetObservation(
+            asset_key=live_revision_key(state.environment),
+            description=state.reason,
+            metadata=revision_meta,
+            tags={ENVIRONMENT_TAG: state.environment},
+        ),
+        dg.AssetObservation(
+            asset_key=live_schema_key(state.environment),
+            description=state.reason,
+            metadata=schema_meta,
+            tags={ENVIRONMENT_TAG: state.environment},
+        ),
+    ]
+
+
+LOG_LINES = 20
+"""At most this many unreachable / drifting environments are logged one line each."""
+
+
+def _log_states(context: dg.SensorEvaluationContext, states: Sequence[DriftState]) -> None:
+    """One log line per unreachable or drifting environment, the rest summarised."""
+    for level, wanted in (("warning", UNREACHABLE), ("info", None)):
+        chosen = [s for s in states if (s.status == wanted if wanted else s.drifting)]
+        log = getattr(context.log, level)
+        for state in chosen[:LOG_LINES]:
+            log(state.reason)
+        if len(chosen) > LOG_LINES:
+            rest = chosen[LOG_LINES:]
+            names = ", ".join(s.environment for s in rest[:50])
+            more = f" and {len(rest) - 50} more" if len(rest) > 50 else ""
+            log(
+                f"... and {len(rest)} more {'unreachable' if wanted else 'drifting'}: {names}{more}"
+            )
+
+
+def _head(alembic: AlembicResource) -> tuple[str | None, str | None]:
+    """(head, problem): the single head, or None and one line saying why not."""
+    try:
+        heads = script_heads(cached_project(alembic))
+    except Exception as exc:  # noqa: BLE001 - a broken project must not stop the probes
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, f"revisions not compared: the Alembic project cannot be read: {first}"
+    if len(heads) == 1:
+        return heads[0], None
+    if not heads:
+        return None, "revisions not compared: the Alembic project has no revision"
+    return None, f"revisions not compared: {len(heads)} heads ({', '.join(heads)}); merge them"
+
+
+def build_schema_drift_sensor(
+    settings: Settings,
+    *,
+    demo: bool,
+    minimum_interval_seconds: int = 60,
+    max_workers: int = 16,
+    timeout_s: float = 10,
+    observe_unchanged: bool = True,
+) -> dg.SensorDefinition:
+    """Build ``schema_drift_sensor`` for the configured environments.
+
+    ``max_workers`` bounds concurrent probes (keep it well below the servers'
+    ``max_connections``); ``timeout_s`` is each probe's own timeout. With
+    ``observe_unchanged=False`` an environment is observed only when its state changes
+    (less event-log volume with hundreds of environments).
+    """
+    environments = list(settings.environments.values())
+    source = settings.source
+
+    @dg.sensor(
+        name="schema_drift_sensor",
+        job_name=VERIFY_JOB,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status(demo),
+        description=(
+            "Every tick, probes every environment (the source too) concurrently with one "
+            "catalog query each: its Alembic version rows and a server-side fingerprint of "
+            "its schema. Observes [env, live_revision] and [env, live_schema]; requests a "
+            "verify_environments run, for exactly the environments whose revision is not "
+            "the head or whose fingerprint differs from the latest source_schema, once per "
+            "drift (run key from environment, revisions and fingerprint). Unreachable "
+            "environments are reported and never stop the others."
+        ),
+    )
+    def schema_drift_sensor(
+        context: dg.SensorEvaluationContext,
+        alembic: AlembicResource,
+        policy: SchemaPolicyResource,
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Probe, classify, observe, and request verification of what drifted."""
+        reference = reference_probe(context.instance)
+        if reference is None:
+            return dg.SkipReason(
+                "materialize source_schema first: the drift reference is its probe "
+                "fingerprint (run the reset_baseline job or materialize source_schema)."
+            )
+        head, head_problem = _head(alembic)
+        if head_problem:
+            context.log.warning(head_problem)
+        targets = [
+            ProbeTarget(
+                environment=env.name,
+                url=env.url,
+                schema=env.schema,
+                exclude=tuple(policy.exclude),
+                version_table=alembic.version_table,
+            )
+            for env in environments
+        ]
+        outcomes = probe_all(
+            targets, max_workers=max_workers, timeout_s=timeout_s, budget_s=TICK_BUDGET_S
+        )
+        states = [
+            classify(o, head=head, reference_probe=reference, source=o.environment == source)
+            for o in outcomes
+        ]
+        previous = DriftCursor.from_json(context.cursor)
+        plan = plan_tick(states, previous, no_runs_for={source}, head=head, reference=reference)
+        differences = known_differences(context.instance, states, plan)
+        events: list[dg.AssetObservation] = []
+        for state in states:
+            before = previous.environments.get(state.environment)
+            changed = before is None or (
+                (before.status, before.revisions, before.fingerprint)
+                != (state.status, state.revisions, state.fingerprint)
+            )
+            if observe_unchanged or changed:
+                events.extend(_observations(state, plan, head, differences.get(state.environment)))
+        _log_states(context, states)
+        run_requests = [
+            dg.RunRequest(
+                run_key=key,
+                job_name=VERIFY_JOB,
+                asset_selection=[],
+                asset_check_keys=check_keys(env),
+                tags={DRIFT_TAG: plan.state(env).status, ENVIRONMENT_TAG: env},
+            )
+            for env, key in plan.requests.items()
+        ]
+        cursor = plan.cursor.to_json()
+        if run_requests:
+            names = sorted(plan.requests)
+            more = f" and {len(names) - 50} more" if len(names) > 50 else ""
+            context.log.info(
+                f"requesting verification of {len(names)} environment(s): "
+                + ", ".join(names[:50])
+                + more
+            )
+            return dg.SensorResult(run_requests=run_requests, cursor=cursor, asset_events=events)
+        lines = []
+        for state in states:
+            line = state.reason
+            memory = plan.cursor.environments.get(state.environment)
+            if state.drifting and state.environment != source and memory and memory.requested:
+                line += f" (verification already requested: {memory.requested})"
+            lines.append(line)
+        if head_problem:
+            lines.append(head_problem)
+        summary = "all in sync" if all(s.status == IN_SYNC for s in states) else "no new drift"
+        return dg.SensorResult(
+            skip_reason=f"{summary}:\n" + "\n".join(lines),
+            cursor=cursor,
+            asset_events=events,
+        )
+
+    return schema_drift_sensor
+
+
+def build_revision_files_sensor(
+    settings: Settings,
+    *,
+    demo: bool,
+    verify_job: Any = None,
+    minimum_interval_seconds: int = 30,
+) -> dg.SensorDefinition:
+    """Build ``revision_files_sensor``.
+
+    With ``verify_job`` (the ``verify_environments`` job), a change requests both
+    ``refresh_history`` and the verification; without it only ``refresh_history`` (the
+    drift sensor then sees every environment behind the new head on its next tick).
+    """
+    jobs = [refresh_history_job] + ([verify_job] if verify_job is not None else [])
+
+    @dg.sensor(
+        name="revision_files_sensor",
+        jobs=jobs,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status(demo),
+        description=(
+            "Watches the Alembic versions folder (names, sizes and mtimes; content hashes "
+            "only when those move). When revision files are added, removed or edited, "
+            "requests migration_history (refresh_history job) and the verification of "
+            "every environment (verify_environments): a new revision puts every "
+            "environment behind head."
+        ),
+    )
+    def revision_files_sensor(
+        context: dg.SensorEvaluationContext, alembic: AlembicResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Request the history refresh and the verification when revision files change."""
+        try:
+            project = cached_project(alembic)
+        except Exception as exc:  # noqa: BLE001 - reported as the tick's skip reason
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return dg.SkipReason(f"the Alembic project cannot be read: {first}")
+        folders = project.versions_dirs
+        where = ", ".join(str(f) for f in folders)
+        try:
+            previous = dict(_json_cursor(context.cursor))
+        except ValueError:
+            previous = {}
+        signature = versions_signature(folders)
+        if previous.get("signature") == signature:
+            return dg.SkipReason(f"no change in {where}")
+        fingerprint = versions_fingerprint(folders)
+        cursor = _dump_cursor({"signature": signature, "fingerprint": fingerprint})
+        if "fingerprint" not in previous:
+            return dg.SensorResult(
+                skip_reason=f"now watching {where} (fingerprint {fingerprint[:12]})",
+                cursor=cursor,
+            )
+        if previous["fingerprint"] == fingerprint:
+            return dg.SensorResult(
+                skip_reason=f"files in {where} touched, content unchanged", cursor=cursor
+            )
+        tags = {"abparts_ops/trigger": "revision_files", "abparts_ops/versions": fingerprint[:16]}
+        requests = [
+            dg.RunRequest(
+                run_key=f"history-{fingerprint[:16]}",
+                job_name=refresh_history_job.name,
+                asset_selection=[MIGRATION_HISTORY],
+                tags=tags,
+            )
+        ]
+        if verify_job is not None:
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"verify-{fingerprint[:16]}", job_name=verify_job.name, tags=tags
+                )
+            )
+        context.log.info(
+            f"revision files changed in {where} (fingerprint {fingerprint[:12]}): requesting "
+            + ", ".join(r.job_name or "" for r in requests)
+        )
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return revision_files_sensor
+
+
+def _json_cursor(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("cursor is not an object")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def _dump_cursor(data: dict[str, str]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def build_sensors(
+    settings: Settings,
+    *,
+    demo: bool | None = None,
+    verify_job: Any = None,
+    jobs: Sequence[Any] = (),
+    minimum_interval_seconds: int = 60,
+    max_workers: int = 16,
+    timeout_s: float = 10,
+) -> list[dg.SensorDefinition]:
+    """``schema_drift_sensor`` and ``revision_files_sensor`` for ``settings``.
+
+    ``demo`` (default: :func:`is_demo`) starts them RUNNING, else STOPPED. Pass the
+    ``verify_environments`` job as ``verify_job`` (or among ``jobs``, found by name) so
+    ``revision_files_sensor`` can request it; ``refresh_history_job`` must be in the
+    Definitions too.
+    """
+    demo = is_demo() if demo is None else demo
+    if verify_job is None:
+        verify_job = next((job for job in jobs if getattr(job, "name", None) == VERIFY_JOB), None)
+    return [
+        build_schema_drift_sensor(
+            settings,
+            demo=demo,
+            minimum_interval_seconds=minimum_interval_seconds,
+            max_workers=max_workers,
+            timeout_s=timeout_s,
+        ),
+        build_revision_files_sensor(settings, demo=demo, verify_job=verify_job),
+    ]

@@ -1,0 +1,380 @@
+"""Drift watch core: concurrent probes with their own deadlines, classification, memory.
+
+Real databases on the test server; unreachable environments are real closed ports, a
+wrong password, a missing variable, and a socket that accepts but never answers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from abparts_ops.core.db import make_engine
+from abparts_ops.core.drift import (
+    IN_SYNC,
+    REVISION_DRIFT,
+    SCHEMA_DRIFT,
+    UNREACHABLE,
+    DriftCursor,
+    DriftState,
+    EnvironmentMemory,
+    ProbeOutcome,
+    ProbeTarget,
+    classify,
+    plan_tick,
+    probe_all,
+    run_key,
+    script_heads,
+    versions_fingerprint,
+    versions_signature,
+)
+from abparts_ops.core.errors import ConfigError
+from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.schema.probe import ProbeResult, probe
+from abparts_ops.core.settings import resolve_url_env
+from abparts_ops_tests.core.migrations.projects import Rev, write_project, write_rev
+
+SCHEMA = """
+CREATE TABLE orgs (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+INSERT INTO alembic_version VALUES ('head0001');
+"""
+
+
+def run_sql(url: str, sql: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (a hung server)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture
+def two_dbs(db_factory: Callable[..., str]) -> tuple[str, str]:
+    first, second = db_factory("drift"), db_factory("drift")
+    run_sql(first, SCHEMA)
+    run_sql(second, SCHEMA)
+    return first, second
+
+
+# -- probe_all ---------------------------------------------------------------------------
+
+
+def test_probe_all_reports_every_failure_and_still_probes_the_others(
+    two_dbs: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good, other = two_dbs
+    parsed = make_url(good)
+    password = parsed.password
+    assert password
+    dead = parsed.set(port=closed_port()).render_as_string(hide_password=False)
+    wrong = parsed.set(password="not-the-password").render_as_string(hide_password=False)
+    monkeypatch.delenv("DRIFT_TEST_UNSET_URL", raising=False)
+    targets = [
+        ProbeTarget("dev", good),
+        ProbeTarget("down", dead),
+        ProbeTarget("wrongpw", wrong),
+        ProbeTarget("nourl", lambda: resolve_url_env("DRIFT_TEST_UNSET_URL", "env 'nourl'")),
+        ProbeTarget("staging", other),
+    ]
+    outcomes = probe_all(targets, timeout_s=5)
+    assert [o.environment for o in outcomes] == ["dev", "down", "wrongpw", "nourl", "staging"]
+    assert outcomes[0].ok and outcomes[4].ok
+    assert outcomes[0].fingerprint == outcomes[4].fingerprint
+    assert outcomes[0].revisions == ("head0001",)
+    for outcome in outcomes[1:4]:
+        assert not outcome.ok and outcome.error
+        assert "\n" not in outcome.error
+        assert password not in outcome.error and "not-the-password" not in outcome.error
+        assert outcome.environment in outcome.error
+    assert "server is running" in outcomes[1].error
+    assert "password" in outcomes[2].error
+    assert "DRIFT_TEST_UNSET_URL" in outcomes[3].error
+
+
+def test_a_hung_server_costs_its_own_timeout_only(
+    two_dbs: tuple[str, str], silent_server: int
+) -> None:
+    good, _ = two_dbs
+    hung = make_url(good).set(port=silent_server).render_as_string(hide_password=False)
+    started = time.perf_counter()
+    outcomes = probe_all([ProbeTarget("hung", hung), ProbeTarget("dev", good)], timeout_s=1)
+    elapsed = time.perf_counter() - started
+    assert outcomes[1].ok
+    assert not outcomes[0].ok and "hung" in (outcomes[0].error or "")
+    assert elapsed < 3.5
+
+
+def _sleepy(seconds: float, active: list[int], peak: list[int]) -> Callable[..., ProbeResult]:
+    lock = threading.Lock()
+
+    def fake_probe(url: str, *, environment: str, **_: object) -> ProbeResult:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            time.sleep(float(url) if url else seconds)
+        finally:
+            with lock:
+                active[0] -= 1
+        return ProbeResult(environment, "f" * 64, ("r1",), 1, seconds * 1000)
+
+    return fake_probe
+
+
+def test_probe_all_runs_concurrently_within_max_workers() -> None:
+    active, peak = [0], [0]
+    targets = [ProbeTarget(f"env{i}", "0.2") for i in range(8)]
+    started = time.perf_counter()
+    outcomes = probe_all(targets, max_workers=4, probe_fn=_sleepy(0.2, active, peak))
+    elapsed = time.perf_counter() - started
+    assert all(o.ok for o in outcomes)
+    assert peak[0] == 4
+    assert 0.35 < elapsed < 1.2
+
+
+def test_probe_all_abandons_a_probe_past_its_deadline_and_moves_on() -> None:
+    active, peak = [0], [0]
+    targets = [ProbeTarget("stuck", "30"), ProbeTarget("a", "0.05"), ProbeTarget("b", "0.05")]
+    started = time.perf_counter()
+    outcomes = probe_all(targets, max_workers=1, timeout_s=0.2, probe_fn=_sleepy(0, active, peak))
+    elapsed = time.perf_counter() - started
+    assert not outcomes[0].ok and "no answer within 0.2 s" in (outcomes[0].error or "")
+    assert outcomes[1].ok and outcomes[2].ok
+    assert elapsed < 2.5
+
+
+def test_probe_all_of_nothing() -> None:
+    assert probe_all([]) == []
+
+
+def test_probe_all_stops_at_its_budget_and_says_so() -> None:
+    active, peak = [0], [0]
+    targets = [ProbeTarget(f"slow{i}", "5") for i in range(3)]
+    started = time.perf_counter()
+    outcomes = probe_all(
+        targets, max_workers=1, timeout_s=10, budget_s=0.2, probe_fn=_sleepy(0, active, peak)
+    )
+    assert time.perf_counter() - started < 1.5
+    assert [o.ok for o in outcomes] == [False, False, False]
+    assert all("time budget of 0.2 s" in (o.error or "") for o in outcomes)
+
+
+# -- classify ----------------------------------------------------------------------------
+
+
+def outcome(
+    revisions: tuple[str, ...] | None = ("h1",), fingerprint: str = "a" * 64, env: str = "staging"
+) -> ProbeOutcome:
+    return ProbeOutcome(env, ProbeResult(env, fingerprint, revisions, 3, 12.5), None, 12.5)
+
+
+def test_classify_in_sync() -> None:
+    state = classify(outcome(), head="h1", reference_probe="a" * 64)
+    assert state.status == IN_SYNC and not state.drifting
+    assert state.revision_in_sync is True and state.schema_in_sync is True
+    assert state.reason == "staging: in sync: at revision h1 (head), schema matches the reference"
+    assert state.table_count == 3
+
+
+@pytest.mark.parametrize(
+    ("revisions", "words"),
+    [
+        (("old1",), "at revision old1, head is h1"),
+        (None, "at no version table, head is h1"),
+        ((), "at an empty version table, head is h1"),
+        (("h1", "x2"), "at 2 revisions (h1, x2), head is h1"),
+    ],
+)
+def test_classify_revision_drift(revisions: tuple[str, ...] | None, words: str) -> None:
+    state = classify(outcome(revisions), head="h1", reference_probe="a" * 64)
+    assert state.status == REVISION_DRIFT and state.drifting
+    assert state.revision_in_sync is False and state.schema_in_sync is True
+    assert state.reason == f"staging: revision drift: {words}"
+
+
+def test_classify_schema_drift_and_both() -> None:
+    schema = classify(outcome(fingerprint="b" * 64), head="h1", reference_probe="a" * 64)
+    assert schema.status == SCHEMA_DRIFT
+    assert schema.reason == (
+        "staging: schema drift: schema differs from the reference "
+        "(probe bbbbbbbbbbbb, reference aaaaaaaaaaaa)"
+    )
+    both = classify(outcome(("old",), "b" * 64), head="h1", reference_probe="a" * 64)
+    assert both.status == REVISION_DRIFT
+    assert "revision drift" in both.reason and "schema drift" in both.reason
+    assert both.schema_in_sync is False
+    source = classify(
+        outcome(fingerprint="b" * 64, env="dev"), head="h1", reference_probe="a" * 64, source=True
+    )
+    assert "rematerialize" in source.reason
+
+
+def test_classify_without_head_or_reference_judges_what_it_can() -> None:
+    state = classify(outcome(("x",)), head=None, reference_probe=None)
+    assert state.status == IN_SYNC
+    assert state.revision_in_sync is None and state.schema_in_sync is None
+    assert "schema not compared" in state.reason
+
+
+def test_classify_unreachable() -> None:
+    failed = ProbeOutcome("prod", None, "prod: cannot use x: refused (check the server).", 3.0)
+    state = classify(failed, head="h1", reference_probe="a" * 64)
+    assert state.status == UNREACHABLE and not state.drifting
+    assert state.reason == "prod: unreachable: cannot use x: refused (check the server)."
+    assert state.revision_in_sync is None and state.fingerprint is None
+
+
+# -- run keys, cursor, plan --------------------------------------------------------------
+
+
+def test_run_key_is_deterministic_and_specific() -> None:
+    key = run_key("staging", ("r1",), "f" * 64)
+    assert key == run_key("staging", ["r1"], "f" * 64)
+    assert key.startswith("drift-staging-")
+    assert run_key("staging", ("a", "b"), "f") == run_key("staging", ("b", "a"), "f")
+    others = {
+        run_key("prod", ("r1",), "f" * 64),
+        run_key("staging", ("r2",), "f" * 64),
+        run_key("staging", None, "f" * 64),
+        run_key("staging", ("r1",), "e" * 64),
+        run_key("staging", ("r1",), "f" * 64, episode=1),
+    }
+    assert key not in others and len(others) == 5
+
+
+def test_cursor_round_trips_and_tolerates_garbage() -> None:
+    cursor = DriftCursor(
+        environments={
+            "staging": EnvironmentMemory(SCHEMA_DRIFT, ("r1",), "f" * 64, 1.5, 2, "drift-x"),
+            "prod": EnvironmentMemory(UNREACHABLE),
+        },
+        head="r1",
+        reference="a" * 64,
+    )
+    assert DriftCursor.from_json(cursor.to_json()) == cursor
+    garbage = ("not json", "[]", '{"version": 99}', '{"version": 1, "environments": 3}')
+    for text in (None, "", *garbage):
+        assert DriftCursor.from_json(text) == DriftCursor()
+
+
+def state(
+    status: str,
+    env: str = "staging",
+    revisions: tuple[str, ...] | None = ("h1",),
+    fingerprint: str | None = "a" * 64,
+) -> DriftState:
+    return DriftState(env, status, f"{env}: {status}", revisions, fingerprint)
+
+
+def test_plan_requests_a_drift_once_and_again_only_when_it_comes_back() -> None:
+    cursor = DriftCursor()
+    first = plan_tick([state(IN_SYNC)], cursor, now=1)
+    assert first.requests == {}
+    drift = state(SCHEMA_DRIFT, fingerprint="b" * 64)
+    second = plan_tick([drift], first.cursor, now=2)
+    key = run_key("staging", ("h1",), "b" * 64)
+    assert second.requests == {"staging": key}
+    assert second.cursor.environments["staging"].since == 2
+    third = plan_tick([drift], second.cursor, now=3)
+    assert third.requests == {}
+    assert third.cursor.environments["staging"].since == 2
+    # unreachable for a while, then the same drift: nothing new
+    down = plan_tick([state(UNREACHABLE, revisions=None, fingerprint=None)], third.cursor, now=4)
+    assert down.cursor.environments["staging"].fingerprint == "b" * 64
+    again = plan_tick([drift], down.cursor, now=5)
+    assert again.requests == {}
+    # another drift on top: a new request
+    other = state(REVISION_DRIFT, revisions=("old",), fingerprint="b" * 64)
+    moved = plan_tick([other], again.cursor, now=6)
+    assert list(moved.requests) == ["staging"] and moved.requests["staging"] != key
+    # fixed, then the very first drift again: a new episode, a new key
+    fixed = plan_tick([state(IN_SYNC)], moved.cursor, now=7)
+    assert fixed.cursor.environments["staging"].episode == 1
+    assert fixed.cursor.environments["staging"].requested is None
+    back = plan_tick([drift], fixed.cursor, now=8)
+    assert back.requests == {"staging": run_key("staging", ("h1",), "b" * 64, episode=1)}
+
+
+def test_plan_never_requests_for_the_source_and_keeps_head_and_reference() -> None:
+    states = [state(SCHEMA_DRIFT, env="dev"), state(REVISION_DRIFT, env="prod")]
+    plan = plan_tick(
+        states, DriftCursor(), now=1, no_runs_for={"dev"}, head="h1", reference="r" * 64
+    )
+    assert list(plan.requests) == ["prod"]
+    assert plan.cursor.head == "h1" and plan.cursor.reference == "r" * 64
+    assert plan.state("dev").status == SCHEMA_DRIFT
+    assert DriftCursor.from_json(plan.cursor.to_json()) == plan.cursor
+
+
+# -- the versions folder -----------------------------------------------------------------
+
+
+def test_versions_signature_fingerprint_and_cached_heads(tmp_path: Path) -> None:
+    ini = write_project(tmp_path, [Rev("aaa1"), Rev("bbb2", down="aaa1")])
+    project = load_project(ini)
+    versions = project.versions_dirs
+    signature, fingerprint = versions_signature(versions), versions_fingerprint(versions)
+    assert script_heads(project) == ("bbb2",)
+    assert script_heads(project) == ("bbb2",)  # cached, same answer
+    # touching a file changes the cheap signature, not the content fingerprint
+    first = next(versions[0].glob("aaa1*.py"))
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    assert versions_signature(versions) != signature
+    assert versions_fingerprint(versions) == fingerprint
+    # a new revision file changes both, and the head
+    write_rev(versions[0], Rev("ccc3", down="bbb2"))
+    assert versions_fingerprint(versions) != fingerprint
+    assert script_heads(project) == ("ccc3",)
+
+
+def test_probe_all_uses_the_real_probe_by_default(two_dbs: tuple[str, str]) -> None:
+    good, _ = two_dbs
+    [result] = probe_all([ProbeTarget("dev", good, exclude=("orgs",))])
+    assert result.ok
+    assert result.fingerprint == probe(good, environment="dev", exclude=("orgs",)).fingerprint
+    with pytest.raises(ConfigError):
+        resolve_url_env("DRIFT_TEST_NEVER_SET_ANYWHERE", "x")

@@ -1,0 +1,266 @@
+"""Real ticks of ``schema_drift_sensor`` on a real instance, against real databases.
+
+Every test starts from the package's in-sync environments and leaves them in sync.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from typing import Any
+
+import dagster as dg
+import pytest
+from sqlalchemy.engine import make_url
+
+from abparts_ops.core.db import create_database
+from abparts_ops.core.drift import (
+    IN_SYNC,
+    REVISION_DRIFT,
+    SCHEMA_DRIFT,
+    UNREACHABLE,
+    DriftCursor,
+    run_key,
+)
+from abparts_ops.core.settings import load_settings
+from abparts_ops.defs.environment_assets import check_keys
+from abparts_ops.defs.live_assets import live_revision_key, live_schema_key
+from abparts_ops.defs.sensors import DRIFT_TAG, ENVIRONMENT_TAG
+from abparts_ops.embedded.demo import (
+    DEMO_DRIFT_REVISION,
+    DEMO_OLD_HEAD,
+    DRIFT_INDEX,
+    introduce_drift,
+    remove_drift,
+)
+from abparts_ops.embedded.server import EmbeddedPostgres
+from abparts_ops_tests.conftest import REPO
+from abparts_ops_tests.defs.drift.conftest import (
+    NAMES,
+    Watch,
+    config_yaml,
+    make_definitions,
+    variable,
+)
+
+
+def observations(data: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """The tick's observations: (env, live_*) -> metadata values."""
+    return {
+        tuple(event.asset_key.path): {k: v.value for k, v in event.metadata.items()}
+        for event in data.asset_events
+    }
+
+
+def verify(watch: Watch, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Run what the request asks for, as the daemon would: the job, only those checks."""
+    job = watch.defs.resolve_job_def(request.job_name or "")
+    subset = job.get_subset(
+        asset_selection=set(request.asset_selection or ()),
+        asset_check_selection=set(request.asset_check_keys or ()),
+    )
+    return subset.execute_in_process(
+        instance=watch.instance,
+        tags={**request.tags, "dagster/run_key": request.run_key or ""},
+        raise_on_error=False,
+    )
+
+
+def assert_all_in_sync(data: Any) -> None:
+    assert not data.run_requests
+    assert data.skip_message.startswith("all in sync:")
+    lines = data.skip_message.splitlines()[1:]
+    assert [line.split(":")[0] for line in lines] == list(NAMES)
+    assert all(": in sync: at revision " + DEMO_OLD_HEAD in line for line in lines)
+
+
+def test_all_in_sync_skips_with_one_line_per_environment(watch: Watch) -> None:
+    data = watch.tick(fresh=True)
+    assert_all_in_sync(data)
+    seen = observations(data)
+    assert set(seen) == {(env, kind) for env in NAMES for kind in ("live_revision", "live_schema")}
+    for env in NAMES:
+        revision, schema = seen[(env, "live_revision")], seen[(env, "live_schema")]
+        assert revision["revision"] == f"revision {DEMO_OLD_HEAD}"
+        assert revision["head"] == DEMO_OLD_HEAD
+        assert revision["revision_in_sync"] == 1 and revision["reachable"] == 1
+        assert schema["schema_in_sync"] == 1 and schema["differing_objects"] == 0
+        assert schema["fingerprint"] == schema["reference"] and len(schema["fingerprint"]) == 64
+        assert schema["tables"] > 20 and schema["elapsed_ms"] > 0
+    cursor = DriftCursor.from_json(data.cursor)
+    assert cursor.head == DEMO_OLD_HEAD
+    assert {env: m.status for env, m in cursor.environments.items()} == dict.fromkeys(
+        NAMES, IN_SYNC
+    )
+    # the observations are on the instance: the live assets' history
+    records = watch.instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=live_schema_key("staging")), limit=1
+    ).records
+    assert records and records[0].asset_observation is not None
+    assert records[0].asset_observation.metadata["schema_in_sync"].value == 1
+
+
+def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> None:
+    introduce_drift(watch.urls["staging"], "index")
+    try:
+        data = watch.tick(fresh=True)
+        assert len(data.run_requests) == 1
+        request = data.run_requests[0]
+        assert request.job_name == "verify_environments"
+        assert set(request.asset_check_keys) == set(check_keys("staging"))
+        assert not request.asset_selection
+        assert request.tags[DRIFT_TAG] == SCHEMA_DRIFT
+        assert request.tags[ENVIRONMENT_TAG] == "staging"
+        seen = observations(data)
+        fingerprint = seen[("staging", "live_schema")]["fingerprint"]
+        assert request.run_key == run_key("staging", (DEMO_OLD_HEAD,), fingerprint)
+        assert seen[("staging", "live_schema")]["schema_in_sync"] == 0
+        assert "differing_objects" not in seen[("staging", "live_schema")]
+        assert seen[("staging", "live_revision")]["revision_in_sync"] == 1
+        assert seen[("prod", "live_schema")]["schema_in_sync"] == 1
+
+        # the requested verification fails, with the index in its diff
+        result = verify(watch, request)
+        evaluations = {
+            (e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()
+        }
+        assert set(evaluations) == {
+            ("staging", "revision_is_head"),
+            ("staging", "schema_matches_reference"),
+        }
+        assert evaluations[("staging", "revision_is_head")].passed
+        schema_check = evaluations[("staging", "schema_matches_reference")]
+        assert not schema_check.passed
+        assert DRIFT_INDEX in schema_check.metadata["diff"].value
+        assert schema_check.metadata["differences"].value == 1
+
+        # the same drift on the next tick: no second run
+        again = watch.tick()
+        assert not again.run_requests
+        assert again.skip_message.startswith("no new drift:")
+        assert f"(verification already requested: {request.run_key})" in again.skip_message
+        # ... and now that a verification diffed this schema, the count is known
+        assert observations(again)[("staging", "live_schema")]["differing_objects"] == 1
+    finally:
+        remove_drift(watch.urls["staging"])
+    back = watch.tick()
+    assert_all_in_sync(back)
+    memory = DriftCursor.from_json(back.cursor).environments["staging"]
+    assert memory.status == IN_SYNC and memory.episode == 1 and memory.requested is None
+
+
+def test_version_row_changed_is_revision_drift(watch: Watch) -> None:
+    introduce_drift(watch.urls["prod"], "revision")
+    try:
+        data = watch.tick(fresh=True)
+        [request] = data.run_requests
+        assert request.tags[DRIFT_TAG] == REVISION_DRIFT
+        assert request.tags[ENVIRONMENT_TAG] == "prod"
+        assert set(request.asset_check_keys) == set(check_keys("prod"))
+        seen = observations(data)
+        assert seen[("prod", "live_revision")]["revision_in_sync"] == 0
+        assert seen[("prod", "live_revision")]["revision"] == f"revision {DEMO_DRIFT_REVISION}"
+        assert seen[("prod", "live_schema")]["schema_in_sync"] == 1
+        state = DriftCursor.from_json(data.cursor).environments["prod"]
+        assert state.status == REVISION_DRIFT and state.revisions == (DEMO_DRIFT_REVISION,)
+    finally:
+        watch.set_version("prod", DEMO_OLD_HEAD)
+    assert_all_in_sync(watch.tick())
+
+
+def test_source_drift_is_reported_but_never_verified(watch: Watch) -> None:
+    """dev is the reference: its drift means "rematerialize source_schema", not a run."""
+    introduce_drift(watch.urls["dev"], "default")
+    try:
+        data = watch.tick(fresh=True)
+        assert not data.run_requests
+        assert "dev: schema drift: schema moved since source_schema" in data.skip_message
+    finally:
+        remove_drift(watch.urls["dev"])
+
+
+def test_without_a_reference_the_sensor_asks_for_source_schema(watch: Watch) -> None:
+    empty = dg.DagsterInstance.ephemeral()  # no source_schema materialization there
+    sensor = watch.defs.resolve_sensor_def("schema_drift_sensor")
+    resources = {key: watch.defs.resources[key] for key in sensor.required_resource_keys}
+    with dg.build_sensor_context(
+        instance=empty, definitions=watch.defs, resources=resources
+    ) as context:
+        data = sensor.evaluate_tick(context)
+    assert not data.run_requests and not data.asset_events
+    assert data.skip_message.startswith("materialize source_schema first")
+
+
+def test_a_stopped_server_is_unreachable_and_the_others_still_probed(
+    watch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fourth environment, qa, lives on a server of its own, which then stops."""
+    home = REPO / ".abparts_ops" / f"drift_qa_{uuid.uuid4().hex[:8]}"
+    server = EmbeddedPostgres(home)
+    try:
+        info = server.start()
+        qa_url = create_database(info.url("postgres"), "qa")
+        monkeypatch.setenv(variable("qa"), qa_url)
+        config = watch.config_path.with_name("abparts_ops_drifttest_qa.yaml")
+        config.write_text(config_yaml({"qa": variable("qa")}), encoding="utf-8")
+        defs = make_definitions(load_settings(config))
+
+        first = watch.tick(defs=defs, fresh=True)
+        [request] = first.run_requests  # an empty database: no version table, other schema
+        assert request.tags[ENVIRONMENT_TAG] == "qa"
+        assert observations(first)[("qa", "live_revision")]["revision"] == "no version table"
+
+        server.stop()
+        second = watch.tick(defs=defs, cursor=first.cursor)
+        assert not second.run_requests
+        lines = second.skip_message.splitlines()[1:]
+        assert [line.split(":")[0] for line in lines] == [*NAMES, "qa"]
+        assert all("in sync" in line for line in lines[:3])
+        assert lines[3].startswith("qa: unreachable: ")
+        assert "server is running" in lines[3]
+        password = make_url(qa_url).password
+        assert password and password not in second.skip_message
+        seen = observations(second)
+        assert seen[("qa", "live_revision")]["reachable"] == 0
+        assert seen[("qa", "live_revision")]["status"] == UNREACHABLE
+        assert "revision_in_sync" not in seen[("qa", "live_revision")]
+        assert all(password not in str(v) for meta in seen.values() for v in meta.values())
+        assert seen[("staging", "live_schema")]["schema_in_sync"] == 1
+        memory = DriftCursor.from_json(second.cursor).environments["qa"]
+        assert memory.status == UNREACHABLE and memory.revisions is None
+        assert memory.requested == request.run_key
+    finally:
+        server.stop(mode="immediate")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_live_specs_sensors_and_schedule_are_defined(watch: Watch) -> None:
+    dg.Definitions.validate_loadable(watch.defs)
+    graph = watch.defs.resolve_asset_graph()
+    for env in NAMES:
+        for key in (live_revision_key(env), live_schema_key(env)):
+            assert graph.get(key).group_name == "live"
+    sensor = watch.defs.resolve_sensor_def("schema_drift_sensor")
+    assert sensor.minimum_interval_seconds == 60
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    files = watch.defs.resolve_sensor_def("revision_files_sensor")
+    assert {t.job_name for t in files.targets} == {"refresh_history", "verify_environments"}
+    schedule = watch.defs.resolve_schedule_def("nightly_verification")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.job_name == "verify_environments"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    verify_job = watch.defs.resolve_job_def("verify_environments")
+    assert not verify_job.asset_layer.executable_asset_keys  # checks only, never a stamp
+    production = make_definitions(watch.settings, demo=False)
+    assert (
+        production.resolve_sensor_def("schema_drift_sensor").default_status
+        == dg.DefaultSensorStatus.STOPPED
+    )
+    assert (
+        production.resolve_sensor_def("revision_files_sensor").default_status
+        == dg.DefaultSensorStatus.STOPPED
+    )
+    assert (
+        production.resolve_schedule_def("nightly_verification").default_status
+        == dg.DefaultScheduleStatus.STOPPED
+    )
