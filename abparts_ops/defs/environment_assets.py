@@ -448,6 +448,7 @@ def build_environment_defs(settings: Settings) -> EnvironmentDefs:
                 f"stamp_{env.name}",
                 selection=dg.AssetSelection.assets(asset) | dg.AssetSelection.checks(*checks),
                 tags=STAMP_TAG,
+                executor_def=dg.in_process_executor,
                 description=(
                     f"Stamp {env.name} (dry run unless run config says `dry_run: false`"
                     + (f" and `confirm: {env.name}`" if env.protected else "")
@@ -460,6 +461,7 @@ def build_environment_defs(settings: Settings) -> EnvironmentDefs:
             dg.define_asset_job(
                 VERIFY_JOB,
                 selection=dg.AssetSelection.checks(*defs.checks),
+                executor_def=dg.in_process_executor,
                 description=(
                     "Run revision_is_head and schema_matches_reference for every "
                     "environment. Reads only: never stamps or materializes anything."
