@@ -84,9 +84,9 @@ class Snapshot:
     schema: str
     objects: Objects
     excluded: Mapping[str, str] = field(default_factory=dict)
-    source: str | None = None
-    server_version: str | None = None
-    probe_fingerprint: str | None = None
+    source: str | None = field(default=None, compare=False)
+    server_version: str | None = field(default=None, compare=False)
+    probe_fingerprint: str | None = field(default=None, compare=False)
 
     @property
     def fingerprint(self) -> str:

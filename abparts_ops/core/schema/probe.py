@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import psycopg2
 import sqlalchemy as sa
 
-from abparts_ops.core.db import connect, make_engine
-from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.db import connect, explain_error, make_engine
+from abparts_ops.core.errors import DatabaseError, SchemaError
 from abparts_ops.core.schema.catalog_sql import PROBE_SQL
 from abparts_ops.core.schema.exclusions import compile_patterns
 from abparts_ops.core.schema.introspect import DEFAULT_SCHEMA, exclusion_patterns
@@ -71,14 +72,25 @@ def probe(
             raw.autocommit = True
             with raw.cursor() as cur:
                 cur.execute(
-                    f"SET search_path TO {_quote_ident(schema)}, pg_catalog; " + PROBE_SQL,
+                    f"SET search_path TO {_quote_ident(schema)}, pg_catalog; SET jit = off; "
+                    + PROBE_SQL,
                     params,
                 )
-                fingerprint, tables, revisions = cur.fetchone()
-    except AbpartsOpsError:
-        raise
+                fingerprint, tables, revisions, schema_exists = cur.fetchone()
+    except psycopg2.errors.QueryCanceled:
+        raise DatabaseError(
+            f"{environment}: the probe did not finish within {timeout_s:g} s (check the "
+            "server's load, or raise the probe timeout)."
+        ) from None
+    except psycopg2.Error as exc:  # raised by the raw cursor, not wrapped by SQLAlchemy
+        raise explain_error(exc, label=environment, url=engine.url) from None
     finally:
         engine.dispose()
+    if not schema_exists:
+        raise SchemaError(
+            f"{environment}: schema {schema!r} does not exist in this database (fix the "
+            "`schema` setting or create it)."
+        )
     return ProbeResult(
         environment=environment,
         fingerprint=str(fingerprint),

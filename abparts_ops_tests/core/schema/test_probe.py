@@ -1,0 +1,136 @@
+"""The cheap probe: the same fingerprint as the snapshot, and the environment's revisions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from abparts_ops.core.db import make_engine
+from abparts_ops.core.schema.introspect import take_snapshot
+from abparts_ops.core.schema.probe import ProbeResult, probe
+
+
+def run_sql(url: str, sql: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+
+
+SCHEMA = """
+CREATE TYPE mood AS ENUM ('sad', 'ok');
+CREATE TABLE users (
+  id serial PRIMARY KEY,
+  name text NOT NULL,
+  mood mood DEFAULT 'ok'
+);
+COMMENT ON COLUMN users.name IS 'naïve — ünïcode comment';
+CREATE TABLE posts (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  user_id int REFERENCES users (id) ON DELETE CASCADE,
+  body text CHECK (length(body) < 10000)
+);
+CREATE INDEX posts_body ON posts (body) WHERE body IS NOT NULL;
+CREATE VIEW user_posts AS SELECT u.name, p.body FROM users u JOIN posts p ON p.user_id = u.id;
+CREATE TABLE knowledge_documents (id int PRIMARY KEY, content text);
+"""
+
+
+@pytest.fixture
+def db(db_factory: Callable[..., str]) -> str:
+    url = db_factory("probe")
+    run_sql(url, SCHEMA)
+    return url
+
+
+def test_probe_matches_the_snapshot(db: str) -> None:
+    snap = take_snapshot(db)
+    result = probe(db, environment="staging")
+    assert isinstance(result, ProbeResult)
+    assert result.environment == "staging"
+    assert result.fingerprint == snap.probe_fingerprint
+    assert len(result.fingerprint) == 64
+    assert result.table_count == 3
+    assert result.elapsed_ms > 0
+    excluded = take_snapshot(db, exclude=["knowledge_*"])
+    result = probe(db, environment="staging", exclude=["knowledge_*"])
+    assert result.fingerprint == excluded.probe_fingerprint != snap.probe_fingerprint
+    assert result.table_count == 2
+
+
+def test_probe_of_another_schema(db: str) -> None:
+    run_sql(db, "CREATE SCHEMA app; CREATE TABLE app.things (id int PRIMARY KEY);")
+    snap = take_snapshot(db, schema="app")
+    result = probe(db, environment="dev", schema="app")
+    assert result.fingerprint == snap.probe_fingerprint
+    assert result.table_count == 1
+    assert result.fingerprint != probe(db, environment="dev").fingerprint
+
+
+def test_revisions_none_without_version_table(db: str) -> None:
+    assert probe(db, environment="dev").revisions is None
+
+
+def test_revisions_sorted_and_version_table_excluded(db: str) -> None:
+    before = probe(db, environment="dev")
+    run_sql(db, "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);")
+    empty = probe(db, environment="dev")
+    assert empty.revisions == ()
+    run_sql(db, "INSERT INTO alembic_version VALUES ('f00d'), ('1a2b'), ('beef');")
+    result = probe(db, environment="dev")
+    assert result.revisions == ("1a2b", "beef", "f00d")
+    # the version table is never part of the schema fingerprint
+    assert result.fingerprint == empty.fingerprint == before.fingerprint
+    assert result.fingerprint == take_snapshot(db).probe_fingerprint
+    assert result.table_count == 3
+
+
+def test_custom_version_table_name(db: str) -> None:
+    run_sql(
+        db,
+        "CREATE TABLE schema_versions (version_num varchar(32));"
+        "INSERT INTO schema_versions VALUES ('x1');",
+    )
+    result = probe(db, environment="dev", version_table="schema_versions")
+    assert result.revisions == ("x1",)
+    snap = take_snapshot(db, version_table="schema_versions")
+    assert result.fingerprint == snap.probe_fingerprint
+    assert probe(db, environment="dev").fingerprint != result.fingerprint
+
+
+def test_version_table_in_another_schema(db: str) -> None:
+    before = probe(db, environment="prod")
+    run_sql(
+        db,
+        "CREATE SCHEMA ops; CREATE TABLE ops.alembic_version"
+        " (version_num varchar(32) PRIMARY KEY);"
+        "INSERT INTO ops.alembic_version VALUES ('c0ffee');",
+    )
+    result = probe(db, environment="prod", version_table_schema="ops")
+    assert result.revisions == ("c0ffee",)
+    assert result.fingerprint == before.fingerprint
+    assert probe(db, environment="prod").revisions is None
+
+
+def test_a_change_moves_the_fingerprint(db: str) -> None:
+    first = probe(db, environment="dev")
+    run_sql(db, "INSERT INTO users (name) VALUES ('a'); ANALYZE;")
+    assert probe(db, environment="dev").fingerprint == first.fingerprint
+    run_sql(db, "ALTER TABLE posts ALTER COLUMN body SET DEFAULT '';")
+    second = probe(db, environment="dev")
+    assert second.fingerprint != first.fingerprint
+    assert second.fingerprint == take_snapshot(db).probe_fingerprint
+    run_sql(db, "ALTER TABLE posts ALTER COLUMN body DROP DEFAULT;")
+    assert probe(db, environment="dev").fingerprint == first.fingerprint
+
+
+def test_probe_leaves_the_session_clean(db: str) -> None:
+    # probing twice in a row with different schemas must not leak search_path between calls
+    run_sql(db, "CREATE SCHEMA app; CREATE TABLE app.t (id int);")
+    a1 = probe(db, environment="dev", schema="app").fingerprint
+    p1 = probe(db, environment="dev").fingerprint
+    assert probe(db, environment="dev", schema="app").fingerprint == a1
+    assert probe(db, environment="dev").fingerprint == p1
