@@ -87,8 +87,10 @@ def explain_error(exc: BaseException, *, label: str, url: str | sa.URL | None) -
         hint = "check the user and password in this environment's URL variable"
     elif "does not exist" in lowered and "database" in lowered:
         hint = "create the database or fix the database name in the URL"
-    elif "timeout expired" in lowered or "could not connect" in lowered or (
-        "connection refused" in lowered
+    elif (
+        "timeout expired" in lowered
+        or "could not connect" in lowered
+        or ("connection refused" in lowered)
     ):
         hint = "check that the server is running and the host/port in the URL"
     elif "no password supplied" in lowered:
@@ -116,7 +118,8 @@ def with_database(url: str | sa.URL, database: str) -> str:
     return make_url(url).set(database=database).render_as_string(hide_password=False)
 
 
-def _quote_ident(name: str) -> str:
+def quote_ident(name: str) -> str:
+    """Quote an identifier for SQL text (always quoted, embedded quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -128,9 +131,9 @@ def create_database(
     ``admin_url`` is any database on the server, used only to issue CREATE DATABASE.
     """
     engine = make_engine(admin_url, label=label)
-    sql = f"CREATE DATABASE {_quote_ident(name)}"
+    sql = f"CREATE DATABASE {quote_ident(name)}"
     if template:
-        sql += f" TEMPLATE {_quote_ident(template)}"
+        sql += f" TEMPLATE {quote_ident(template)}"
     try:
         with connect(engine, label=label) as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(sql)
@@ -145,7 +148,7 @@ def drop_database(admin_url: str | sa.URL, name: str, *, label: str = "server") 
     try:
         with connect(engine, label=label) as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)"
+                f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"
             )
     finally:
         engine.dispose()

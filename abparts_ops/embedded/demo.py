@@ -39,7 +39,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from abparts_ops.core.db import connect, make_engine, scrub, with_database
+from abparts_ops.core.db import connect, make_engine, quote_ident, scrub, with_database
 from abparts_ops.core.errors import DatabaseError, MigrationError
 from abparts_ops.embedded.server import EmbeddedPostgres, project_home
 
@@ -175,10 +175,6 @@ def demo_database_name(env: str, *, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}{env}"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -222,8 +218,8 @@ def _databases(conn: Connection) -> dict[str, str | None]:
 
 
 def _drop(conn: Connection, name: str) -> None:
-    conn.exec_driver_sql(f"ALTER DATABASE {_quote(name)} IS_TEMPLATE false")
-    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+    conn.exec_driver_sql(f"ALTER DATABASE {quote_ident(name)} IS_TEMPLATE false")
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
 def _build_name(name: str) -> str:
@@ -282,19 +278,21 @@ def _ensure_template(
             )
         # built by an older demo (another head): rebuilt below
     building = _build_name(name)
-    conn.exec_driver_sql(f"CREATE DATABASE {_quote(building)}")
+    conn.exec_driver_sql(f"CREATE DATABASE {quote_ident(building)}")
     try:
         _upgrade_old_history(with_database(admin_url, building), layout, "demo template")
         conn.exec_driver_sql(
-            f"COMMENT ON DATABASE {_quote(building)} IS {_literal(_template_comment())}"
+            f"COMMENT ON DATABASE {quote_ident(building)} IS {_literal(_template_comment())}"
         )
         if name in databases:
             _drop(conn, name)
-        conn.exec_driver_sql(f"ALTER DATABASE {_quote(building)} RENAME TO {_quote(name)}")
-        conn.exec_driver_sql(f"ALTER DATABASE {_quote(name)} IS_TEMPLATE true")
+        conn.exec_driver_sql(
+            f"ALTER DATABASE {quote_ident(building)} RENAME TO {quote_ident(name)}"
+        )
+        conn.exec_driver_sql(f"ALTER DATABASE {quote_ident(name)} IS_TEMPLATE true")
     except BaseException:
         with contextlib.suppress(DBAPIError):
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quote(building)} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_ident(building)} WITH (FORCE)")
         raise
     return name
 
@@ -359,7 +357,9 @@ def build_environments(
         for env in missing:
             final = demo_database_name(env, prefix=prefix)
             building = _build_name(final)
-            conn.exec_driver_sql(f"CREATE DATABASE {_quote(building)} TEMPLATE {_quote(template)}")
+            conn.exec_driver_sql(
+                f"CREATE DATABASE {quote_ident(building)} TEMPLATE {quote_ident(template)}"
+            )
             try:
                 if env == PROTECTED_ENVIRONMENT:
                     _set_version(
@@ -368,15 +368,19 @@ def build_environments(
                         f"demo environment {env}",
                     )
                 conn.exec_driver_sql(
-                    f"COMMENT ON DATABASE {_quote(building)} IS "
+                    f"COMMENT ON DATABASE {quote_ident(building)} IS "
                     f"{_literal(f'{_ENVIRONMENT_MARKER}: {env}')}"
                 )
                 if final in databases:
                     _drop(conn, final)
-                conn.exec_driver_sql(f"ALTER DATABASE {_quote(building)} RENAME TO {_quote(final)}")
+                conn.exec_driver_sql(
+                    f"ALTER DATABASE {quote_ident(building)} RENAME TO {quote_ident(final)}"
+                )
             except BaseException:
                 with contextlib.suppress(DBAPIError):
-                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quote(building)} WITH (FORCE)")
+                    conn.exec_driver_sql(
+                        f"DROP DATABASE IF EXISTS {quote_ident(building)} WITH (FORCE)"
+                    )
                 raise
     return {env: with_database(admin_url, demo_database_name(env, prefix=prefix)) for env in names}
 

@@ -33,6 +33,7 @@ from abparts_ops.core.db import (
     drop_database,
     explain_error,
     make_engine,
+    quote_ident,
     redact_url,
     scrub,
     with_database,
@@ -105,10 +106,6 @@ def _comment(pid: int) -> str:
     return f"abparts_ops scratch database; host={socket.gethostname()}; pid={pid}"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _engine(server_url: str) -> sa.Engine:
     return make_engine(server_url, label=LABEL)
 
@@ -172,7 +169,7 @@ def _create(server_url: str, name: str) -> None:
         with connect(engine, label=LABEL) as conn:
             auto = conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                auto.exec_driver_sql(f"CREATE DATABASE {_quote(name)}")
+                auto.exec_driver_sql(f"CREATE DATABASE {quote_ident(name)}")
             except DBAPIError as exc:
                 code = getattr(exc.orig, "pgcode", None)
                 first = (str(exc.orig or exc).strip().splitlines() or ["refused"])[0]
@@ -192,7 +189,7 @@ def _create(server_url: str, name: str) -> None:
                 raise explain_error(exc, label=LABEL, url=server_url) from None
             try:
                 auto.exec_driver_sql(
-                    f"COMMENT ON DATABASE {_quote(name)} IS "
+                    f"COMMENT ON DATABASE {quote_ident(name)} IS "
                     + "'"
                     + _comment(os.getpid()).replace("'", "''")
                     + "'"

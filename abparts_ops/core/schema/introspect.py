@@ -23,7 +23,7 @@ import psycopg2.extensions
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from abparts_ops.core.db import connect, explain_error, make_engine
+from abparts_ops.core.db import connect, explain_error, make_engine, quote_ident
 from abparts_ops.core.errors import SchemaError
 from abparts_ops.core.schema.catalog_sql import (
     SCHEMA_EXISTS_SQL,
@@ -40,10 +40,6 @@ _CHUNK_ROWS = 5000
 # json values as their text: parsed a chunk at a time by fetch_rows, not one by one
 _JSON_AS_TEXT = psycopg2.extensions.new_type((114,), "ABPARTS_OPS_JSON_TEXT", lambda v, _c: v)
 ALWAYS_EXCLUDED = ("alembic_version",)
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def exclusion_patterns(exclude: Iterable[str], version_table: str = "alembic_version") -> list[str]:
@@ -86,7 +82,7 @@ def fetch_rows(
                     f"{prefix}schema {schema!r} does not exist in this database (fix the "
                     "`schema` setting or create it)."
                 )
-            cur.execute(f"SET LOCAL search_path TO {_quote_ident(schema)}, pg_catalog")
+            cur.execute(f"SET LOCAL search_path TO {quote_ident(schema)}, pg_catalog")
             cur.execute("SET LOCAL jit = off")
             snapshot_id = None
             if parallel:
@@ -147,7 +143,7 @@ def _open_helper(conn: Connection, snapshot_id: str, schema: str) -> Any | None:
         with helper.dbapi_connection.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
-            cur.execute(f"SET LOCAL search_path TO {_quote_ident(schema)}, pg_catalog")
+            cur.execute(f"SET LOCAL search_path TO {quote_ident(schema)}, pg_catalog")
             cur.execute("SET LOCAL jit = off")
     except psycopg2.Error:
         helper.close()

@@ -15,15 +15,11 @@ from dataclasses import dataclass
 import psycopg2
 import sqlalchemy as sa
 
-from abparts_ops.core.db import connect, explain_error, make_engine
+from abparts_ops.core.db import connect, explain_error, make_engine, quote_ident
 from abparts_ops.core.errors import DatabaseError, SchemaError
 from abparts_ops.core.schema.catalog_sql import PROBE_SQL
 from abparts_ops.core.schema.exclusions import compile_patterns
 from abparts_ops.core.schema.introspect import DEFAULT_SCHEMA, exclusion_patterns
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ def probe(
         connect_timeout=max(1, int(timeout_s)),
         statement_timeout_ms=int(timeout_s * 1000),
     )
-    qualified = f"{_quote_ident(version_table_schema or schema)}.{_quote_ident(version_table)}"
+    qualified = f"{quote_ident(version_table_schema or schema)}.{quote_ident(version_table)}"
     params = {
         "schema": schema,
         "excl": compile_patterns(exclusion_patterns(exclude, version_table)),
@@ -72,7 +68,7 @@ def probe(
             raw.autocommit = True
             with raw.cursor() as cur:
                 cur.execute(
-                    f"SET search_path TO {_quote_ident(schema)}, pg_catalog; SET jit = off; "
+                    f"SET search_path TO {quote_ident(schema)}, pg_catalog; SET jit = off; "
                     + PROBE_SQL,
                     params,
                 )
