@@ -33,6 +33,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from abparts_ops.core.errors import SchemaError
@@ -88,9 +89,9 @@ class Snapshot:
     server_version: str | None = field(default=None, compare=False)
     probe_fingerprint: str | None = field(default=None, compare=False)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """sha256 of the canonical form of the compared objects."""
+        """sha256 of the canonical form of the compared objects (computed once)."""
         return sha256_text(canonical_json({"schema": self.schema, "objects": self.objects}))
 
     def kind(self, kind: str) -> Mapping[str, Attrs]:
