@@ -418,7 +418,11 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
             passed=diff.is_empty,
             severity=dg.AssetCheckSeverity.ERROR,
             description=description,
-            metadata={"environment": env.name, **diff_metadata(diff)},
+            metadata={
+                "environment": env.name,
+                "actual_probe_fingerprint": actual.probe_fingerprint or "",
+                **diff_metadata(diff),
+            },
         )
 
     return schema_matches_reference

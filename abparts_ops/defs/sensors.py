@@ -126,9 +126,10 @@ def known_differences(
 ) -> dict[str, int]:
     """Differing objects per schema-drifting environment, when a verification told us.
 
-    Known when the latest ``schema_matches_reference`` evaluation of the environment ran
-    after its current revisions and fingerprint were first seen (so it diffed this very
-    schema). One event-log read for all drifting environments; none when all in sync.
+    Known when the latest ``schema_matches_reference`` evaluation of the environment
+    diffed this very schema: its recorded probe fingerprint equals the one seen now (or,
+    for evaluations without one, it ran after this state was first seen). One event-log
+    read for all drifting environments; none when all in sync.
     """
     keys = {
         state.environment: dg.AssetCheckKey(
@@ -137,6 +138,7 @@ def known_differences(
         for state in states
         if state.schema_in_sync is False
     }
+    fingerprints = {state.environment: state.fingerprint for state in states}
     if not keys:
         return {}
     try:
@@ -149,11 +151,19 @@ def known_differences(
     for env, key in keys.items():
         record = records.get(key)
         evaluation = record.evaluation if record is not None else None
-        memory = plan.cursor.environments.get(env)
-        if evaluation is None or memory is None or memory.seen_since is None:
+        if evaluation is None:
             continue
-        if record.create_timestamp < memory.seen_since:
-            continue
+        recorded = evaluation.metadata.get("actual_probe_fingerprint")
+        diffed = getattr(recorded, "value", recorded) or None
+        if diffed is not None:
+            if diffed != fingerprints.get(env):
+                continue
+        else:
+            memory = plan.cursor.environments.get(env)
+            if memory is None or memory.seen_since is None:
+                continue
+            if record.create_timestamp < memory.seen_since:
+                continue
         value = evaluation.metadata.get("differences")
         number = getattr(value, "value", value)
         if isinstance(number, int):
