@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from abparts_ops.core.db import make_engine
 from abparts_ops.core.drift import (
     IN_SYNC,
     REVISION_DRIFT,
@@ -40,21 +39,13 @@ from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.schema.probe import ProbeResult, probe
 from abparts_ops.core.settings import resolve_url_env
 from abparts_ops_tests.core.migrations.projects import Rev, write_project, write_rev
+from abparts_ops_tests.sql import run_sql
 
 SCHEMA = """
 CREATE TABLE orgs (id serial PRIMARY KEY, name text NOT NULL);
 CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('head0001');
 """
-
-
-def run_sql(url: str, sql: str) -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
 
 
 def closed_port() -> int:

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 import abparts_ops.core.migrations.stamp as stamp_module
 from abparts_ops.core.db import create_database, drop_database, make_engine, with_database
 from abparts_ops.core.errors import AbpartsOpsError, ConfigError, DatabaseError, StampRefused
-from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject, load_project
 from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.schema.introspect import take_snapshot
@@ -32,6 +31,7 @@ from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.settings import EnvironmentSettings
 from abparts_ops.embedded.server import EmbeddedPostgres
 from abparts_ops_tests.core.migrations.projects import Rev, write_project
+from abparts_ops_tests.sql import run_sql, version_rows
 
 REPO = Path(__file__).resolve().parents[3]
 BASELINE = "base00000001"
@@ -69,26 +69,6 @@ CREATE TABLE alembic_version (
 );
 INSERT INTO alembic_version VALUES ('deadbeef0001');
 """
-
-
-def run_sql(url: str, sql: str) -> None:
-    """Run ``sql`` (several statements allowed) on ``url`` and commit."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
-
-
-def version_rows(url: str) -> tuple[str, ...] | None:
-    """The version table's rows (None when it does not exist)."""
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return current_revisions(conn)
-    finally:
-        engine.dispose()
 
 
 def state(url: str) -> tuple[tuple[str, ...] | None, str]:

@@ -14,20 +14,11 @@ from typing import Any
 
 import pytest
 
-from abparts_ops.core.db import create_database, drop_database, make_engine
+from abparts_ops.core.db import create_database, drop_database
 from abparts_ops.core.schema.diff import Change, SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
-
-
-def run_sql(url: str, sql: str) -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
-
+from abparts_ops_tests.sql import run_sql
 
 BASE_SCHEMA = """
 CREATE TYPE status AS ENUM ('draft', 'active', 'retired');

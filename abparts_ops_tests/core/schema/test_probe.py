@@ -6,19 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from abparts_ops.core.db import make_engine
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.probe import ProbeResult, probe
-
-
-def run_sql(url: str, sql: str) -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
-
+from abparts_ops_tests.sql import run_sql
 
 SCHEMA = """
 CREATE TYPE mood AS ENUM ('sad', 'ok');

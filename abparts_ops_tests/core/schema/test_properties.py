@@ -31,16 +31,7 @@ from abparts_ops.core.schema.introspect import (
 )
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.schema.probe import probe
-
-
-def run_sql(url: str, sql: str) -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
-
+from abparts_ops_tests.sql import run_sql
 
 BASE_SCHEMA = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');

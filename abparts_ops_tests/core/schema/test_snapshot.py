@@ -21,16 +21,7 @@ from abparts_ops.core.schema.frame import FRAME_COLUMNS, columns_frame
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import FORMAT, KINDS, Snapshot
 from abparts_ops.core.schema.probe import probe
-
-
-def run_sql(url: str, sql: str) -> None:
-    """Execute ``sql`` (several statements allowed) in one committed transaction."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
+from abparts_ops_tests.sql import run_sql
 
 
 def query(url: str, sql: str) -> list[tuple]:
