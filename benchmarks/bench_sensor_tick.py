@@ -13,7 +13,12 @@ The server runs with ``max_connections=300``: keep ``--workers`` well below it.
 
 A tick is the real sensor, evaluated as the daemon does (``build_sensor_context`` on a
 temporary instance holding a ``source_schema`` materialization as the reference): one
-probe per environment, concurrently, then classification, observations and cursor.
+probe per environment, concurrently, then classification, observations and cursor. Two
+kinds of tick are timed: the *first* tick (empty cursor: every probe runs the full
+fingerprint query) and a *steady* tick (the cursor of the tick before, as the daemon
+passes it: every probe checks its catalog token, and reuses the fingerprint when no
+catalog changed). The targets apply to the steady tick, which is every tick but the first
+after the sensor starts and the ones right after a schema change.
 Measured in the same run, at the same concurrency: ``SELECT 1`` over a new connection per
 environment (the same ``make_engine``/``connect`` path the probe uses, through the same
 :func:`~abparts_ops.core.drift.probe_all`), so the table shows what the probe's catalog
@@ -26,7 +31,7 @@ does. Also printed: the same costs one at a time (new connection + ``SELECT 1``;
 catalog query alone on a warm connection) and the load average, since other processes on
 the machine skew every figure.
 
-Targets (2 cores): 100 environments < 3 s, 500 < 15 s per tick.
+Targets (2 cores): 100 environments < 3 s, 500 < 15 s per steady tick.
 """
 
 from __future__ import annotations
@@ -144,9 +149,15 @@ def select_one(url: str, *, environment: str, timeout_s: float = 10, **_: Any) -
 
 
 def serial_floor(url: str, repeat: int = 15) -> dict[str, float]:
-    """Medians (ms), one at a time: new connection + SELECT 1; one probe; the query alone."""
+    """Medians (ms), one at a time: new connection + SELECT 1; one full probe; one probe
+    whose catalog token is unchanged; the full query alone on a warm connection."""
     connect_ms = [select_one(url, environment="floor").elapsed_ms for _ in range(repeat)]
-    probe_ms = [probe(url, environment="floor", exclude=EXCLUDE).elapsed_ms for _ in range(repeat)]
+    full = [probe(url, environment="floor", exclude=EXCLUDE) for _ in range(repeat)]
+    known = full[-1].known()
+    cached = [
+        probe(url, environment="floor", exclude=EXCLUDE, known=known) for _ in range(repeat)
+    ]
+    assert all(result.reused for result in cached), "the catalog token moved between probes"
     engine = make_engine(url, label="floor")
     params = {
         "schema": "public",
@@ -169,7 +180,8 @@ def serial_floor(url: str, repeat: int = 15) -> dict[str, float]:
         engine.dispose()
     return {
         "connect_select1": statistics.median(connect_ms),
-        "probe": statistics.median(probe_ms),
+        "probe": statistics.median(r.elapsed_ms for r in full),
+        "probe_cached": statistics.median(r.elapsed_ms for r in cached),
         "query_warm": statistics.median(query_ms[1:]),
     }
 
@@ -266,12 +278,27 @@ def main() -> None:
                 ),
             }
 
-            def tick(sensor: dg.SensorDefinition = sensor, resources: Any = resources) -> Any:
-                with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+            def tick(
+                cursor: str | None = None,
+                sensor: dg.SensorDefinition = sensor,
+                resources: Any = resources,
+            ) -> Any:
+                with dg.build_sensor_context(
+                    instance=instance, resources=resources, cursor=cursor
+                ) as ctx:
                     return sensor.evaluate_tick(ctx)
 
             tick()  # warm: Alembic heads cached, as on every tick but the first
-            tick_s, tick_client, tick_server, data = timed(tick, args.repeat, cpu)
+            first_s, first_client, first_server, first = timed(tick, args.repeat, cpu)
+            tick_s, tick_client, tick_server, data = timed(
+                lambda cursor=first.cursor: tick(cursor), args.repeat, cpu
+            )
+            reused = sum(
+                1
+                for event in data.asset_events
+                if event.metadata.get("catalogs_unchanged") is not None
+                and event.metadata["catalogs_unchanged"].value == 1
+            )
             targets = [ProbeTarget(env_name(i), urls[i]) for i in range(size)]
             select_s, select_client, select_server, outcomes = timed(
                 lambda targets=targets: probe_all(
@@ -288,6 +315,9 @@ def main() -> None:
             rows.append(
                 {
                     "envs": size,
+                    "first_s": first_s,
+                    "first_cpu_per_env_ms": (first_client + first_server) * 1000 / size,
+                    "reused": reused,
                     "tick_s": tick_s,
                     "per_env_ms": tick_s * 1000 / size,
                     "select1_s": select_s,
@@ -306,16 +336,18 @@ def main() -> None:
 
     print()
     print(
-        "| envs | tick (s) | per env (ms) | SELECT 1 (s) | SELECT 1 per env (ms) | "
-        "tick / SELECT 1 | CPU per env: tick (ms) | of which server | CPU per env: "
-        "SELECT 1 (ms) | tick on idle cores (s) | in sync | target | met |"
+        "| envs | first tick (s) | CPU per env: first (ms) | steady tick (s) | per env (ms) | "
+        "fingerprints reused | SELECT 1 (s) | SELECT 1 per env (ms) | steady / SELECT 1 | "
+        "CPU per env: steady (ms) | of which server | CPU per env: SELECT 1 (ms) | "
+        "steady on idle cores (s) | in sync | target | met |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for r in rows:
         target = f"< {r['target']:g} s" if r["target"] else "-"
         met = "-" if not r["target"] else ("yes" if r["tick_s"] < r["target"] else "NO")
         print(
-            f"| {r['envs']} | {r['tick_s']:.2f} | {r['per_env_ms']:.1f} | "
+            f"| {r['envs']} | {r['first_s']:.2f} | {r['first_cpu_per_env_ms']:.1f} | "
+            f"{r['tick_s']:.2f} | {r['per_env_ms']:.1f} | {r['reused']}/{r['envs']} | "
             f"{r['select1_s']:.2f} | {r['select1_per_env_ms']:.1f} | {r['ratio']:.1f}x | "
             f"{r['cpu_per_env_ms']:.1f} | {r['server_cpu_per_env_ms']:.1f} | "
             f"{r['select1_cpu_per_env_ms']:.1f} | {r['idle_s']:.2f} | "
@@ -325,8 +357,9 @@ def main() -> None:
     print()
     print(
         "one at a time (medians): new connection + SELECT 1 "
-        f"{floor['connect_select1']:.1f} ms; one probe (new connection + catalog query) "
-        f"{floor['probe']:.1f} ms; the catalog query alone on a warm connection "
+        f"{floor['connect_select1']:.1f} ms; one full probe (new connection + catalog "
+        f"query) {floor['probe']:.1f} ms; one probe with an unchanged catalog token "
+        f"{floor['probe_cached']:.1f} ms; the full catalog query alone on a warm connection "
         f"{floor['query_warm']:.1f} ms"
     )
     load = os.getloadavg()

@@ -29,7 +29,7 @@ from abparts_ops.core.db import explain_error, scrub
 from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.migrations.history import file_sha256, fingerprint_files
 from abparts_ops.core.migrations.project import AlembicProject, revision_files
-from abparts_ops.core.schema.probe import ProbeResult, probe
+from abparts_ops.core.schema.probe import KnownSchema, ProbeResult, probe
 
 IN_SYNC = "in_sync"
 REVISION_DRIFT = "revision_drift"
@@ -59,6 +59,8 @@ class ProbeTarget:
     exclude: tuple[str, ...] = ()
     version_table: str = "alembic_version"
     version_table_schema: str | None = None
+    known: KnownSchema | None = None
+    """The last fingerprint seen with its catalog token: unchanged catalogs reuse it."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def _probe_one(target: ProbeTarget, timeout_s: float, probe_fn: ProbeFn) -> Prob
     url: str | None = None
     try:
         url = target.url() if callable(target.url) else target.url
+        extra = {} if target.known is None else {"known": target.known}
         result = probe_fn(
             url,
             environment=target.environment,
@@ -115,6 +118,7 @@ def _probe_one(target: ProbeTarget, timeout_s: float, probe_fn: ProbeFn) -> Prob
             version_table=target.version_table,
             version_table_schema=target.version_table_schema,
             timeout_s=timeout_s,
+            **extra,
         )
     except Exception as exc:  # noqa: BLE001 - every failure is this environment's outcome
         return ProbeOutcome(
@@ -231,6 +235,8 @@ class DriftState:
     table_count: int | None = None
     elapsed_ms: float = 0.0
     error: str | None = None
+    token: str | None = None
+    reused: bool = False
 
     @property
     def drifting(self) -> bool:
@@ -323,6 +329,8 @@ def classify(
         schema_in_sync=schema_ok,
         table_count=result.table_count,
         elapsed_ms=outcome.elapsed_ms,
+        token=result.token,
+        reused=result.reused,
     )
 
 
@@ -351,7 +359,9 @@ class EnvironmentMemory:
     ``revisions`` and ``fingerprint`` are the last values seen while reachable;
     ``since`` is when ``status`` began and ``seen_since`` when these exact revisions and
     fingerprint were first seen (epoch seconds); ``requested`` is the run key of the
-    verification requested in the current ``episode`` (None when none was).
+    verification requested in the current ``episode`` (None when none was). ``token`` and
+    ``table_count`` came with ``fingerprint`` and let the next probe skip recomputing it
+    while the catalogs stay unchanged.
     """
 
     status: str
@@ -361,6 +371,14 @@ class EnvironmentMemory:
     episode: int = 0
     requested: str | None = None
     seen_since: float | None = None
+    token: str | None = None
+    table_count: int | None = None
+
+    def known(self) -> KnownSchema | None:
+        """The fingerprint to hand the next probe, when one was seen with its token."""
+        if self.token is None or self.fingerprint is None or self.table_count is None:
+            return None
+        return KnownSchema(self.token, self.fingerprint, self.table_count)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -372,6 +390,8 @@ class EnvironmentMemory:
             "episode": self.episode,
             "requested": self.requested,
             "seen_since": self.seen_since,
+            "token": self.token,
+            "table_count": self.table_count,
         }
 
     @classmethod
@@ -387,6 +407,8 @@ class EnvironmentMemory:
             episode=int(data.get("episode") or 0),
             requested=data.get("requested"),
             seen_since=data.get("seen_since"),
+            token=data.get("token"),
+            table_count=data.get("table_count"),
         )
 
 
@@ -400,6 +422,11 @@ class DriftCursor:
     environments: Mapping[str, EnvironmentMemory] = field(default_factory=dict)
     head: str | None = None
     reference: str | None = None
+
+    def known(self, environment: str) -> KnownSchema | None:
+        """What the next probe of ``environment`` may reuse (None: probe in full)."""
+        memory = self.environments.get(environment)
+        return memory.known() if memory else None
 
     def to_json(self) -> str:
         """Compact JSON, stable key order."""
@@ -485,6 +512,8 @@ def plan_tick(
                 episode=episode,
                 requested=requested,
                 seen_since=previous.seen_since if previous else None,
+                token=previous.token if previous else None,
+                table_count=previous.table_count if previous else None,
             )
             continue
         if state.status == IN_SYNC and requested is not None:
@@ -506,6 +535,8 @@ def plan_tick(
             episode=episode,
             requested=requested,
             seen_since=previous.seen_since if same and previous else now,
+            token=state.token,
+            table_count=state.table_count,
         )
     return TickPlan(
         states=states,

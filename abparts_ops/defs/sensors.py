@@ -1,8 +1,10 @@
 """The drift watch: ``schema_drift_sensor`` and ``revision_files_sensor``.
 
 Both are thin: the probing, classification and memory live in
-:mod:`abparts_ops.core.drift`. A tick of ``schema_drift_sensor`` costs one catalog query
-per environment (run concurrently) plus one read of the instance's event log; the
+:mod:`abparts_ops.core.drift`. A tick of ``schema_drift_sensor`` costs one short query
+per environment (run concurrently: version rows and a catalog token) plus one read of
+the instance's event log; only an environment whose catalogs changed since the last tick
+(the token moved, or it is the first tick) runs the full fingerprint query, and the
 expensive snapshot and diff run only in the verification run it requests when a
 fingerprint or revision moves. ``revision_files_sensor`` costs a few ``stat`` calls
 unless the versions folder changed.
@@ -204,6 +206,8 @@ def _observations(
             schema_meta["differing_objects"] = differences
     if state.table_count is not None:
         schema_meta["tables"] = state.table_count
+    if reachable:
+        schema_meta["catalogs_unchanged"] = int(state.reused)
     return [
         dg.AssetObservation(
             asset_key=live_revision_key(state.environment),
@@ -279,9 +283,10 @@ def build_schema_drift_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status(demo),
         description=(
-            "Every tick, probes every environment (the source too) concurrently with one "
-            "catalog query each: its Alembic version rows and a server-side fingerprint of "
-            "its schema. Observes [env, live_revision] and [env, live_schema]; requests a "
+            "Every tick, probes every environment (the source too) concurrently: its "
+            "Alembic version rows and a server-side fingerprint of its schema (recomputed "
+            "only when its catalogs changed since the last tick). Observes [env, "
+            "live_revision] and [env, live_schema]; requests a "
             "verify_environments run, for exactly the environments whose revision is not "
             "the head or whose fingerprint differs from the latest source_schema, once per "
             "drift (run key from environment, revisions and fingerprint). Unreachable "
@@ -303,6 +308,7 @@ def build_schema_drift_sensor(
         head, head_problem = _head(alembic)
         if head_problem:
             context.log.warning(head_problem)
+        previous = DriftCursor.from_json(context.cursor)
         targets = [
             ProbeTarget(
                 environment=env.name,
@@ -310,6 +316,7 @@ def build_schema_drift_sensor(
                 schema=env.schema,
                 exclude=tuple(policy.exclude),
                 version_table=alembic.version_table,
+                known=previous.known(env.name),
             )
             for env in environments
         ]
@@ -320,7 +327,6 @@ def build_schema_drift_sensor(
             classify(o, head=head, reference_probe=reference, source=o.environment == source)
             for o in outcomes
         ]
-        previous = DriftCursor.from_json(context.cursor)
         plan = plan_tick(states, previous, no_runs_for={source}, head=head, reference=reference)
         differences = known_differences(context.instance, states, plan)
         events: list[dg.AssetObservation] = []

@@ -314,23 +314,81 @@ SNAPSHOT_PARTS: tuple[str, str] = (
 
 SCHEMA_EXISTS_SQL = "SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s"
 
+# The catalog token: a cheap answer to "could the snapshot have changed?". Every DDL
+# statement writes new row versions into the catalogs that the snapshot, and the deparse
+# functions it calls, read; a new row version has a new (ctid, xmin), and a dropped
+# object removes rows. Per catalog, the token holds the row count and the xor of a hash
+# of every row's (ctid, xmin) (the ctid hashed with the xmin as seed), which stay the
+# same only while no row is inserted, updated or deleted. With the settings that change
+# how the server prints expressions, equal tokens mean equal snapshots. The converse
+# does not hold (VACUUM FULL of a catalog, a TRUNCATE or a temporary table also write
+# rows): that costs one full probe, never a wrong answer. VACUUM and ANALYZE update
+# statistics in place, without new row versions. xid has no cast to a number, so xmin
+# is made absolute as age('3') - age(xmin), both relative to the same transaction;
+# age() of the special xids (bootstrap rows) is always 2147483647, and those count as 0.
+# About 7 ms on the demo schema (~21,000 catalog rows), a tenth of the objects query.
+TOKEN_CATALOGS: tuple[str, ...] = (
+    "pg_namespace", "pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index",
+    "pg_type", "pg_enum", "pg_sequence", "pg_description", "pg_depend", "pg_collation",
+    "pg_am", "pg_opclass", "pg_extension", "pg_rewrite", "pg_proc", "pg_operator",
+    "pg_partitioned_table", "pg_ts_config", "pg_ts_dict",
+)
+
+TOKEN_SETTINGS: tuple[str, ...] = (
+    "server_version_num", "search_path", "DateStyle", "IntervalStyle", "TimeZone",
+    "extra_float_digits", "quote_all_identifiers", "bytea_output", "lc_monetary",
+    "lc_numeric", "standard_conforming_strings",
+)
+
+CATALOG_TOKEN_SQL = (
+    "SELECT md5(concat_ws(E'\\x1f', "
+    + ", ".join(f"current_setting('{name}')" for name in TOKEN_SETTINGS)
+    + ",\n    "
+    + ",\n    ".join(
+        f"(SELECT count(*) || '.' || coalesce(bit_xor(hashtidextended(ctid, "
+        f"CASE age(xmin) WHEN 2147483647 THEN 0 ELSE xb.base - age(xmin) END)), 0) "
+        f"FROM {catalog})"
+        for catalog in TOKEN_CATALOGS
+    )
+    + ")) AS token\n  FROM (SELECT age('3'::xid)::bigint AS base) xb"
+)
+
+REVISIONS_EXPR = r"""CASE WHEN to_regclass(%(version_table)s) IS NULL THEN NULL ELSE
+         (SELECT coalesce(array_agg(v::text ORDER BY v::text COLLATE "C"), '{}')
+          FROM unnest(xpath('/table/row/version_num/text()',
+                            query_to_xml('SELECT version_num FROM ' || %(version_table)s,
+                                         false, false, ''))) v)
+       END"""
+
+# The probe's first statement: the version rows and the catalog token (about 8 ms on
+# top of a bare connection). When the token is the one of a fingerprint the caller holds,
+# this is the whole probe; the objects query is not even planned (planning it alone
+# costs ~25 ms).
+TOKEN_SQL = f"""SELECT token.token,
+       {REVISIONS_EXPR} AS revisions,
+       EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS schema_exists
+FROM ({CATALOG_TOKEN_SQL}) token
+"""
+
+# The full probe: everything in one statement, so the token and the fingerprint it
+# returns describe the very same catalog snapshot.
 PROBE_SQL = (
     "WITH "
     + OBJECTS_CTE
     + f""",
 digests AS (
   SELECT kind, key, {ROW_DIGEST_EXPR} AS digest FROM objs WHERE owner IS NULL
+),
+summary AS (
+  SELECT {PROBE_HASH_EXPR} AS fingerprint,
+         count(*) FILTER (WHERE kind = 'table') AS tables
+  FROM digests
 )
-SELECT {PROBE_HASH_EXPR} AS fingerprint,
-       count(*) FILTER (WHERE kind = 'table') AS tables,
-       CASE WHEN to_regclass(%(version_table)s) IS NULL THEN NULL ELSE
-         (SELECT coalesce(array_agg(v::text ORDER BY v::text COLLATE "C"), '{{}}')
-          FROM unnest(xpath('/table/row/version_num/text()',
-                            query_to_xml('SELECT version_num FROM ' || %(version_table)s,
-                                         false, false, ''))) v)
-       END AS revisions,
-       EXISTS (SELECT 1 FROM ns) AS schema_exists
-FROM digests
+SELECT summary.fingerprint, summary.tables,
+       {REVISIONS_EXPR} AS revisions,
+       EXISTS (SELECT 1 FROM ns) AS schema_exists,
+       token.token
+FROM summary, ({CATALOG_TOKEN_SQL}) token
 """
 )
 

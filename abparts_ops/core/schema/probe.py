@@ -4,10 +4,21 @@ The probe runs the snapshot's own catalog query on the server and returns only a
 of its rows (plus the version rows), so its fingerprint changes if and only if a full
 snapshot would. Sensors call it for every environment on every tick; the expensive
 snapshot and diff run only when a fingerprint moves.
+
+With it comes a *catalog token* (see ``catalog_sql.CATALOG_TOKEN_SQL``): a hash of the
+row versions of the catalogs the fingerprint is computed from. A caller that keeps the
+token and fingerprint of its last probe passes them back as ``known``; the probe then
+asks for the version rows and the token first and, when the token is unchanged, answers
+with the known fingerprint without the objects query: one short statement instead of
+about 70 ms of server work (deparsing every default, constraint and index). Only a
+changed token runs the full query, which returns the new token and fingerprint from one
+and the same catalog snapshot.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,20 +28,53 @@ import sqlalchemy as sa
 
 from abparts_ops.core.db import connect, explain_error, make_engine, quote_ident
 from abparts_ops.core.errors import DatabaseError, SchemaError
-from abparts_ops.core.schema.catalog_sql import PROBE_SQL
+from abparts_ops.core.schema.catalog_sql import PROBE_SQL, TOKEN_SQL
 from abparts_ops.core.schema.exclusions import compile_patterns
 from abparts_ops.core.schema.introspect import DEFAULT_SCHEMA, exclusion_patterns
 
 
 @dataclass(frozen=True)
+class KnownSchema:
+    """A fingerprint held from an earlier probe, with the catalog token it was read at."""
+
+    token: str
+    fingerprint: str
+    table_count: int
+
+
+@dataclass(frozen=True)
 class ProbeResult:
-    """What one probe saw. ``revisions`` is None when there is no version table."""
+    """What one probe saw. ``revisions`` is None when there is no version table.
+
+    ``token`` is the catalog token the fingerprint belongs to (pass it back through
+    :class:`KnownSchema`); ``reused`` is True when the catalogs had not changed since
+    ``known`` and its fingerprint was returned without recomputing it.
+    """
 
     environment: str
     fingerprint: str
     revisions: tuple[str, ...] | None
     table_count: int
     elapsed_ms: float
+    token: str | None = None
+    reused: bool = False
+
+    def known(self) -> KnownSchema | None:
+        """This result as the ``known`` argument of the next probe (None without a token)."""
+        if self.token is None:
+            return None
+        return KnownSchema(self.token, self.fingerprint, self.table_count)
+
+
+def query_key(params: dict[str, object]) -> str:
+    """A short hash of the probe's query and parameters, the prefix of every token.
+
+    A token only vouches for a fingerprint computed by the same query with the same
+    schema, exclusions and version table; a new release or another configuration gives
+    other keys, so older tokens never match.
+    """
+    text = json.dumps([PROBE_SQL, sorted((k, str(v)) for k, v in params.items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def probe(
@@ -42,10 +86,14 @@ def probe(
     version_table: str = "alembic_version",
     version_table_schema: str | None = None,
     timeout_s: float = 10.0,
+    known: KnownSchema | None = None,
 ) -> ProbeResult:
     """Probe one environment: its version rows and its schema fingerprint, in one query.
 
-    ``timeout_s`` bounds both the connection and the statement. Errors are
+    With ``known`` (from :meth:`ProbeResult.known` of an earlier probe of the same
+    environment), the fingerprint is recomputed only when the catalogs changed since;
+    otherwise ``known``'s is returned (``reused``). ``timeout_s`` bounds both the
+    connection and each statement. Errors are
     :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming ``environment``.
     """
     started = time.perf_counter()
@@ -61,18 +109,30 @@ def probe(
         "excl": compile_patterns(exclusion_patterns(exclude, version_table)),
         "version_table": qualified,
     }
+    key = query_key(params)
+    prefix = f"{key}:"
+    known_token = (
+        known.token[len(prefix) :] if known and known.token.startswith(prefix) else None
+    )
+    setup = f"SET search_path TO {quote_ident(schema)}, pg_catalog; SET jit = off; "
+    reused = False
     try:
         with connect(engine, label=environment) as conn:
             raw = conn.connection.dbapi_connection
             assert raw is not None
             raw.autocommit = True
             with raw.cursor() as cur:
-                cur.execute(
-                    f"SET search_path TO {quote_ident(schema)}, pg_catalog; SET jit = off; "
-                    + PROBE_SQL,
-                    params,
-                )
-                fingerprint, tables, revisions, schema_exists = cur.fetchone()
+                if known_token is not None:
+                    cur.execute(setup + TOKEN_SQL, params)
+                    token, revisions, schema_exists = cur.fetchone()
+                    reused = token == known_token and bool(schema_exists)
+                    setup = ""
+                if reused:
+                    assert known is not None
+                    fingerprint, tables = known.fingerprint, known.table_count
+                else:
+                    cur.execute(setup + PROBE_SQL, params)
+                    fingerprint, tables, revisions, schema_exists, token = cur.fetchone()
     except psycopg2.errors.QueryCanceled:
         raise DatabaseError(
             f"{environment}: the probe did not finish within {timeout_s:g} s (check the "
@@ -93,4 +153,6 @@ def probe(
         revisions=None if revisions is None else tuple(revisions),
         table_count=int(tables or 0),
         elapsed_ms=(time.perf_counter() - started) * 1000,
+        token=f"{prefix}{token}",
+        reused=reused,
     )

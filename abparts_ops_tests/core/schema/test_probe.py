@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops.core.schema.probe import ProbeResult, probe
+from abparts_ops.core.schema.probe import KnownSchema, ProbeResult, probe
 from abparts_ops_tests.sql import run_sql
 
 SCHEMA = """
@@ -124,3 +124,32 @@ def test_probe_leaves_the_session_clean(db: str) -> None:
     p1 = probe(db, environment="dev").fingerprint
     assert probe(db, environment="dev", schema="app").fingerprint == a1
     assert probe(db, environment="dev").fingerprint == p1
+
+
+def test_a_known_fingerprint_is_reused_until_the_catalogs_change(db: str) -> None:
+    first = probe(db, environment="dev")
+    assert not first.reused and first.token
+    known = first.known()
+    again = probe(db, environment="dev", known=known)
+    assert again.reused and (again.fingerprint, again.token) == (first.fingerprint, first.token)
+    assert again.table_count == first.table_count
+    # data and version rows write no catalog row: still reused, revisions read fresh
+    run_sql(db, "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);")
+    known = probe(db, environment="dev").known()
+    run_sql(db, "INSERT INTO alembic_version VALUES ('r2'); INSERT INTO users (name) VALUES ('b');")
+    data_only = probe(db, environment="dev", known=known)
+    assert data_only.reused and data_only.revisions == ("r2",)
+    # a schema change moves the token: the fingerprint is recomputed
+    run_sql(db, "CREATE INDEX users_name ON users (name);")
+    changed = probe(db, environment="dev", known=known)
+    assert not changed.reused and changed.token != known.token
+    assert changed.fingerprint == take_snapshot(db).probe_fingerprint != known.fingerprint
+
+
+def test_a_token_from_another_configuration_is_never_trusted(db: str) -> None:
+    known = probe(db, environment="dev").known()
+    assert known is not None
+    other = probe(db, environment="dev", exclude=["posts"], known=known)
+    assert not other.reused and other.fingerprint != known.fingerprint
+    forged = KnownSchema(known.token[:-4] + "0000", "f" * 64, 1)
+    assert probe(db, environment="dev", known=forged).fingerprint == known.fingerprint

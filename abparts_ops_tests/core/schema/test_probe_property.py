@@ -5,7 +5,10 @@ One database holds a base schema. Every example applies a random subset of mutat
 tables, other schemas, an add-then-drop), checks that "the probe fingerprint changed" is
 exactly "the snapshot diff is not empty" (and that the probe agrees with the snapshot's
 own ``probe_fingerprint``), then reverts the mutations; the probe is back to the
-reference once they are reverted (drift removed means back in sync). Reverting instead of
+reference once they are reverted (drift removed means back in sync). A probe given the
+fingerprint and catalog token seen before the mutations (as the sensor does on every
+tick) answers the same as a full probe, and reuses the known fingerprint only when the
+schema is unchanged. Reverting instead of
 cloning a database per example keeps the test fast.
 """
 
@@ -23,7 +26,7 @@ from abparts_ops.core.db import create_database, drop_database, make_engine
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
-from abparts_ops.core.schema.probe import probe
+from abparts_ops.core.schema.probe import KnownSchema, probe
 
 EXCLUDE = ("knowledge_documents", "document_chunks")
 
@@ -193,6 +196,7 @@ class Base:
 
     url: str = field(repr=False)
     reference: Snapshot = field(repr=False)
+    known: KnownSchema = field(repr=False)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +206,9 @@ def base(admin_url: str) -> Iterator[Base]:
     url = create_database(admin_url, name)
     try:
         _run(url, BASE_SCHEMA)
-        yield Base(url, take_snapshot(url, exclude=EXCLUDE, source="base"))
+        known = probe(url, environment="base", exclude=EXCLUDE).known()
+        assert known is not None
+        yield Base(url, take_snapshot(url, exclude=EXCLUDE, source="base"), known)
     finally:
         drop_database(admin_url, name)
 
@@ -229,31 +235,51 @@ def test_probe_changes_iff_snapshot_differs(base: Base, chosen: set[int]) -> Non
             _run(url, MUTATIONS[index][1])
             applied.append(index)
         result = probe(url, environment="mutant", exclude=EXCLUDE)
+        cached = probe(url, environment="mutant", exclude=EXCLUDE, known=base.known)
         actual = take_snapshot(url, exclude=EXCLUDE, source="mutant")
     finally:
         for index in reversed(applied):
             _run(url, MUTATIONS[index][2])
     diff = diff_snapshots(reference, actual)
     assert result.fingerprint == actual.probe_fingerprint
+    assert cached.fingerprint == result.fingerprint
+    assert cached.revisions == result.revisions
+    if cached.reused:
+        assert diff.is_empty
     assert (result.fingerprint != reference.probe_fingerprint) == (not diff.is_empty)
     assert (not diff.is_empty) == any(MUTATIONS[i][3] for i in chosen), _names(chosen)
     expected_revision = "other0002" if "version_row" in _names(chosen) else "base0001"
     assert result.revisions == (expected_revision,)
 
 
+DATA_ONLY = frozenset({"rows_inserted", "version_row", "sequence_used"})
+"""Mutations that write no catalog row: the catalog token must not move for them."""
+
+
 def test_each_mutation_alone(base: Base) -> None:
-    """Every mutation on its own: schema-changing ones move the probe, the others don't."""
+    """Every mutation on its own: schema-changing ones move the probe, the others don't.
+
+    Given the token seen just before, the probe reuses the known fingerprint after a
+    data-only change and recomputes it after every schema change (and then agrees with
+    the full probe).
+    """
     url, reference = base.url, base.reference
     moved: dict[str, bool] = {}
+    reused: dict[str, bool] = {}
     for name, sql, revert, _ in MUTATIONS:
+        known = probe(url, environment="mutant", exclude=EXCLUDE).known()
         _run(url, sql)
         try:
-            moved[name] = probe(url, environment="mutant", exclude=EXCLUDE).fingerprint != (
-                reference.probe_fingerprint
-            )
+            full = probe(url, environment="mutant", exclude=EXCLUDE)
+            cached = probe(url, environment="mutant", exclude=EXCLUDE, known=known)
+            moved[name] = full.fingerprint != reference.probe_fingerprint
+            reused[name] = cached.reused
+            assert (cached.fingerprint, cached.revisions) == (full.fingerprint, full.revisions)
         finally:
             _run(url, revert)
     assert moved == {name: changes for name, _, _, changes in MUTATIONS}
+    assert not any(reused[name] for name, *_, changes in MUTATIONS if changes)
+    assert {name: reused[name] for name in DATA_ONLY} == dict.fromkeys(DATA_ONLY, True)
     assert probe(url, environment="mutant", exclude=EXCLUDE).fingerprint == (
         reference.probe_fingerprint
     )

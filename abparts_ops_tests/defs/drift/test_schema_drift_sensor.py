@@ -149,6 +149,40 @@ def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> No
     assert memory.status == IN_SYNC and memory.episode == 1 and memory.requested is None
 
 
+def test_unchanged_catalogs_reuse_the_fingerprint_and_a_change_is_still_caught(
+    watch: Watch,
+) -> None:
+    """The cursor keeps each environment's catalog token: quiet ticks skip the full query.
+
+    The first tick computes every fingerprint; the next reuses them all; an index added
+    on staging between two ticks moves staging's token only, and the tick that follows
+    recomputes staging's fingerprint and requests its verification.
+    """
+    first = watch.tick(fresh=True)
+    assert {observations(first)[(env, "live_schema")]["catalogs_unchanged"] for env in NAMES} == {
+        0
+    }
+    quiet = watch.tick()
+    assert_all_in_sync(quiet)
+    assert {observations(quiet)[(env, "live_schema")]["catalogs_unchanged"] for env in NAMES} == {
+        1
+    }
+    memory = DriftCursor.from_json(quiet.cursor).environments["staging"]
+    assert memory.token and memory.table_count and memory.known() is not None
+    introduce_drift(watch.urls["staging"], "index")
+    try:
+        data = watch.tick()
+        [request] = data.run_requests
+        assert request.tags[ENVIRONMENT_TAG] == "staging"
+        seen = observations(data)
+        assert seen[("staging", "live_schema")]["catalogs_unchanged"] == 0
+        assert seen[("staging", "live_schema")]["schema_in_sync"] == 0
+        assert {seen[(env, "live_schema")]["catalogs_unchanged"] for env in NAMES} == {0, 1}
+    finally:
+        remove_drift(watch.urls["staging"])
+    assert_all_in_sync(watch.tick())
+
+
 def test_version_row_changed_is_revision_drift(watch: Watch) -> None:
     introduce_drift(watch.urls["prod"], "revision")
     try:
