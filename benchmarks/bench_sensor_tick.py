@@ -308,7 +308,7 @@ def main() -> None:
                 cpu,
             )
             statuses = [
-                memory.status for memory in DriftCursor.from_json(data.cursor).environments.values()
+                memory.status for memory in DriftCursor.decode(data.cursor).environments.values()
             ]
             in_sync = statuses.count(IN_SYNC)
             failed = sum(1 for o in outcomes if not o.ok)

@@ -308,7 +308,7 @@ def build_schema_drift_sensor(
         head, head_problem = _head(alembic)
         if head_problem:
             context.log.warning(head_problem)
-        previous = DriftCursor.from_json(context.cursor)
+        previous = DriftCursor.decode(context.cursor)
         targets = [
             ProbeTarget(
                 environment=env.name,
@@ -349,7 +349,7 @@ def build_schema_drift_sensor(
             )
             for env, key in plan.requests.items()
         ]
-        cursor = plan.cursor.to_json()
+        cursor = plan.cursor.encode()
         if run_requests:
             names = sorted(plan.requests)
             more = f" and {len(names) - 50} more" if len(names) > 50 else ""

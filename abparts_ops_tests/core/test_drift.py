@@ -6,6 +6,8 @@ wrong password, a missing variable, and a socket that accepts but never answers.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import socket
 import threading
@@ -36,7 +38,7 @@ from abparts_ops.core.drift import (
 )
 from abparts_ops.core.errors import ConfigError
 from abparts_ops.core.migrations.project import load_project
-from abparts_ops.core.schema.probe import ProbeResult, probe
+from abparts_ops.core.schema.probe import KnownSchema, ProbeResult, probe
 from abparts_ops.core.settings import resolve_url_env
 from abparts_ops_tests.core.migrations.projects import Rev, write_project, write_rev
 from abparts_ops_tests.sql import run_sql
@@ -285,10 +287,41 @@ def test_cursor_round_trips_and_tolerates_garbage() -> None:
         head="r1",
         reference="a" * 64,
     )
-    assert DriftCursor.from_json(cursor.to_json()) == cursor
-    garbage = ("not json", "[]", '{"version": 99}', '{"version": 1, "environments": 3}')
+    assert DriftCursor.decode(cursor.to_json()) == cursor
+    assert DriftCursor.decode(cursor.encode()) == cursor
+    garbage = (
+        "not json",
+        "[]",
+        '{"version": 99}',
+        '{"version": 1, "environments": 3}',
+        "z1:not base64!",
+        "z1:" + base64.b64encode(b"not zlib").decode(),
+    )
     for text in (None, "", *garbage):
-        assert DriftCursor.from_json(text) == DriftCursor()
+        assert DriftCursor.decode(text) == DriftCursor()
+
+
+def test_the_stored_cursor_stays_small_with_many_environments() -> None:
+    """500 environments with tokens: the text Dagster keeps with every tick is compact."""
+    memory = {
+        f"env{i:03d}": EnvironmentMemory(
+            IN_SYNC,
+            ("f2a4c6e8b0d1",),
+            "f" * 64,
+            since=1_700_000_000 + i * 0.37,
+            seen_since=1_700_000_000 + i * 0.37,
+            token=f"abcdef123456:{hashlib.md5(str(i).encode()).hexdigest()}",
+            table_count=60,
+        )
+        for i in range(500)
+    }
+    cursor = DriftCursor(environments=memory, head="f2a4c6e8b0d1", reference="f" * 64)
+    encoded = cursor.encode()
+    assert DriftCursor.decode(encoded) == cursor
+    assert len(encoded) < len(cursor.to_json()) / 4
+    assert DriftCursor.decode(encoded).known("env007") == KnownSchema(
+        memory["env007"].token or "", "f" * 64, 60
+    )
 
 
 def state(
@@ -337,7 +370,7 @@ def test_plan_never_requests_for_the_source_and_keeps_head_and_reference() -> No
     assert list(plan.requests) == ["prod"]
     assert plan.cursor.head == "h1" and plan.cursor.reference == "r" * 64
     assert plan.state("dev").status == SCHEMA_DRIFT
-    assert DriftCursor.from_json(plan.cursor.to_json()) == plan.cursor
+    assert DriftCursor.decode(plan.cursor.to_json()) == plan.cursor
 
 
 # -- the versions folder -----------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_a_new_revision_file_fires_the_sensor_once(watch: Watch) -> None:
         drift = watch.tick(fresh=True)
         requested = {r.tags[ENVIRONMENT_TAG] for r in drift.run_requests}
         assert requested == {"staging", "prod"}  # dev is the source: reported, never verified
-        cursor = DriftCursor.from_json(drift.cursor)
+        cursor = DriftCursor.decode(drift.cursor)
         assert cursor.head == NEW_REVISION
         assert {m.status for m in cursor.environments.values()} == {REVISION_DRIFT}
     finally:

@@ -87,7 +87,7 @@ def test_all_in_sync_skips_with_one_line_per_environment(watch: Watch) -> None:
         assert schema["schema_in_sync"] == 1 and schema["differing_objects"] == 0
         assert schema["fingerprint"] == schema["reference"] and len(schema["fingerprint"]) == 64
         assert schema["tables"] > 20 and schema["elapsed_ms"] > 0
-    cursor = DriftCursor.from_json(data.cursor)
+    cursor = DriftCursor.decode(data.cursor)
     assert cursor.head == DEMO_OLD_HEAD
     assert {env: m.status for env, m in cursor.environments.items()} == dict.fromkeys(
         NAMES, IN_SYNC
@@ -145,7 +145,7 @@ def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> No
         remove_drift(watch.urls["staging"])
     back = watch.tick()
     assert_all_in_sync(back)
-    memory = DriftCursor.from_json(back.cursor).environments["staging"]
+    memory = DriftCursor.decode(back.cursor).environments["staging"]
     assert memory.status == IN_SYNC and memory.episode == 1 and memory.requested is None
 
 
@@ -167,7 +167,7 @@ def test_unchanged_catalogs_reuse_the_fingerprint_and_a_change_is_still_caught(
     assert {observations(quiet)[(env, "live_schema")]["catalogs_unchanged"] for env in NAMES} == {
         1
     }
-    memory = DriftCursor.from_json(quiet.cursor).environments["staging"]
+    memory = DriftCursor.decode(quiet.cursor).environments["staging"]
     assert memory.token and memory.table_count and memory.known() is not None
     introduce_drift(watch.urls["staging"], "index")
     try:
@@ -195,7 +195,7 @@ def test_version_row_changed_is_revision_drift(watch: Watch) -> None:
         assert seen[("prod", "live_revision")]["revision_in_sync"] == 0
         assert seen[("prod", "live_revision")]["revision"] == f"revision {DEMO_DRIFT_REVISION}"
         assert seen[("prod", "live_schema")]["schema_in_sync"] == 1
-        state = DriftCursor.from_json(data.cursor).environments["prod"]
+        state = DriftCursor.decode(data.cursor).environments["prod"]
         assert state.status == REVISION_DRIFT and state.revisions == (DEMO_DRIFT_REVISION,)
     finally:
         watch.set_version("prod", DEMO_OLD_HEAD)
@@ -260,7 +260,7 @@ def test_a_stopped_server_is_unreachable_and_the_others_still_probed(
         assert "revision_in_sync" not in seen[("qa", "live_revision")]
         assert all(password not in str(v) for meta in seen.values() for v in meta.values())
         assert seen[("staging", "live_schema")]["schema_in_sync"] == 1
-        memory = DriftCursor.from_json(second.cursor).environments["qa"]
+        memory = DriftCursor.decode(second.cursor).environments["qa"]
         assert memory.status == UNREACHABLE and memory.revisions is None
         assert memory.requested == request.run_key
     finally:
