@@ -20,7 +20,7 @@ passes it: every probe checks its catalog token, and reuses the fingerprint when
 catalog changed). The targets apply to the steady tick, which is every tick but the first
 after the sensor starts and the ones right after a schema change.
 Measured in the same run, at the same concurrency: ``SELECT 1`` over a new connection per
-environment (the same ``make_engine``/``connect`` path the probe uses, through the same
+environment (the same ``connect_dbapi`` path the probe uses, through the same
 :func:`~abparts_ops.core.drift.probe_all`), so the table shows what the probe's catalog
 query costs beyond a bare round trip. Medians of ``--repeat`` runs.
 
@@ -53,6 +53,7 @@ import dagster as dg  # noqa: E402
 
 from abparts_ops.core.db import (  # noqa: E402
     connect,
+    connect_dbapi,
     create_database,
     drop_database,
     make_engine,
@@ -139,12 +140,13 @@ def write_config(root: Path, count: int) -> Path:
 def select_one(url: str, *, environment: str, timeout_s: float = 10, **_: Any) -> ProbeResult:
     """The baseline: a new connection (same path as the probe) and ``SELECT 1``."""
     started = time.perf_counter()
-    engine = make_engine(url, label=environment, connect_timeout=max(1, int(timeout_s)))
+    connection = connect_dbapi(url, label=environment, connect_timeout=max(1, int(timeout_s)))
     try:
-        with connect(engine, label=environment) as conn:
-            conn.exec_driver_sql("SELECT 1").scalar()
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
     finally:
-        engine.dispose()
+        connection.close()
     return ProbeResult(environment, "", None, 0, (time.perf_counter() - started) * 1000)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -42,18 +43,8 @@ def scrub(text: str, url: str | sa.URL | None) -> str:
     return text
 
 
-def make_engine(
-    url: str | sa.URL,
-    *,
-    label: str = "database",
-    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
-    statement_timeout_ms: int | None = None,
-) -> Engine:
-    """Create an engine for ``url`` with a connect timeout and no connection pool.
-
-    ``label`` names the environment in errors; ``statement_timeout_ms`` bounds every
-    statement (used by sensors so one slow server cannot stall a tick).
-    """
+def parse_url(url: str | sa.URL, *, label: str = "database") -> sa.URL:
+    """``url`` as a PostgreSQL + psycopg2 URL, or one error naming ``label`` and the fix."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -68,13 +59,67 @@ def make_engine(
         )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    connect_args: dict[str, object] = {
+    return parsed
+
+
+def _connect_args(connect_timeout: int, statement_timeout_ms: int | None) -> dict[str, object]:
+    args: dict[str, object] = {
         "connect_timeout": connect_timeout,
         "application_name": "abparts_ops",
     }
     if statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
-    return sa.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+        args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+    return args
+
+
+def make_engine(
+    url: str | sa.URL,
+    *,
+    label: str = "database",
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
+    statement_timeout_ms: int | None = None,
+) -> Engine:
+    """Create an engine for ``url`` with a connect timeout and no connection pool.
+
+    ``label`` names the environment in errors; ``statement_timeout_ms`` bounds every
+    statement (used by sensors so one slow server cannot stall a tick).
+    """
+    parsed = parse_url(url, label=label)
+    return sa.create_engine(
+        parsed,
+        poolclass=NullPool,
+        connect_args=_connect_args(connect_timeout, statement_timeout_ms),
+    )
+
+
+def connect_dbapi(
+    url: str | sa.URL,
+    *,
+    label: str = "database",
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
+    statement_timeout_ms: int | None = None,
+) -> Any:
+    """One plain psycopg2 connection (autocommit) for a caller that runs its own SQL.
+
+    For the drift probe, which opens a connection, runs one or two statements and
+    closes it, hundreds of times a tick: an engine's first connection also runs
+    SQLAlchemy's dialect initialisation (server version, current schema, hstore and
+    isolation checks), a few round trips and some server work on every probe. The
+    connect arguments come from the dialect's own ``create_connect_args``, so the URL
+    means exactly what it means to :func:`make_engine`. Close it when done; errors are
+    :class:`~abparts_ops.core.errors.DatabaseError` lines naming ``label``.
+    """
+    parsed = parse_url(url, label=label)
+    dialect_class = parsed.get_dialect()
+    dbapi = dialect_class.import_dbapi()
+    cargs, cparams = dialect_class(dbapi=dbapi).create_connect_args(parsed)
+    cparams.update(_connect_args(connect_timeout, statement_timeout_ms))
+    try:
+        connection = dbapi.connect(*cargs, **cparams)
+    except dbapi.Error as exc:
+        raise explain_error(exc, label=label, url=parsed) from None
+    connection.autocommit = True
+    return connection
 
 
 def explain_error(exc: BaseException, *, label: str, url: str | sa.URL | None) -> DatabaseError:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import psycopg2
 import sqlalchemy as sa
 
-from abparts_ops.core.db import connect, explain_error, make_engine, quote_ident
+from abparts_ops.core.db import connect_dbapi, explain_error, parse_url, quote_ident
 from abparts_ops.core.errors import DatabaseError, SchemaError
 from abparts_ops.core.schema.catalog_sql import PROBE_SQL, TOKEN_SQL
 from abparts_ops.core.schema.exclusions import compile_patterns
@@ -88,21 +88,18 @@ def probe(
     timeout_s: float = 10.0,
     known: KnownSchema | None = None,
 ) -> ProbeResult:
-    """Probe one environment: its version rows and its schema fingerprint, in one query.
+    """Probe one environment: its version rows and its schema fingerprint.
 
-    With ``known`` (from :meth:`ProbeResult.known` of an earlier probe of the same
-    environment), the fingerprint is recomputed only when the catalogs changed since;
-    otherwise ``known``'s is returned (``reused``). ``timeout_s`` bounds both the
-    connection and each statement. Errors are
-    :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming ``environment``.
+    One statement, the full catalog query. With ``known`` (from
+    :meth:`ProbeResult.known` of an earlier probe of the same environment), a short
+    statement reads the version rows and the catalog token first, and the full query
+    runs only when the catalogs changed since; otherwise ``known``'s fingerprint is
+    returned (``reused``). ``timeout_s`` bounds the connection and each statement.
+    Errors are :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming
+    ``environment``.
     """
     started = time.perf_counter()
-    engine = make_engine(
-        url,
-        label=environment,
-        connect_timeout=max(1, int(timeout_s)),
-        statement_timeout_ms=int(timeout_s * 1000),
-    )
+    parsed = parse_url(url, label=environment)
     qualified = f"{quote_ident(version_table_schema or schema)}.{quote_ident(version_table)}"
     params = {
         "schema": schema,
@@ -116,32 +113,36 @@ def probe(
     )
     setup = f"SET search_path TO {quote_ident(schema)}, pg_catalog; SET jit = off; "
     reused = False
+    connection = None
     try:
-        with connect(engine, label=environment) as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            raw.autocommit = True
-            with raw.cursor() as cur:
-                if known_token is not None:
-                    cur.execute(setup + TOKEN_SQL, params)
-                    token, revisions, schema_exists = cur.fetchone()
-                    reused = token == known_token and bool(schema_exists)
-                    setup = ""
-                if reused:
-                    assert known is not None
-                    fingerprint, tables = known.fingerprint, known.table_count
-                else:
-                    cur.execute(setup + PROBE_SQL, params)
-                    fingerprint, tables, revisions, schema_exists, token = cur.fetchone()
+        connection = connect_dbapi(
+            parsed,
+            label=environment,
+            connect_timeout=max(1, int(timeout_s)),
+            statement_timeout_ms=int(timeout_s * 1000),
+        )
+        with connection.cursor() as cur:
+            if known_token is not None:
+                cur.execute(setup + TOKEN_SQL, params)
+                token, revisions, schema_exists = cur.fetchone()
+                reused = token == known_token and bool(schema_exists)
+                setup = ""
+            if reused:
+                assert known is not None
+                fingerprint, tables = known.fingerprint, known.table_count
+            else:
+                cur.execute(setup + PROBE_SQL, params)
+                fingerprint, tables, revisions, schema_exists, token = cur.fetchone()
     except psycopg2.errors.QueryCanceled:
         raise DatabaseError(
             f"{environment}: the probe did not finish within {timeout_s:g} s (check the "
             "server's load, or raise the probe timeout)."
         ) from None
-    except psycopg2.Error as exc:  # raised by the raw cursor, not wrapped by SQLAlchemy
-        raise explain_error(exc, label=environment, url=engine.url) from None
+    except psycopg2.Error as exc:
+        raise explain_error(exc, label=environment, url=parsed) from None
     finally:
-        engine.dispose()
+        if connection is not None:
+            connection.close()
     if not schema_exists:
         raise SchemaError(
             f"{environment}: schema {schema!r} does not exist in this database (fix the "

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from abparts_ops.core.errors import DatabaseError
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.probe import KnownSchema, ProbeResult, probe
 from abparts_ops_tests.sql import run_sql
@@ -153,3 +154,15 @@ def test_a_token_from_another_configuration_is_never_trusted(db: str) -> None:
     assert not other.reused and other.fingerprint != known.fingerprint
     forged = KnownSchema(known.token[:-4] + "0000", "f" * 64, 1)
     assert probe(db, environment="dev", known=forged).fingerprint == known.fingerprint
+
+
+def test_url_options_reach_the_driver(db: str) -> None:
+    """The probe connects without an engine; the URL's query options still apply."""
+    plain = probe(db, environment="dev")
+    with_options = probe(
+        str(db).replace("postgresql+psycopg2://", "postgresql://") + "?sslmode=disable",
+        environment="dev",
+    )
+    assert with_options.fingerprint == plain.fingerprint
+    with pytest.raises(DatabaseError, match="^dev: cannot use .*invalid sslmode"):
+        probe(str(db) + "?sslmode=bogus", environment="dev")
