@@ -61,10 +61,12 @@ def build_live_specs(settings: Settings) -> list[dg.AssetSpec]:
                 kinds={"postgres"},
                 description=(
                     f"The fingerprint of `{env.name}`'s schema (exclusions applied), "
-                    "computed by the server in one catalog query on each tick of "
-                    "`schema_drift_sensor` and compared with the probe fingerprint of the "
+                    "computed by the server in one catalog query and checked on each tick "
+                    "of `schema_drift_sensor` (recomputed only when the catalogs changed "
+                    "since the tick before), compared with the probe fingerprint of the "
                     "latest `source_schema`. Metadata: `fingerprint`, `reference`, "
                     "`schema_in_sync` (1/0), `differing_objects` (when known), `tables`, "
+                    "`catalogs_unchanged` (1 when the last fingerprint was reused), "
                     "`elapsed_ms`."
                 ),
                 metadata={"environment": env.name, "role": role + protected},

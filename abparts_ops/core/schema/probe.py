@@ -1,4 +1,4 @@
-"""The cheap probe: one round trip that tells an environment's revision and schema hash.
+"""The cheap probe: one short visit that tells an environment's revision and schema hash.
 
 The probe runs the snapshot's own catalog query on the server and returns only a sha256
 of its rows (plus the version rows), so its fingerprint changes if and only if a full
