@@ -166,3 +166,35 @@ def test_url_options_reach_the_driver(db: str) -> None:
     assert with_options.fingerprint == plain.fingerprint
     with pytest.raises(DatabaseError, match="^dev: cannot use .*invalid sslmode"):
         probe(str(db) + "?sslmode=bogus", environment="dev")
+
+
+INDIRECT = (
+    # (set-up, change): the change rewrites no row of the table it shows up in
+    (
+        "CREATE FUNCTION pick_mood() RETURNS mood LANGUAGE sql AS $$ SELECT 'ok'::mood $$;"
+        "ALTER TABLE users ALTER COLUMN mood SET DEFAULT pick_mood();",
+        "ALTER FUNCTION pick_mood() RENAME TO choose_mood;",
+    ),
+    ("", "ALTER TYPE mood RENAME TO feeling;"),
+    ("", "ALTER SEQUENCE users_id_seq RENAME TO users_seq;"),
+    (
+        "CREATE TEXT SEARCH CONFIGURATION app_fts (COPY = simple);"
+        "CREATE INDEX posts_fts ON posts (to_tsvector('app_fts', body));",
+        "ALTER TEXT SEARCH CONFIGURATION app_fts RENAME TO app_search;",
+    ),
+)
+
+
+@pytest.mark.parametrize(("setup", "change"), INDIRECT, ids=["function", "type", "seq", "tsc"])
+def test_a_rename_elsewhere_that_changes_the_printed_schema_moves_the_token(
+    db: str, setup: str, change: str
+) -> None:
+    """Defaults, column types and index expressions print the names of other objects."""
+    if setup:
+        run_sql(db, setup)
+    known = probe(db, environment="dev").known()
+    assert known is not None
+    run_sql(db, change)
+    cached = probe(db, environment="dev", known=known)
+    assert not cached.reused
+    assert cached.fingerprint == take_snapshot(db).probe_fingerprint != known.fingerprint
