@@ -73,8 +73,11 @@ def query_key(params: dict[str, object]) -> str:
     schema, exclusions and version table; a new release or another configuration gives
     other keys, so older tokens never match.
     """
-    text = json.dumps([PROBE_SQL, sorted((k, str(v)) for k, v in params.items())])
+    text = json.dumps([_PROBE_SQL_HASH, sorted((k, str(v)) for k, v in params.items())])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_PROBE_SQL_HASH = hashlib.sha256(PROBE_SQL.encode()).hexdigest()
 
 
 def probe(
