@@ -34,3 +34,7 @@ class MigrationError(AbpartsOpsError):
 
 class StampRefused(AbpartsOpsError):
     """A guarded stamp refused to run; the database was left exactly as it was."""
+
+
+class UpgradeRefused(AbpartsOpsError):
+    """A guarded upgrade refused to run or was rolled back; nothing was written."""
