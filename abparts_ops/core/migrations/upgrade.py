@@ -209,6 +209,19 @@ def _first_db_error(exc: BaseException) -> BaseException:
     return found
 
 
+def _statement_of(exc: BaseException) -> str | None:
+    """The SQL statement of the first SQLAlchemy database error in the chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: str | None = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.statement:
+            found = str(current.statement)
+        current = current.__cause__ or current.__context__
+    return found
+
+
 def _pgcode(exc: BaseException) -> str | None:
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     return getattr(orig, "pgcode", None)
@@ -340,7 +353,7 @@ def _apply_failure(
     revision = progress.current
     rev = script.get_revision(revision) if revision else None
     where = f" ({os.path.basename(rev.path)})" if rev is not None and rev.path else ""
-    statement = getattr(first, "statement", None)
+    statement = _statement_of(exc)
     shown = f"; statement: {' '.join(str(statement).split())[:500]}" if statement else ""
     during = f"revision {revision}{where}" if revision else "the migration transaction"
     code = _pgcode(first)
