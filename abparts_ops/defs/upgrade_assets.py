@@ -1,0 +1,323 @@
+"""Per-environment guarded upgrades: ``<env>/alembic_upgrade`` and the ``upgrade_<env>`` job.
+
+For every configured environment, :func:`build_upgrade_defs` makes one asset whose
+materialization means *the pending revisions were applied and verified* (see
+:func:`~abparts_ops.core.migrations.upgrade.guarded_upgrade`) and one job that runs only
+it. A dry run (the default) materializes nothing: it records an observation with the
+pending revisions, the rehearsal's verdict and the lint findings. A refusal fails the run
+with one line and the evidence (diff, failing revision, findings) as metadata.
+
+No sensor or schedule targets these jobs. They share the stamps' concurrency pool
+(:data:`~abparts_ops.defs.environment_assets.STAMP_POOL`) and tag, so upgrades and stamps
+run one at a time, and the core takes the same PostgreSQL advisory lock anyway. The
+expected schemas come from :func:`~abparts_ops.core.migrations.expected.
+load_or_build_expected`, the same cache the ``expected_schemas`` asset fills, so an
+upgrade always judges against the history on disk now.
+"""
+
+# No ``from __future__ import annotations``: Dagster reads ``config: UpgradeConfig`` as is.
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from abparts_ops.core.db import scrub
+from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.migrations.expected import default_cache_dir, load_or_build_expected
+from abparts_ops.core.migrations.lint import LintExclusion, LintReport
+from abparts_ops.core.migrations.upgrade import (
+    LintBlocked,
+    RehearsalFailed,
+    UpgradeDrift,
+    UpgradePolicy,
+    UpgradeResult,
+    UpgradeVerificationFailed,
+    guarded_upgrade,
+)
+from abparts_ops.core.settings import EnvironmentSettings, Settings
+from abparts_ops.defs.environment_assets import STAMP_POOL, STAMP_TAG, launched_by
+from abparts_ops.defs.metadata import diff_metadata, markdown_table, md
+from abparts_ops.defs.resources import (
+    AlembicResource,
+    DatabaseResource,
+    SchemaPolicyResource,
+    env_resource_key,
+)
+
+GROUP = "upgrades"
+UPGRADE_ASSET = "alembic_upgrade"
+EXPECTED_SCHEMAS_KEY = dg.AssetKey("expected_schemas")
+
+
+@dataclass
+class UpgradeDefs:
+    """Everything the upgrade factory makes, for ``Definitions``."""
+
+    assets: list[dg.AssetsDefinition] = field(default_factory=list)
+    jobs: list[Any] = field(default_factory=list)
+
+
+class UpgradeConfig(dg.Config):
+    """Run config of ``<env>/alembic_upgrade``. The default is a dry run."""
+
+    dry_run: bool = Field(
+        default=True,
+        description="Rehearse and lint only; write nothing (set false to upgrade).",
+    )
+    confirm: str = Field(
+        default="",
+        description="A protected environment (prod) is upgraded only when this is its name.",
+    )
+    acknowledge: list[str] = Field(
+        default_factory=list,
+        description="squawk rule names whose error-level findings were reviewed and accepted.",
+    )
+
+
+def upgrade_key(environment: str) -> dg.AssetKey:
+    """Asset key of an environment's upgrade: ``<env>/alembic_upgrade``."""
+    return dg.AssetKey([environment, UPGRADE_ASSET])
+
+
+def upgrade_op(environment: str) -> str:
+    """Op name of ``<env>/alembic_upgrade`` (for run config)."""
+    return f"{environment}__{UPGRADE_ASSET}"
+
+
+def _exclusions(raw: Any) -> tuple[LintExclusion, ...]:
+    items = []
+    for item in raw or ():
+        if isinstance(item, LintExclusion):
+            items.append(item)
+        elif isinstance(item, dict):
+            items.append(LintExclusion(str(item["rule"]), str(item.get("reason", ""))))
+        else:
+            items.append(LintExclusion(str(item.rule), str(getattr(item, "reason", ""))))
+    return tuple(items)
+
+
+def upgrade_policy(settings: Settings, env: EnvironmentSettings) -> UpgradePolicy:
+    """The upgrade policy of ``env`` from the configuration (core defaults where unset).
+
+    Reads ``settings.upgrade.lock_timeout_s`` / ``statement_timeout_s``,
+    ``settings.squawk.exclude`` ({rule, reason} entries) and the environment's
+    ``block_on_lint_errors`` (unset: true for a protected environment).
+    """
+    default = UpgradePolicy()
+    upgrade = getattr(settings, "upgrade", None)
+    squawk = getattr(settings, "squawk", None)
+    block = getattr(env, "block_on_lint_errors", None)
+    exclude = getattr(squawk, "exclude", None) if squawk is not None else None
+    return UpgradePolicy(
+        lock_timeout_s=float(getattr(upgrade, "lock_timeout_s", default.lock_timeout_s)),
+        statement_timeout_s=float(
+            getattr(upgrade, "statement_timeout_s", default.statement_timeout_s)
+        ),
+        exclude=_exclusions(exclude) if exclude is not None else default.exclude,
+        block_on_lint_errors=env.protected if block is None else bool(block),
+    )
+
+
+def _describe(revisions: tuple[str, ...] | None) -> str:
+    if revisions is None:
+        return "(no version table)"
+    return ", ".join(revisions) if revisions else "(empty version table)"
+
+
+def _findings_metadata(report: LintReport | None, prefix: str = "") -> dict[str, Any]:
+    if report is None:
+        return {}
+    return {
+        f"{prefix}findings": md(report.to_markdown()),
+        f"{prefix}findings_count": len(report.findings),
+        f"{prefix}error_findings": len(report.errors),
+        "excluded_rules": md(
+            markdown_table([e.__dict__ for e in report.excluded], ["rule", "reason"])
+            if report.excluded
+            else "none"
+        ),
+    }
+
+
+def upgrade_metadata(
+    result: UpgradeResult, *, run_id: str, user: str, dry_run: bool
+) -> dict[str, Any]:
+    """The audit record of one upgrade (or dry run): what, before/after, timings, who."""
+    metadata: dict[str, Any] = {
+        "environment": result.environment,
+        "action": result.action,
+        "dry_run": dry_run,
+        "revision_before": _describe(result.before),
+        "revision_after": _describe(result.after) if result.after is not None else "",
+        "target": result.target,
+        "pending": md(
+            "\n".join(f"{i}. `{rev}`" for i, rev in enumerate(result.pending, 1))
+            or "none: already at the head"
+        ),
+        "pending_count": len(result.pending),
+        "before_fingerprint": result.before_fingerprint,
+        "after_fingerprint": result.after_fingerprint or "",
+        "expected_fingerprint": result.expected_fingerprint,
+        "run_id": run_id,
+        "launched_by": user,
+        "lock_wait_ms": round(float(result.lock_wait_ms), 1),
+        "seconds": round(result.seconds, 2),
+        "message": result.message,
+    }
+    if result.rehearsal is not None:
+        metadata["rehearsal"] = result.rehearsal.verdict
+        metadata["rehearsal_passed"] = result.rehearsal.passed
+        metadata["rehearsal_seconds"] = round(result.rehearsal.seconds, 2)
+    metadata.update(_findings_metadata(result.lint))
+    if result.blocking:
+        metadata["blocking_rules"] = ", ".join(sorted({f.rule for f in result.blocking}))
+    if result.acknowledged:
+        metadata["acknowledged"] = ", ".join(result.acknowledged)
+    if result.applied:
+        rows = [
+            {"revision": f"`{a.revision}`", "seconds": f"{a.seconds:.3f}", "file": a.file or ""}
+            for a in result.applied
+        ]
+        metadata["applied"] = md(markdown_table(rows, ["revision", "seconds", "file"]))
+        metadata["applied_seconds"] = dg.MetadataValue.json(
+            {a.revision: round(a.seconds, 3) for a in result.applied}
+        )
+        metadata["applied_count"] = len(result.applied)
+    return metadata
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text
+
+
+def _failure(environment: str, exc: AbpartsOpsError, url: str | None, extra: dict) -> dg.Failure:
+    text = scrub(str(exc), url)
+    metadata: dict[str, Any] = {"environment": environment, "action": "refused", **extra}
+    if text.strip() != _first_line(text):
+        metadata["details"] = md(text)
+    return dg.Failure(description=_first_line(text), metadata=metadata, allow_retries=False)
+
+
+def _evidence(exc: AbpartsOpsError) -> dict[str, Any]:
+    if isinstance(exc, UpgradeDrift):
+        return diff_metadata(exc.diff)
+    if isinstance(exc, RehearsalFailed):
+        rehearsal = exc.rehearsal
+        extra: dict[str, Any] = {
+            "rehearsal": rehearsal.verdict,
+            "failed_revision": rehearsal.failed_revision or "",
+            "failed_file": rehearsal.file or "",
+            "failed_statement": rehearsal.statement or "",
+        }
+        if rehearsal.diff is not None and not rehearsal.diff.is_empty:
+            extra.update(diff_metadata(rehearsal.diff))
+        return extra
+    if isinstance(exc, LintBlocked):
+        return {
+            **_findings_metadata(exc.report),
+            "blocking_rules": ", ".join(sorted({f.rule for f in exc.blocking})),
+        }
+    if isinstance(exc, UpgradeVerificationFailed) and exc.diff is not None:
+        return {"action": "verification_failed", **diff_metadata(exc.diff)}
+    return {}
+
+
+def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDefinition:
+    key = upgrade_key(env.name)
+    resource_key = env_resource_key(env.name)
+    policy = upgrade_policy(settings, env)
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        kinds={"postgres", "alembic"},
+        deps=[EXPECTED_SCHEMAS_KEY],
+        required_resource_keys={resource_key, "alembic", "policy", "scratch"},
+        output_required=False,
+        op_tags=STAMP_TAG,
+        pool=STAMP_POOL,
+        description=(
+            f"Guarded `alembic upgrade` of {env.name} to the head: schema check, rehearsal "
+            "on a copy of its own schema, squawk lint, apply under the stamps' lock, verify"
+            + (" (protected: needs `confirm`)" if env.protected else "")
+            + ". A dry run (the default) only records an observation."
+        ),
+        metadata={"environment": env.name, "protected": env.protected},
+    )
+    def alembic_upgrade(context: dg.AssetExecutionContext, config: UpgradeConfig) -> Iterator[Any]:
+        """Upgrade this environment to the head, rehearsed, linted, locked and verified.
+
+        Refuses (a failed run, nothing written) when the schema is not the one expected
+        at its revision, the rehearsal fails, an error-level finding is not acknowledged,
+        a protected environment lacks ``confirm: <name>``, or the lock is held. The
+        materialization's metadata is the audit record: revisions applied and the time
+        of each, findings, before/after revisions and fingerprints, run id, launcher.
+        """
+        db: DatabaseResource = getattr(context.resources, resource_key)
+        alembic: AlembicResource = context.resources.alembic
+        schema_policy: SchemaPolicyResource = context.resources.policy
+        scratch: DatabaseResource = context.resources.scratch
+        url: str | None = None
+        try:
+            url = db.get_url()
+            project = alembic.project()
+            expected, _ = load_or_build_expected(
+                scratch.get_url(),
+                project,
+                schema=env.schema,
+                exclude=schema_policy.exclude,
+                cache_dir=default_cache_dir(),
+            )
+            result = guarded_upgrade(
+                url,
+                environment=env.name,
+                project=project,
+                expected_at=expected.snapshot,
+                scratch_url=scratch.get_url(),
+                policy=policy,
+                exclude=schema_policy.exclude,
+                schema=env.schema,
+                protected=env.protected,
+                confirm=config.confirm or None,
+                acknowledge=config.acknowledge,
+                dry_run=config.dry_run,
+            )
+        except AbpartsOpsError as exc:
+            raise _failure(env.name, exc, url, _evidence(exc)) from None
+        metadata = upgrade_metadata(
+            result, run_id=context.run_id, user=launched_by(context.run.tags),
+            dry_run=config.dry_run,
+        )
+        context.log.info(result.message)
+        if result.action == "dry_run":
+            yield dg.AssetObservation(asset_key=key, description=result.message, metadata=metadata)
+            return
+        yield dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result.target))
+
+    return alembic_upgrade
+
+
+def build_upgrade_defs(settings: Settings) -> UpgradeDefs:
+    """The upgrade asset and the ``upgrade_<env>`` job of every configured environment."""
+    defs = UpgradeDefs()
+    for env in settings.environments.values():
+        asset = _upgrade_asset(settings, env)
+        defs.assets.append(asset)
+        defs.jobs.append(
+            dg.define_asset_job(
+                f"upgrade_{env.name}",
+                selection=dg.AssetSelection.assets(asset),
+                tags=STAMP_TAG,
+                executor_def=dg.in_process_executor,
+                description=(
+                    f"Guarded upgrade of {env.name} to the head (dry run unless run config "
+                    "says `dry_run: false`"
+                    + (f" and `confirm: {env.name}`" if env.protected else "")
+                    + "). Never launched by a sensor or a schedule."
+                ),
+            )
+        )
+    return defs

@@ -1,0 +1,174 @@
+"""``upgrade_<env>`` jobs in real Dagster runs: dry run, upgrade, prod's confirm and lint.
+
+A small Alembic project (``r001`` applied on both environments, ``r002`` pending), a
+configuration file of its own and an ephemeral Dagster instance; the expected schemas
+are built into a cache folder of the test.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from abparts_ops.core.db import connect, make_engine
+from abparts_ops.core.migrations.migrate import upgrade
+from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.schema.introspect import take_snapshot
+from abparts_ops.core.settings import load_settings
+from abparts_ops.defs.environment_assets import STAMP_POOL, STAMP_TAG
+from abparts_ops.defs.resources import build_resources
+from abparts_ops.defs.upgrade_assets import (
+    UpgradeConfig,
+    build_upgrade_defs,
+    upgrade_key,
+    upgrade_op,
+)
+from abparts_ops_tests.core.migrations.projects import Rev, write_project
+from abparts_ops_tests.sql import version_rows
+
+R001 = Rev(
+    "r001",
+    None,
+    "op.create_table('parts', sa.Column('id', sa.BigInteger, primary_key=True), "
+    "sa.Column('notes', sa.Text))",
+    "op.drop_table('parts')",
+)
+ADD = Rev("r002", "r001", "op.add_column('parts', sa.Column('colour', sa.Text))",
+          "op.drop_column('parts', 'colour')")
+DROP = Rev("r002", "r001", "op.drop_column('parts', 'notes')",
+           "op.add_column('parts', sa.Column('notes', sa.Text))")
+CONFIG = """\
+alembic: {config: project/alembic.ini}
+source: staging
+scratch: {url_env: ABPT_UPG_SCRATCH_URL}
+environments:
+  staging: {url_env: ABPT_UPG_STAGING_URL}
+  prod:    {url_env: ABPT_UPG_PROD_URL, protected: true}
+"""
+
+
+def _values(metadata: Any) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
+
+
+class Harness:
+    """The definitions, instance and environment URLs of one test."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, urls: dict) -> None:
+        self.defs = defs
+        self.instance = instance
+        self.urls = urls
+
+    def run(self, env: str, **config: Any) -> dg.ExecuteInProcessResult:
+        """Run ``upgrade_<env>`` with ``config`` (UpgradeConfig fields)."""
+        run_config = dg.RunConfig(ops={upgrade_op(env): UpgradeConfig(**config)})
+        return self.defs.resolve_job_def(f"upgrade_{env}").execute_in_process(
+            instance=self.instance, run_config=run_config, raise_on_error=False
+        )
+
+    def state(self, env: str) -> tuple[Any, str]:
+        """Version rows and whole snapshot of ``env``."""
+        url = self.urls[env]
+        return version_rows(url), take_snapshot(url, source="state").to_json()
+
+
+@pytest.fixture
+def harness(request, tmp_path: Path, db_factory, admin_url: str, monkeypatch) -> Harness:
+    """A project whose pending ``r002`` is the test's (indirect) parameter."""
+    r002: Rev = request.param
+    ini = write_project(tmp_path / "project", [R001, r002])
+    (tmp_path / "abparts_ops.yaml").write_text(CONFIG, encoding="utf-8")
+    project = load_project(ini_path=ini)
+    urls = {}
+    for env in ("staging", "prod"):
+        urls[env] = db_factory(env)
+        engine = make_engine(urls[env])
+        try:
+            with connect(engine) as conn:
+                upgrade(conn, project, "r001")
+        finally:
+            engine.dispose()
+    monkeypatch.setenv("ABPT_UPG_STAGING_URL", urls["staging"])
+    monkeypatch.setenv("ABPT_UPG_PROD_URL", urls["prod"])
+    monkeypatch.setenv("ABPT_UPG_SCRATCH_URL", admin_url)
+    monkeypatch.setenv("ABPARTS_OPS_CACHE", str(tmp_path / "cache"))
+    settings = load_settings(tmp_path / "abparts_ops.yaml")
+    upgrades = build_upgrade_defs(settings)
+    defs = dg.Definitions(
+        assets=upgrades.assets, jobs=upgrades.jobs, resources=build_resources(settings)
+    )
+    with dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as instance:
+        yield Harness(defs, instance, urls)
+
+
+@pytest.mark.parametrize("harness", [ADD], indirect=True)
+def test_dry_run_observes_then_real_run_materializes_with_the_audit_record(harness) -> None:
+    before = harness.state("staging")
+    dry = harness.run("staging")
+    assert dry.success
+    assert not dry.get_asset_materialization_events()
+    observed = [
+        e.asset_observation_data.asset_observation for e in dry.get_asset_observation_events()
+    ]
+    assert [o.asset_key for o in observed] == [upgrade_key("staging")]
+    meta = _values(observed[0].metadata)
+    assert "`r002`" in meta["pending"] and meta["pending_count"] == 1
+    assert meta["rehearsal_passed"] is True and "equals the head's expected" in meta["rehearsal"]
+    assert meta["findings"].startswith("| level |") or "found nothing" in meta["findings"]
+    assert meta["action"] == "dry_run"
+    assert harness.state("staging") == before
+
+    real = harness.run("staging", dry_run=False)
+    assert real.success
+    [event] = real.get_asset_materialization_events()
+    meta = _values(event.materialization.metadata)
+    assert meta["revision_before"] == "r001" and meta["revision_after"] == "r002"
+    assert "`r002`" in meta["applied"] and set(meta["applied_seconds"]) == {"r002"}
+    assert meta["before_fingerprint"] != meta["after_fingerprint"]
+    assert meta["after_fingerprint"] == meta["expected_fingerprint"]
+    assert meta["run_id"] == real.run_id and meta["launched_by"] == getpass.getuser()
+    assert version_rows(harness.urls["staging"]) == ("r002",)
+
+
+@pytest.mark.parametrize("harness", [DROP], indirect=True)
+def test_prod_needs_confirm_and_blocks_on_an_unacknowledged_error_finding(harness) -> None:
+    before = harness.state("prod")
+    refused = harness.run("prod", dry_run=False)
+    assert not refused.success
+    assert "confirm: prod" in _failure(refused)[0]
+    blocked = harness.run("prod", dry_run=False, confirm="prod")
+    assert not blocked.success
+    description, meta = _failure(blocked)
+    assert "ban-drop-column" in description and meta["blocking_rules"] == "ban-drop-column"
+    assert "ban-drop-column" in meta["findings"]
+    assert harness.state("prod") == before
+
+    staging = harness.run("staging", dry_run=False)  # not protected: findings do not block
+    assert staging.success
+
+    done = harness.run("prod", dry_run=False, confirm="prod", acknowledge=["ban-drop-column"])
+    assert done.success
+    [event] = done.get_asset_materialization_events()
+    assert _values(event.materialization.metadata)["acknowledged"] == "ban-drop-column"
+    assert version_rows(harness.urls["prod"]) == ("r002",)
+
+
+@pytest.mark.parametrize("harness", [ADD], indirect=True)
+def test_upgrades_share_the_stamps_pool_and_tag(harness) -> None:
+    for env in ("staging", "prod"):
+        job = harness.defs.resolve_job_def(f"upgrade_{env}")
+        assert job.tags.get("abparts_ops/stamp") == STAMP_TAG["abparts_ops/stamp"]
+        node = job.graph.node_dict[upgrade_op(env)]
+        assert node.definition.pool == STAMP_POOL
+        assert node.definition.tags.get("abparts_ops/stamp") == "true"
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict[str, Any]]:
+    failures = [event for event in result.all_events if event.is_step_failure]
+    data = failures[0].step_failure_data.user_failure_data
+    assert data is not None, failures[0].step_failure_data.error
+    return str(data.description), _values(data.metadata)
