@@ -1,0 +1,95 @@
+"""The seed's smoke test as a proof, on real PostgreSQL (a scratch database per test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.migrations.smoke import PROOF_NAME, prove_smoke
+from abparts_ops_tests.core.migrations.projects import Rev, write_project
+
+BASE = Rev(
+    "b001",
+    None,
+    "op.create_table('parts', sa.Column('id', sa.BigInteger, primary_key=True), "
+    "sa.Column('name', sa.Text, nullable=False))\n"
+    "op.create_table('knowledge_documents', sa.Column('id', sa.BigInteger, primary_key=True))",
+    "op.drop_table('knowledge_documents')\nop.drop_table('parts')",
+)
+
+
+def models(extra: bool = False) -> sa.MetaData:
+    """The application's models for BASE (``extra``: one column the baseline lacks)."""
+    metadata = sa.MetaData()
+    columns = [
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+    ]
+    if extra:
+        columns.append(sa.Column("colour", sa.Text))
+    sa.Table("parts", metadata, *columns)
+    return metadata
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_smoke_passes_on_a_baseline_and_writes_no_file(tmp_path: Path, admin_url: str) -> None:
+    ini = write_project(tmp_path / "project", [BASE])
+    before = files(tmp_path / "project")
+    result = prove_smoke(
+        admin_url, load_project(ini_path=ini), metadata=models(),
+        exclude=["knowledge_documents"],
+    )
+    assert result.name == PROOF_NAME
+    assert result.passed, result.details
+    assert result.metadata["autogenerate_empty"] is True
+    assert result.metadata["upgrade_ok"] and result.metadata["downgrade_ok"]
+    assert "adding nullable `parts.abparts_smoke_" in result.details
+    assert files(tmp_path / "project") == before
+
+
+def test_models_that_differ_from_the_baseline_fail_with_the_operations(
+    tmp_path: Path, admin_url: str
+) -> None:
+    ini = write_project(tmp_path / "project", [BASE])
+    result = prove_smoke(
+        admin_url, load_project(ini_path=ini), metadata=models(extra=True),
+        exclude=["knowledge_documents"],
+    )
+    assert not result.passed
+    assert result.metadata["autogenerate_empty"] is False
+    assert "op.add_column('parts', sa.Column('colour'" in result.details
+
+
+def test_a_template_that_drops_the_generated_operations_fails(
+    tmp_path: Path, admin_url: str
+) -> None:
+    ini = write_project(tmp_path / "project", [BASE])
+    mako = tmp_path / "project" / "migrations" / "script.py.mako"
+    text = mako.read_text(encoding="utf-8")
+    mako.write_text(
+        text.replace('${upgrades if upgrades else "pass"}', "pass"), encoding="utf-8"
+    )
+    result = prove_smoke(
+        admin_url, load_project(ini_path=ini), metadata=models(),
+        exclude=["knowledge_documents"],
+    )
+    assert not result.passed
+    assert "FAILED" in result.details and result.metadata["upgrade_ok"] is False
+
+
+def test_without_models_step_one_is_skipped_and_the_revision_still_runs(
+    tmp_path: Path, admin_url: str
+) -> None:
+    ini = write_project(tmp_path / "project", [BASE])
+    result = prove_smoke(
+        admin_url, load_project(ini_path=ini), metadata=None,
+        exclude=["knowledge_documents"],
+    )
+    assert result.passed, result.details
+    assert "step 1 skipped" in result.details
