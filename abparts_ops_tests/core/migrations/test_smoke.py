@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
+from abparts_ops.core.db import connect, make_engine
+from abparts_ops.core.migrations.migrate import project_revisions, upgrade
 from abparts_ops.core.migrations.project import load_project
-from abparts_ops.core.migrations.smoke import PROOF_NAME, prove_smoke
+from abparts_ops.core.migrations.scratch import scratch_database
+from abparts_ops.core.migrations.smoke import PROOF_NAME, prove_smoke, smoke_proof
 from abparts_ops_tests.core.migrations.projects import Rev, write_project
 
 BASE = Rev(
@@ -93,3 +97,21 @@ def test_without_models_step_one_is_skipped_and_the_revision_still_runs(
     )
     assert result.passed, result.details
     assert "step 1 skipped" in result.details
+
+
+def test_registry_entry_runs_on_its_own_scratch_database(tmp_path: Path, admin_url: str) -> None:
+    project = load_project(ini_path=write_project(tmp_path / "project", [BASE]))
+    with scratch_database(admin_url) as url:
+        engine = make_engine(url)
+        try:
+            with connect(engine) as conn:
+                upgrade(conn, project, "heads")
+                ctx = SimpleNamespace(
+                    connection=lambda: conn, url=url, project=project, metadata=models(),
+                    schema="public", exclude=("knowledge_documents",),
+                )
+                result = smoke_proof(ctx)
+                assert result.passed, result.details
+                assert project_revisions(conn, project) == ("b001",)
+        finally:
+            engine.dispose()
