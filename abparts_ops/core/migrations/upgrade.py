@@ -498,7 +498,7 @@ def guarded_upgrade(
         mark = time.perf_counter()
         rehearsal = rehearse(
             url, scratch_url, environment=environment, project=project, script=script,
-            current=before, target=target, expected=expected_head,
+            current=before, target=target, expected_from=expected_now, expected=expected_head,
             server_version=actual.server_version, schema=schema, exclude=exclude,
         )
         timings["rehearsal"] = time.perf_counter() - mark

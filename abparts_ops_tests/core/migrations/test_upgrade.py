@@ -292,3 +292,51 @@ def test_lock_timeout_against_a_long_transaction_aborts_cleanly(make_setup) -> N
     assert "another transaction holds a lock" in message and "nothing was written" in message
     assert took < 30
     assert state(setup.env_url) == before
+
+
+def test_rehearsal_result_other_than_the_expected_head_is_refused_with_the_diff(
+    make_setup,
+) -> None:
+    # On the environment (it has a table the history does not know) the revision adds a
+    # column it does not add on an empty database: the rehearsal catches the difference.
+    setup = make_setup(
+        "op.create_index('ix_parts_name', 'parts', ['name'])\n"
+        "if op.get_bind().execute(sa.text(\"SELECT to_regclass('knowledge_documents')\"))"
+        ".scalar():\n    op.add_column('parts', sa.Column('surprise', sa.Text))"
+    )
+    run_sql(setup.env_url, "CREATE TABLE knowledge_documents (id bigint PRIMARY KEY)")
+    before = state(setup.env_url)
+    with pytest.raises(RehearsalFailed) as caught:
+        setup.run(exclude=["knowledge_documents"])
+    assert "differs from the head's expected schema in 1 object(s)" in str(caught.value)
+    assert [c.key for c in caught.value.rehearsal.diff.changes] == ["parts.surprise"]
+    assert state(setup.env_url) == before
+
+
+def test_dump_and_restore_deparse_noise_on_untouched_objects_is_not_a_failure(
+    tmp_path: Path, db_factory, admin_url: str
+) -> None:
+    # A CHECK (varchar IN (...)) comes back from pg_dump + restore deparsed differently.
+    r001 = Rev(
+        "r001", None,
+        "op.create_table('orders', sa.Column('id', sa.BigInteger, primary_key=True), "
+        "sa.Column('priority', sa.String(20)), "
+        "sa.CheckConstraint(\"priority IN ('low', 'high')\", name='ck_priority'))",
+    )
+    r002 = Rev("r002", "r001", ADD_COLUMN[0].replace("'parts'", "'orders'"))
+    project = load_project(ini_path=write_project(tmp_path / "p", [r001, r002]))
+    env_url = db_factory("env")
+    engine = make_engine(env_url)
+    try:
+        with connect(engine) as conn:
+            upgrade(conn, project, "r001")
+    finally:
+        engine.dispose()
+    expected = build_expected_schemas(admin_url, project)
+    result = guarded_upgrade(
+        env_url, environment="staging", project=project, expected_at=expected.snapshot,
+        scratch_url=admin_url, dry_run=False,
+    )
+    assert result.rehearsal.passed and result.rehearsal.restore_noise == 1
+    assert "deparsed differently" in result.rehearsal.verdict
+    assert result.after == ("r002",)
