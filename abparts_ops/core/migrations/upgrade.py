@@ -436,6 +436,7 @@ def guarded_upgrade(
     vt_schema = project.version_table_schema or schema
     patterns = exclusion_patterns(exclude, project.version_table)
     engine = make_engine(url, label=environment, connect_timeout=connect_timeout)
+    applying = False
 
     def read_rows() -> tuple[str, ...] | None:
         with connect(engine, label=environment) as conn:
@@ -544,6 +545,7 @@ def guarded_upgrade(
                 blocking,
             )
         progress = _Progress()
+        applying = True
         mark = time.perf_counter()
         try:
             with engine.connect() as conn:
@@ -598,6 +600,14 @@ def guarded_upgrade(
                 + "); verified against the head's expected schema."
             ),
         )
+    except UpgradeRefused:
+        raise
+    except AbpartsOpsError as exc:
+        if applying:
+            raise
+        # Unreachable, no pg_dump, a dump that does not restore, no squawk: before the
+        # apply step nothing has been written, and the refusal says so.
+        raise UpgradeRefused(f"{exc} Refusing to upgrade; {NOTHING_WRITTEN}.") from None
     except (DBAPIError, psycopg2.Error) as exc:
         raise UpgradeRefused(
             scrub(

@@ -340,3 +340,18 @@ def test_dump_and_restore_deparse_noise_on_untouched_objects_is_not_a_failure(
     assert result.rehearsal.passed and result.rehearsal.restore_noise == 1
     assert "deparsed differently" in result.rehearsal.verdict
     assert result.after == ("r002",)
+
+
+def test_unreachable_environment_is_one_refusal_without_the_password(make_setup) -> None:
+    setup = make_setup(*ADD_COLUMN)
+    bad = setup.env_url.rsplit("/", 1)[0] + "/no_such_database_here"
+    with pytest.raises(UpgradeRefused) as caught:
+        guarded_upgrade(
+            bad, environment="staging", project=setup.project,
+            expected_at=setup.expected.snapshot, scratch_url=setup.scratch_url,
+            dry_run=False,
+        )
+    message = str(caught.value)
+    assert message.startswith("staging: ") and "nothing was written" in message
+    password = sa.engine.make_url(setup.env_url).password
+    assert password and password not in message
