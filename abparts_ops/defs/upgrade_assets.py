@@ -102,12 +102,13 @@ def upgrade_policy(settings: Settings, env: EnvironmentSettings) -> UpgradePolic
     """The upgrade policy of ``env`` from the configuration (core defaults where unset).
 
     Reads ``settings.upgrade.lock_timeout_s`` / ``statement_timeout_s``,
-    ``settings.squawk.exclude`` ({rule, reason} entries) and the environment's
-    ``block_on_lint_errors`` (unset: true for a protected environment).
+    ``settings.upgrade.squawk.exclude`` ({rule, reason} entries) and the environment's
+    ``block_on_lint_errors`` (unset: true for a protected environment). A configuration
+    without these keys gets the core's defaults.
     """
     default = UpgradePolicy()
     upgrade = getattr(settings, "upgrade", None)
-    squawk = getattr(settings, "squawk", None)
+    squawk = getattr(upgrade, "squawk", None) or getattr(settings, "squawk", None)
     block = getattr(env, "block_on_lint_errors", None)
     exclude = getattr(squawk, "exclude", None) if squawk is not None else None
     return UpgradePolicy(
