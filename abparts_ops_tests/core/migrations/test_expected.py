@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -289,3 +290,44 @@ def test_archived_revisions(tmp_path: Path) -> None:
         "r002": "versions_archive_20250101_000000",
     }
     assert archived_revisions(_project(tmp_path / "other", _linear())) == {}
+
+
+def test_depends_on_counts_as_applied(
+    tmp_path: Path, admin_url: str, db_factory: Callable[..., str]
+) -> None:
+    up_a, _ = table("a_t")
+    up_x, _ = table("x_t")
+    revs = [
+        Rev("a001", None, up_a),
+        Rev("x001", None, up_x, message="a second root"),
+        Rev("b001", "a001", "op.add_column('x_t', sa.Column('from_b', sa.Integer))",
+            depends_on=("x001",)),
+    ]
+    project = _project(tmp_path, revs)
+    expected = build_expected_schemas(admin_url, project)
+    assert expected.dependencies == {"b001": ("x001",)}
+    b = expected.snapshot("b001")
+    assert b is not None and b.table_names() == ["a_t", "x_t"]
+    url = _upgraded(db_factory(), project, "b001")
+    assert take_snapshot(url) == b
+    assert expected.pending(("b001",)) == ()
+    history_order = tuple(info.revision for info in read_history(project).revisions)
+    assert history_order == ("a001", "b001", "x001")  # down revisions only
+    assert expected.order == ("a001", "x001", "b001")  # dependencies first
+    assert expected.index().pending(("a001",)) == ("x001", "b001")
+    again = ExpectedIndex.from_dict(expected.index().to_dict())
+    assert again.pending(("b001",)) == ()
+
+
+def test_no_scratch_database_is_left_behind(tmp_path: Path, admin_url: str) -> None:
+    build_expected_schemas(admin_url, _project(tmp_path, _branched()))
+    engine = make_engine(admin_url)
+    try:
+        with connect(engine) as conn:
+            left = conn.exec_driver_sql(
+                "SELECT datname FROM pg_database WHERE datname LIKE %(like)s",
+                {"like": f"abparts\\_scratch\\_%\\_{os.getpid()}\\_%"},
+            ).scalars().all()
+    finally:
+        engine.dispose()
+    assert left == []
