@@ -653,6 +653,25 @@ def _prune(cache_dir: Path, keep: Path) -> None:
             old.unlink()
 
 
+def cached_expected(
+    project: AlembicProject,
+    *,
+    schema: str = "public",
+    exclude: Sequence[str] = (),
+    cache_dir: Path | str | None = None,
+) -> ExpectedSchemas | None:
+    """The cached expected schemas of ``project``'s current files, or None (never builds).
+
+    For readers that must not touch a scratch server (a CLI answer, a check): None when
+    nothing sound is cached for the current history fingerprint and these settings.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    fingerprint = history_fingerprint(project)
+    key_args = {"schema": schema, "exclude": exclude, "version_table": project.version_table}
+    path = cache_path(folder, cache_key(fingerprint, **key_args))
+    return _read_cache(path, fingerprint=fingerprint, **key_args)
+
+
 def load_or_build_expected(
     scratch_url: str,
     project: AlembicProject,

@@ -20,6 +20,7 @@ from abparts_ops.core.migrations.expected import (
     build_expected_schemas,
     cache_key,
     cache_path,
+    cached_expected,
     default_cache_dir,
     history_fingerprint,
     load_or_build_expected,
@@ -181,10 +182,13 @@ def test_failing_revision_names_file_and_line(tmp_path: Path, admin_url: str) ->
 def test_cache_reuse_invalidation_and_corruption(tmp_path: Path, admin_url: str) -> None:
     project = _project(tmp_path / "app", _linear())
     cache = tmp_path / "cache"
+    assert cached_expected(project, exclude=EXCLUDE, cache_dir=cache) is None
     first, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert not reused
     second, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert reused and second == first
+    assert cached_expected(project, exclude=EXCLUDE, cache_dir=cache) == first
+    assert cached_expected(project, exclude=(), cache_dir=cache) is None
     path = _cache_file(cache, first)
     assert path.is_file() and not list(cache.glob(".*.tmp"))
 
@@ -197,6 +201,7 @@ def test_cache_reuse_invalidation_and_corruption(tmp_path: Path, admin_url: str)
     write_rev(versions, Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"))
     third, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert not reused and third.heads == ("r004",)
+    assert cached_expected(project, exclude=EXCLUDE, cache_dir=cache) == third
     assert third.history_fingerprint != first.history_fingerprint
     assert third.snapshot("r003") == first.snapshot("r003")
 
