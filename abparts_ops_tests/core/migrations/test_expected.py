@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.drift import versions_fingerprint
 from abparts_ops.core.errors import MigrationError, SchemaError
 from abparts_ops.core.migrations.archive import archive_revisions
+from abparts_ops.core.migrations.baseline import render_baseline
 from abparts_ops.core.migrations.expected import (
     ExpectedIndex,
     ExpectedSchemas,
@@ -28,6 +30,7 @@ from abparts_ops.core.migrations.expected import (
 from abparts_ops.core.migrations.history import read_history
 from abparts_ops.core.migrations.migrate import upgrade
 from abparts_ops.core.migrations.project import AlembicProject, load_project
+from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.schema.probe import probe
@@ -336,3 +339,23 @@ def test_no_scratch_database_is_left_behind(tmp_path: Path, admin_url: str) -> N
     finally:
         engine.dispose()
     assert left == []
+
+
+def test_after_a_reset_the_head_is_the_source(
+    tmp_path: Path, admin_url: str, fresh_db: str
+) -> None:
+    """A baseline rendered from a source builds, as the history's head, that very source."""
+    _upgraded(fresh_db, _project(tmp_path / "old", _linear()), "heads")
+    source = take_snapshot(fresh_db, exclude=EXCLUDE, source="dev")
+    reset = tmp_path / "reset"
+    write_project(reset, [])
+    versions = reset / "migrations" / "versions"
+    text = render_baseline(source, revision="base00000001", created=datetime(2026, 12, 1))
+    (versions / "base00000001_baseline_schema.py").write_text(text, encoding="utf-8")
+    project = load_project(reset / "alembic.ini")
+    expected = build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+    head = expected.snapshot("base00000001")
+    assert head is not None
+    assert diff_snapshots(source, head).is_empty
+    assert head.objects == source.objects
+    assert expected.probe_fingerprint("base00000001") == source.probe_fingerprint
