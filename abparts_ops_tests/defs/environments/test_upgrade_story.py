@@ -1,0 +1,98 @@
+"""The demo story after the reset: a new revision reaches staging, then prod, guarded.
+
+On the package's demo (baseline materialized and proven): fresh staging and prod are
+stamped, a revision is written the normal way into the project copy (removed again at
+the end, so the package's other tests keep their single head), then ``upgrade_staging``
+runs as a dry run and for real, and ``upgrade_prod`` with its confirmation. The
+rehearsal runs on each environment's own ``pg_dump`` of the 62-table ABParts schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from abparts_ops.defs.upgrade_assets import UpgradeConfig, build_upgrade_defs, upgrade_op
+from abparts_ops_tests.defs.environments.conftest import (
+    Pipeline,
+    failure_description,
+    read_revisions,
+)
+
+NEW = "d0e1f2a3b4c5"
+REVISION = '''"""parts: a nullable colour
+
+Revision ID: {rev}
+Revises: {down}
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = {rev!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("parts", sa.Column("colour", sa.Text(), nullable=True))
+
+
+def downgrade():
+    op.drop_column("parts", "colour")
+'''
+
+
+def _values(metadata: Any) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
+
+
+def test_new_revision_reaches_staging_then_prod(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setenv("ABPARTS_OPS_CACHE", str(tmp_path / "cache"))
+    urls = pipeline.fresh_environments(monkeypatch)
+    for env, extra in (("staging", {}), ("prod", {"confirm": "prod"})):
+        assert pipeline.stamp(env, dry_run=False, **extra).success
+    baseline = pipeline.baseline_revision
+    upgrades = build_upgrade_defs(pipeline.settings)
+    defs = dg.Definitions.merge(
+        pipeline.defs, dg.Definitions(assets=upgrades.assets, jobs=upgrades.jobs)
+    )
+
+    def run(env: str, **config: Any) -> dg.ExecuteInProcessResult:
+        return defs.resolve_job_def(f"upgrade_{env}").execute_in_process(
+            instance=pipeline.instance,
+            run_config=dg.RunConfig(ops={upgrade_op(env): UpgradeConfig(**config)}),
+            raise_on_error=False,
+        )
+
+    path = pipeline.layout.versions_dir / f"{NEW}_parts_colour.py"
+    path.write_text(REVISION.format(rev=NEW, down=baseline), encoding="utf-8")
+    try:
+        dry = run("staging")
+        assert dry.success
+        [observation] = [
+            e.asset_observation_data.asset_observation for e in dry.get_asset_observation_events()
+        ]
+        meta = _values(observation.metadata)
+        assert f"`{NEW}`" in meta["pending"] and meta["rehearsal_passed"] is True
+        assert read_revisions(urls["staging"]) == (baseline,)
+
+        real = run("staging", dry_run=False)
+        assert real.success
+        [event] = real.get_asset_materialization_events()
+        meta = _values(event.materialization.metadata)
+        assert meta["revision_before"] == baseline and meta["revision_after"] == NEW
+        assert set(meta["applied_seconds"]) == {NEW}
+        assert read_revisions(urls["staging"]) == (NEW,)
+
+        refused = run("prod", dry_run=False)
+        assert not refused.success and "confirm: prod" in failure_description(refused)
+        assert read_revisions(urls["prod"]) == (baseline,)
+        assert run("prod", dry_run=False, confirm="prod").success
+        assert read_revisions(urls["prod"]) == (NEW,)
+    finally:
+        path.unlink(missing_ok=True)
