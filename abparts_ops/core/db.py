@@ -115,6 +115,12 @@ def secrets_of(url: str | sa.URL | None) -> set[str]:
         found.add(dsn_match.group(3).strip("'"))
     if not found and user:
         found.add(user)
+    # An unencoded ':' or '@' moves the boundary between user, password and host: the
+    # pieces of a secret on either side of one are secrets too.
+    found |= {
+        piece for value in list(found) for piece in re.split(r"[:@/?#\s]", str(value))
+        if len(piece) >= 4
+    }
     return {form for value in found if value for form in _encodings(str(value))}
 
 
