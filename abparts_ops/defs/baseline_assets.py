@@ -73,13 +73,16 @@ def history_builds_from_empty(
     if result.ok:
         description = f"built from empty through {len(result.applied)} revision(s)"
     else:
-        description = f"revision {result.failed_revision or '?'} failed: {result.error}"
+        where = f" ({result.where()})" if result.where() else ""
+        description = f"revision {result.failed_revision or '?'}{where} failed: {result.error}"
     return dg.AssetCheckResult(
         passed=result.ok,
         description=description[:1000],
         metadata={
             "applied": len(result.applied),
             "failed_revision": result.failed_revision or "",
+            "failed_file": result.failed_file or "",
+            "failed_line": result.failed_line or 0,
             "error": result.error or "",
         },
     )

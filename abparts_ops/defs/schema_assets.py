@@ -7,6 +7,7 @@ import dagster as dg
 
 from abparts_ops.core.schema.dump import reference_dump as build_reference_dump
 from abparts_ops.core.schema.dump import write_reference
+from abparts_ops.core.schema.exclusions import unused_patterns
 from abparts_ops.core.schema.frame import columns_frame
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
@@ -40,6 +41,12 @@ def source_schema(
         f"{policy.source}: {counts['table']} tables, {len(frame)} columns, "
         f"fingerprint {snapshot.fingerprint[:12]}"
     )
+    unused = unused_patterns(policy.exclude, snapshot.excluded)
+    if unused:
+        context.log.warning(
+            f"{policy.source}: exclude pattern(s) {', '.join(map(repr, unused))} matched no "
+            "table (a typo? the table meant is compared after all); fix or remove them."
+        )
     return dg.Output(
         snapshot,
         data_version=dg.DataVersion(snapshot.fingerprint),
@@ -56,6 +63,7 @@ def source_schema(
             "foreign_keys": counts["foreign_key"],
             "views": counts["view"],
             "excluded": ", ".join(sorted(snapshot.excluded)),
+            "unused_exclude_patterns": ", ".join(unused),
             "summary": md(snapshot_summary(snapshot, frame)),
         },
     )

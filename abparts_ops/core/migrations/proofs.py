@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
+from alembic.autogenerate import produce_migrations, render_python_code
+from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 
 from abparts_ops.core.db import connect, make_engine
@@ -91,12 +92,31 @@ def prove_single_head(project: AlembicProject) -> ProofResult:
     return ProofResult("single_head", passed, summary, metadata={"heads": len(heads)})
 
 
-def _render_ops(diffs: Iterable[Any]) -> list[str]:
+def _render_ops(context: MigrationContext, metadata: sa.MetaData) -> list[str]:
+    """What autogenerate would write for ``metadata`` against the database, one line per op.
+
+    Rendered by Alembic itself (``produce_migrations`` + ``render_python_code``), so each
+    line reads as in a revision file, e.g. ``op.add_column('organizations',
+    sa.Column('x', sa.Integer(), nullable=True))``.
+    """
+    script = produce_migrations(context, metadata)
+    assert script.upgrade_ops is not None
     lines = []
-    for entry in diffs:
-        items = entry if isinstance(entry, list) else [entry]
-        for item in items:
-            lines.append(" ".join(str(part) for part in item)[:300])
+    for op in script.upgrade_ops.ops:
+        if isinstance(op, ops.ModifyTableOps):
+            singles: list[ops.MigrateOperation] = [
+                ops.ModifyTableOps(op.table_name, [inner], schema=op.schema) for inner in op.ops
+            ]
+        else:
+            singles = [op]
+        for single in singles:
+            code = render_python_code(ops.UpgradeOps(ops=[single]), migration_context=context)
+            text = " ".join(
+                line.strip()
+                for line in code.splitlines()
+                if line.strip() and not line.strip().startswith("#")
+            )
+            lines.append(" ".join(text.split())[:300])
     return lines
 
 
@@ -123,7 +143,7 @@ def _models_match(
             "include_object": include_object,
         },
     )
-    operations = _render_ops(compare_metadata(context, metadata))
+    operations = _render_ops(context, metadata)
     if conn.in_transaction():
         conn.rollback()
     if not operations:

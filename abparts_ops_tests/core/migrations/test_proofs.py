@@ -140,6 +140,11 @@ def test_models_that_differ_fail_models_match(tmp_path, admin_url, source):
     results = _prove(tmp_path, admin_url, root, snapshot, models="proof_models_extra:metadata")
     assert not results["models_match"].passed
     assert "weight_kg" in results["models_match"].details
+    # Alembic's own operation text, as a revision file would hold it.
+    assert "op.add_column('parts', sa.Column('weight_kg', sa.Numeric(precision=8, scale=3)" in (
+        results["models_match"].details
+    ), results["models_match"].details
+    assert "add_column None" not in results["models_match"].details
 
 
 def test_two_heads_fail_single_head(tmp_path, admin_url, source):
