@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from abparts_ops.core.migrations.baseline import apply_baseline, plan_baseline
+from abparts_ops.core.migrations.baseline_files import apply_baseline, plan_baseline
 from abparts_ops.core.migrations.history import History, check_single_head, read_history
 from abparts_ops.core.migrations.migrate import build_from_empty
 from abparts_ops.core.migrations.project import AlembicProject

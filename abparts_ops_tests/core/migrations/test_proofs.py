@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.migrations.baseline import render_baseline
+from abparts_ops.core.migrations.baseline_render import render_baseline
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.migrations.proofs import load_metadata, prove_baseline
 from abparts_ops.core.schema.introspect import take_snapshot
