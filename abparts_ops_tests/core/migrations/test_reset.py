@@ -211,3 +211,56 @@ def test_interrupted_archive_is_cleaned_and_said_so(admin_url, setup):
     assert outcome.action == "written"
     archive = root / "migrations" / "versions_archive_20260304_050607"
     assert (archive / MANIFEST_JSON).is_file()
+
+
+LACKING = {
+    "function": (
+        "CREATE FUNCTION tax(x numeric) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$ SELECT x $$",
+        "FUNCTION tax(numeric)",
+    ),
+    "procedure": (
+        "CREATE PROCEDURE noop() LANGUAGE sql AS $$ SELECT 1 $$",
+        "PROCEDURE noop()",
+    ),
+    "trigger": (TRIGGER, "TRIGGER parts_touch ON parts"),
+    "row security": ("ALTER TABLE parts ENABLE ROW LEVEL SECURITY", "ROW SECURITY parts"),
+    "policy": (
+        "CREATE POLICY parts_all ON parts AS RESTRICTIVE FOR SELECT TO PUBLIC USING (id > 0)",
+        "POLICY parts_all ON parts",
+    ),
+    "composite type": ("CREATE TYPE dims AS (w numeric, h numeric)", "TYPE dims"),
+    "range type": ("CREATE TYPE floatrange AS RANGE (subtype = float8)", "TYPE floatrange"),
+    "partitioned table": (
+        "CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);"
+        "CREATE TABLE events_other PARTITION OF events DEFAULT",
+        "TABLE ATTACH events_other",
+    ),
+    "materialized view": (
+        "CREATE MATERIALIZED VIEW mv_parts AS SELECT id, name FROM parts",
+        "MATERIALIZED VIEW mv_parts",
+    ),
+    "rule": (
+        "CREATE RULE parts_keep AS ON DELETE TO parts DO INSTEAD NOTHING",
+        "RULE parts_keep ON parts",
+    ),
+    "view": ("CREATE VIEW v_parts AS SELECT name FROM parts", "VIEW v_parts"),
+    "sequence": ("CREATE SEQUENCE counter", "SEQUENCE counter"),
+    "domain": ("CREATE DOMAIN posint AS integer CHECK (VALUE > 0)", "DOMAIN posint"),
+    "index": ("CREATE INDEX ix_parts_kind ON parts (kind)", "INDEX ix_parts_kind"),
+    "comment": ("COMMENT ON TABLE parts IS 'spare parts'", "COMMENT TABLE parts"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LACKING))
+def test_baseline_lacking_one_object_of_a_kind_is_refused_and_named(admin_url, setup, kind):
+    """The object is added after the snapshot, so the baseline lacks it whatever is modelled:
+    dump_parity fails naming it, and the project is unchanged on disk."""
+    url, snapshot, root = setup
+    sql, label = LACKING[kind]
+    _run_sql(url, sql)
+    before = tree(root)
+    outcome = _reset(admin_url, url, snapshot, root)
+    parity = outcome.results["dump_parity"]
+    assert outcome.refused and "dump_parity" in outcome.failed
+    assert label in parity.summary, parity.summary
+    assert tree(root) == before
