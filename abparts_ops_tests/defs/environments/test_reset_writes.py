@@ -66,31 +66,35 @@ def test_unproven_reset_writes_nothing_and_the_gate_refuses(
 ) -> None:
     before = _state(pipeline)
     monkeypatch.setenv(PG_DUMP_DIRS_ENV, str(tmp_path))  # a folder without pg_dump
-    result = _reset(pipeline)
-    assert not result.success
-    proofs = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert proofs["round_trip"].passed
-    assert not proofs["dump_parity"].passed
-    assert proofs["dump_parity"].description.startswith("no pg_dump of PostgreSQL ")
-    assert _state(pipeline) == before
-    event = pipeline.instance.get_latest_materialization_event(BASELINE_KEY)
-    metadata = event.asset_materialization.metadata
-    assert metadata["action"].value == "refused"
-    assert metadata["failed_proofs"].value == "dump_parity"
-    assert "dump_parity failed" in (_gate(pipeline) or "")
-    monkeypatch.delenv(PG_DUMP_DIRS_ENV)
-    restored = _reset(pipeline)
+    try:
+        result = _reset(pipeline)
+        assert not result.success
+        proofs = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert proofs["round_trip"].passed
+        assert not proofs["dump_parity"].passed
+        assert proofs["dump_parity"].description.startswith("no pg_dump of PostgreSQL ")
+        assert _state(pipeline) == before
+        event = pipeline.instance.get_latest_materialization_event(BASELINE_KEY)
+        metadata = event.asset_materialization.metadata
+        assert metadata["action"].value == "refused"
+        assert metadata["failed_proofs"].value == "dump_parity"
+        assert "dump_parity failed" in (_gate(pipeline) or "")
+    finally:
+        monkeypatch.delenv(PG_DUMP_DIRS_ENV)
+        restored = _reset(pipeline)
     assert restored.success and _gate(pipeline) is None
     assert _state(pipeline) == before
 
 
 def test_dry_run_writes_nothing_and_is_not_a_baseline(pipeline: Pipeline) -> None:
     before = _state(pipeline)
-    result = _reset(pipeline, config={"dry_run": True})
-    assert result.success
-    assert all(e.passed for e in result.get_asset_check_evaluations())
-    assert _state(pipeline) == before
-    assert "was a dry run" in (_gate(pipeline) or "")
-    restored = _reset(pipeline)
+    try:
+        result = _reset(pipeline, config={"dry_run": True})
+        assert result.success
+        assert all(e.passed for e in result.get_asset_check_evaluations())
+        assert _state(pipeline) == before
+        assert "was a dry run" in (_gate(pipeline) or "")
+    finally:
+        restored = _reset(pipeline)
     assert restored.success and _gate(pipeline) is None
     assert _state(pipeline) == before
