@@ -87,14 +87,20 @@ def test_unproven_reset_writes_nothing_and_the_gate_refuses(
 
 
 def test_dry_run_writes_nothing_and_is_not_a_baseline(pipeline: Pipeline) -> None:
+    """Not even a missing reference dump is written back by a dry run (issue 12.7)."""
+    reference = pipeline.settings.resolved_reference_path()
+    original = reference.read_bytes()
+    reference.unlink()
     before = _state(pipeline)
     try:
         result = _reset(pipeline, config={"dry_run": True})
         assert result.success
         assert all(e.passed for e in result.get_asset_check_evaluations())
-        assert _state(pipeline) == before
+        assert _state(pipeline) == before and not reference.exists()
         assert "was a dry run" in (_gate(pipeline) or "")
     finally:
         restored = _reset(pipeline)
     assert restored.success and _gate(pipeline) is None
-    assert _state(pipeline) == before
+    assert reference.read_bytes() == original
+    event = pipeline.instance.get_latest_materialization_event(BASELINE_KEY)
+    assert event.asset_materialization.metadata["reference_written"].value is True
