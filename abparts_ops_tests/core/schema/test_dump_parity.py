@@ -105,7 +105,12 @@ def test_objects_the_baseline_lacks_fail_and_are_named(tmp_path, admin_url, sour
     assert "ROW SECURITY parts" in summary
     assert "kd_touch" not in parity.details and "kd_all" not in parity.details
     assert "```diff" in parity.details
-    assert "+" not in [line[:1] for line in parity.details.split("```diff")[1].splitlines()[3:]]
+    diff = parity.details.split("```diff", 1)[1].splitlines()
+    assert diff[1].startswith("--- source (pg_dump)")
+    assert "-CREATE TRIGGER parts_touch BEFORE UPDATE ON public.parts FOR EACH ROW WHEN " in (
+        "\n".join(diff)
+    )
+    assert not [line for line in diff[3:] if line.startswith("+")]  # nothing extra was built
     assert parity.metadata["missing"] == 4
 
 
