@@ -34,7 +34,9 @@ from abparts_ops.core.drift import (
     ProbeTarget,
     TickPlan,
     classify,
+    decode_probe_statuses,
     describe_revisions,
+    encode_probe_statuses,
     plan_tick,
     probe_all,
     script_heads,
@@ -53,6 +55,8 @@ DRIFT_TAG = "abparts_ops/drift"
 ENVIRONMENT_TAG = "abparts_ops/environment"
 TICK_BUDGET_S = 50.0
 """Probing stops after this long, under Dagster's default 60 s sensor evaluation limit."""
+PROBE_ORDER_KEY = "abparts_ops/schema_drift_sensor/probe_order"
+"""Instance key-value entry: how each environment's last probe went (sets the next order)."""
 
 refresh_history_job = dg.define_asset_job(
     "refresh_history",
@@ -276,6 +280,7 @@ def build_schema_drift_sensor(
     """
     environments = list(settings.environments.values())
     source = settings.source
+    connect_timeout_s = settings.probe.connect_timeout_s
 
     @dg.sensor(
         name="schema_drift_sensor",
@@ -320,9 +325,13 @@ def build_schema_drift_sensor(
             )
             for env in environments
         ]
+        storage = context.instance.run_storage  # the previous tick's probe order (12.6)
+        last = storage.get_cursor_values({PROBE_ORDER_KEY}).get(PROBE_ORDER_KEY)
         outcomes = probe_all(
-            targets, max_workers=max_workers, timeout_s=timeout_s, budget_s=TICK_BUDGET_S
+            targets, max_workers=max_workers, timeout_s=timeout_s, budget_s=TICK_BUDGET_S,
+            last=decode_probe_statuses(last), connect_timeout_s=connect_timeout_s,
         )
+        storage.set_cursor_values({PROBE_ORDER_KEY: encode_probe_statuses(outcomes)})
         states = [
             classify(o, head=head, reference_probe=reference, source=o.environment == source)
             for o in outcomes

@@ -1,4 +1,4 @@
-"""The baseline revision: a new, self-contained Alembic root revision built from a snapshot.
+"""The baseline renderer: a snapshot becomes the source text of a new Alembic root revision.
 
 :func:`render_baseline` writes the Python source of a revision whose ``upgrade()`` creates
 every compared object of a :class:`~abparts_ops.core.schema.model.Snapshot` on an empty
@@ -11,35 +11,33 @@ BY``, views (dependency order), indexes (``op.create_index``, or the catalog's o
 ``CREATE INDEX`` where a key has an operator class, a sort order, a collation ...), and
 the remaining comments.
 
-The file is plain, formatted Python (one call per object, short section comments); types
-are mapped by :mod:`abparts_ops.core.migrations.typemap`. It records the snapshot's
-fingerprint as ``source_fingerprint``, which makes a rerun on an unchanged schema a no-op
-(:func:`plan_baseline`). Files are never overwritten (:func:`write_baseline`).
-
-Alembic's own renderer (``alembic.autogenerate.render_python_code``) is not used for the
-calls themselves: it prints ``create_table`` arguments unindented and renders
-``postgresql.ARRAY(Text())`` without the ``sa.`` prefix (a NameError when the file runs),
-so the calls are formatted here in the shapes Alembic uses.
+The file is plain, formatted Python (one call per object, short section comments, printed
+by :mod:`abparts_ops.core.migrations.pyformat`); types are mapped by
+:mod:`abparts_ops.core.migrations.typemap`. It records the snapshot's fingerprint as
+``source_fingerprint``, which makes a rerun on an unchanged schema a no-op (see
+:mod:`abparts_ops.core.migrations.baseline_files`, which plans and writes the file).
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import os
 import re
 import textwrap
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-
 from abparts_ops.core.errors import MigrationError
-from abparts_ops.core.migrations.archive import ArchiveResult, archive_revisions
+from abparts_ops.core.migrations.pyformat import (
+    Call,
+    ListExpr,
+    fmt,
+    name_list,
+    noqa_long_lines,
+    op_execute,
+    sa_text,
+    sql_literal,
+)
 from abparts_ops.core.migrations.typemap import RAW_TYPE_SOURCE, py_string, render_type
 from abparts_ops.core.schema.ddl import (
     by_table,
@@ -58,139 +56,7 @@ from abparts_ops.core.schema.ddl import (
 )
 from abparts_ops.core.schema.model import KINDS, Snapshot
 
-BASELINE_SUFFIX = "_baseline_schema_"
-_BASELINE_FILE = re.compile(r"^[0-9A-Za-z_]+_baseline_schema_\d{8}_\d{6}\.py$")
-_REVISION_FILE = re.compile(r"^(?!\.#|__init__)(.*\.py)$")
-_LINE = 100
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
-#: How ``sa.text()`` finds bind parameters (``:name``); SQLAlchemy's own rule.
-_BIND = re.compile(r"(?<![:\w\x5c]):(\w+)(?![:\w])", re.UNICODE)
-_DIALECT = postgresql.psycopg2.dialect()
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-class _Call:
-    """A call expression, printed on one line when it fits, else one argument per line."""
-
-    def __init__(self, func: str, *args: Any, **kwargs: Any) -> None:
-        self.func = func
-        self.args: list[tuple[str | None, Any]] = [(None, a) for a in args]
-        self.args += [(k, v) for k, v in kwargs.items() if v is not None]
-
-    def add(self, name: str | None, value: Any) -> _Call:
-        """Append a (keyword) argument; ``None`` values are skipped. Returns self."""
-        if value is not None:
-            self.args.append((name, value))
-        return self
-
-
-class _List:
-    """A list expression (``[a, b]``), broken like a call when it does not fit."""
-
-    def __init__(self, items: Sequence[Any]) -> None:
-        self.items = list(items)
-
-
-def _flat(node: Any) -> str:
-    if isinstance(node, _Call):
-        inner = ", ".join(_flat(v) if k is None else f"{k}={_flat(v)}" for k, v in node.args)
-        return f"{node.func}({inner})"
-    if isinstance(node, _List):
-        return "[" + ", ".join(_flat(i) for i in node.items) + "]"
-    return str(node)
-
-
-def _items(node: _Call | _List) -> list[tuple[str | None, Any]]:
-    return node.args if isinstance(node, _Call) else [(None, i) for i in node.items]
-
-
-def _fmt(node: Any, indent: int, used: int = 0, tail: int = 0) -> str:
-    """Render ``node`` starting at column ``indent + used``, ``tail`` characters after it.
-
-    The shapes are those of ruff/black: the whole call on one line; else its arguments on
-    one line of their own; else one argument per line with a trailing comma (a lone
-    argument is split recursively instead).
-    """
-    flat = _flat(node)
-    if "\n" not in flat and indent + used + len(flat) + tail <= _LINE:
-        return flat
-    if not isinstance(node, (_Call, _List)):
-        return flat
-    items = _items(node)
-    opening, closing = (f"{node.func}(", ")") if isinstance(node, _Call) else ("[", "]")
-    if len(items) == 1 and items[0][0] is None and isinstance(items[0][1], str):
-        if "\n" in items[0][1]:
-            return f"{opening}{items[0][1]}{closing}"  # hug a triple-quoted string
-    pad = " " * (indent + 4)
-    end = " " * indent + closing
-    body = ", ".join(_flat(v) if k is None else f"{k}={_flat(v)}" for k, v in items)
-    if "\n" not in body and indent + 4 + len(body) <= _LINE:
-        return f"{opening}\n{pad}{body}\n{end}"
-    if len(items) == 1:
-        key, value = items[0]
-        prefix = "" if key is None else f"{key}="
-        return f"{opening}\n{pad}{prefix}{_fmt(value, indent + 4, len(prefix))}\n{end}"
-    lines = [opening]
-    for key, value in items:
-        prefix = "" if key is None else f"{key}="
-        lines.append(f"{pad}{prefix}{_fmt(value, indent + 4, len(prefix), 1)},")
-    lines.append(end)
-    return "\n".join(lines)
-
-
-def _sql(text: str) -> str:
-    """A Python literal for SQL that will go through ``sa.text()`` unchanged.
-
-    Words after a colon that SQLAlchemy would read as bind parameters (``:name``) are
-    escaped (``\\:name``); multi-line SQL becomes a triple-quoted string when it can be
-    one verbatim.
-    """
-    escaped = _BIND.sub(lambda m: "\\" + m.group(0), text)
-    compiled = str(sa.text(escaped).compile(dialect=_DIALECT))
-    if compiled != text.replace("%", "%%"):  # pragma: no cover - defensive
-        raise MigrationError(f"cannot render SQL text safely for Alembic: {text[:80]!r}")
-    if (
-        "\n" in escaped
-        and '"""' not in escaped
-        and "\\" not in escaped
-        and not escaped.endswith('"')
-        and all(c.isprintable() or c in "\n\t" for c in escaped)
-    ):
-        return f'"""{escaped}"""'
-    return py_string(escaped)
-
-
-def _text(expr: str) -> _Call:
-    return _Call("sa.text", _sql(expr))
-
-
-def _execute(sql: str) -> _Call:
-    return _Call("op.execute", _sql(sql))
-
-
-def _names(names: Sequence[str]) -> _List:
-    return _List([py_string(n) for n in names])
-
-
-def _noqa_long_lines(chunk: str) -> str:
-    """Mark lines longer than the limit (SQL strings cannot be broken) with ``noqa: E501``.
-
-    In a chunk holding a triple-quoted string the mark goes on its last line, where ruff
-    reads it for the whole string (a comment inside the string would change the SQL).
-    """
-    lines = chunk.split("\n")
-    if all(len(line) <= _LINE for line in lines):
-        return chunk
-    if '"""' in chunk:
-        lines[-1] += "  # noqa: E501"
-    else:
-        lines = [line + "  # noqa: E501" if len(line) > _LINE else line for line in lines]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- the revision
 
 
 @dataclass
@@ -199,12 +65,12 @@ class _Body:
 
     lines: list[str]
 
-    def section(self, title: str, calls: Sequence[_Call]) -> None:
+    def section(self, title: str, calls: Sequence[Call]) -> None:
         if not calls:
             return
         self.lines.extend(["", f"    # {title}"])
         for call in calls:
-            self.lines.extend(_noqa_long_lines("    " + _fmt(call, 4)).split("\n"))
+            self.lines.extend(noqa_long_lines("    " + fmt(call, 4)).split("\n"))
 
 
 class _Renderer:
@@ -215,7 +81,7 @@ class _Renderer:
         self.enums = sorted(snapshot.kind("enum"))
         self.uses_raw = False
         self.uses_postgresql = False
-        self.deferred: list[_Call] = []  # constraints added after the tables
+        self.deferred: list[Call] = []  # constraints added after the tables
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -227,7 +93,7 @@ class _Renderer:
 
     def _add_constraint(self, con: Mapping[str, Any]) -> None:
         self.deferred.append(
-            _execute(
+            op_execute(
                 f"ALTER TABLE {quote_ident(con['table'])} ADD CONSTRAINT "
                 f"{quote_ident(con['name'])} {stable_expression(con['definition'])}"
             )
@@ -235,17 +101,17 @@ class _Renderer:
 
     # -- tables --------------------------------------------------------------------------
 
-    def column(self, col: Mapping[str, Any], pk_columns: Collection[str]) -> _Call:
-        call = _Call("sa.Column", py_string(col["name"]), self._type(col))
+    def column(self, col: Mapping[str, Any], pk_columns: Collection[str]) -> Call:
+        call = Call("sa.Column", py_string(col["name"]), self._type(col))
         identity = col.get("identity")
         if identity:
             data_type = col["type"] if col["type"] in _INTEGER_TYPES else "bigint"
             options = sequence_options(data_type, identity)
-            call.add(None, _Call("sa.Identity", always=bool(identity.get("always")), **options))
+            call.add(None, Call("sa.Identity", always=bool(identity.get("always")), **options))
         if col.get("generated") is not None:
-            call.add(None, _Call("sa.Computed", _sql(col["generated"]), persisted="True"))
+            call.add(None, Call("sa.Computed", sql_literal(col["generated"]), persisted="True"))
         if col.get("default") is not None:
-            call.add("server_default", _text(col["default"]))
+            call.add("server_default", sa_text(col["default"]))
         call.add("nullable", str(bool(col.get("nullable", True))))
         if (
             col["name"] in pk_columns
@@ -258,7 +124,7 @@ class _Renderer:
             call.add("comment", py_string(col["comment"]))
         return call
 
-    def table(self, name: str) -> _Call:
+    def table(self, name: str) -> Call:
         snap = self.snapshot
         attrs = snap.kind("table")[name]
         if attrs.get("foreign"):
@@ -268,7 +134,7 @@ class _Renderer:
             )
         pks = by_table(snap, "primary_key").get(name, [])
         pk_columns = set(pks[0]["columns"]) if pks else set()
-        call = _Call("op.create_table", py_string(name))
+        call = Call("op.create_table", py_string(name))
         for col in columns_of(snap, name):
             call.add(None, self.column(col, pk_columns))
         for pk in pks:
@@ -280,9 +146,9 @@ class _Renderer:
             if check.get("definition") == expected:
                 call.add(
                     None,
-                    _Call(
+                    Call(
                         "sa.CheckConstraint",
-                        _sql(stable_expression(check["expression"])),
+                        sql_literal(stable_expression(check["expression"])),
                         name=py_string(check["name"]),
                     ),
                 )
@@ -293,12 +159,12 @@ class _Renderer:
         if attrs.get("comment") is not None:
             call.add("comment", py_string(attrs["comment"]))
         if attrs.get("unlogged"):
-            call.add("prefixes", _List([py_string("UNLOGGED")]))
+            call.add("prefixes", ListExpr([py_string("UNLOGGED")]))
         if attrs.get("partitioned"):
             call.add("postgresql_partition_by", py_string(attrs["partition_key"]))
         return call
 
-    def _key_constraint(self, call: _Call, con: Mapping[str, Any], func: str, keyword: str) -> None:
+    def _key_constraint(self, call: Call, con: Mapping[str, Any], func: str, keyword: str) -> None:
         cols = con.get("columns") or []
         expected = f"{keyword} ({', '.join(quote_ident(c) for c in cols)})"
         if con.get("deferrable"):
@@ -308,7 +174,7 @@ class _Renderer:
         if con.get("definition") != expected:
             self._add_constraint(con)
             return
-        entry = _Call(func, *[py_string(c) for c in cols], name=py_string(con["name"]))
+        entry = Call(func, *[py_string(c) for c in cols], name=py_string(con["name"]))
         if con.get("deferrable"):
             entry.add("deferrable", "True")
             if con.get("initially_deferred"):
@@ -317,7 +183,7 @@ class _Renderer:
 
     # -- foreign keys --------------------------------------------------------------------
 
-    def foreign_key(self, fk: Mapping[str, Any]) -> _Call:
+    def foreign_key(self, fk: Mapping[str, Any]) -> Call:
         ref = fk["ref_table"]
         cols, ref_cols = fk.get("columns") or [], fk.get("ref_columns") or []
         expected = (
@@ -334,17 +200,17 @@ class _Renderer:
             if fk.get("initially_deferred"):
                 expected += " INITIALLY DEFERRED"
         if fk.get("definition") != expected or ref not in self.snapshot.kind("table"):
-            return _execute(
+            return op_execute(
                 f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT "
                 f"{quote_ident(fk['name'])} {fk['definition']}"
             )
-        call = _Call(
+        call = Call(
             "op.create_foreign_key",
             py_string(fk["name"]),
             py_string(fk["table"]),
             py_string(ref),
-            _names(cols),
-            _names(ref_cols),
+            name_list(cols),
+            name_list(ref_cols),
         )
         if fk.get("on_update") not in (None, "NO ACTION"):
             call.add("onupdate", py_string(fk["on_update"]))
@@ -360,11 +226,11 @@ class _Renderer:
 
     # -- indexes -------------------------------------------------------------------------
 
-    def index(self, name: str, idx: Mapping[str, Any]) -> _Call:
+    def index(self, name: str, idx: Mapping[str, Any]) -> Call:
         plain = self._index_call(name, idx)
-        return plain if plain is not None else _execute(stable_expression(idx["definition"]))
+        return plain if plain is not None else op_execute(stable_expression(idx["definition"]))
 
-    def _index_call(self, name: str, idx: Mapping[str, Any]) -> _Call | None:
+    def _index_call(self, name: str, idx: Mapping[str, Any]) -> Call | None:
         """``op.create_index`` when it recreates exactly the catalog's definition, else None."""
         definition: str = idx["definition"]
         table = idx["table"]
@@ -386,7 +252,7 @@ class _Renderer:
             if column is not None:
                 keys.append(py_string(column))
             elif key.endswith(")"):
-                keys.append(_text(key))
+                keys.append(sa_text(key))
             else:
                 return None  # operator class, DESC, NULLS FIRST/LAST
         include = [unquote_ident(c) for c in idx.get("include") or []]
@@ -397,14 +263,14 @@ class _Renderer:
             tail = tail[len(expected) :]
         if tail and not (tail.startswith(" WHERE ") and idx.get("predicate")):
             return None  # storage parameters, tablespace, ...
-        call = _Call("op.create_index", py_string(name), py_string(table), _List(keys))
+        call = Call("op.create_index", py_string(name), py_string(table), ListExpr(keys))
         call.add("unique", str(bool(idx.get("unique"))))
         if idx["method"] != "btree":
             call.add("postgresql_using", py_string(idx["method"]))
         if include:
-            call.add("postgresql_include", _names([c for c in include if c is not None]))
+            call.add("postgresql_include", name_list([c for c in include if c is not None]))
         if idx.get("predicate"):
-            call.add("postgresql_where", _text(stable_expression(idx["predicate"])))
+            call.add("postgresql_where", sa_text(stable_expression(idx["predicate"])))
         return call
 
     # -- the whole file ------------------------------------------------------------------
@@ -414,12 +280,12 @@ class _Renderer:
         body = _Body([])
         body.section(
             "Expressions below were printed with this search_path (for this transaction)",
-            [_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
+            [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
         )
         body.section(
             "Extensions",
             [
-                _execute(
+                op_execute(
                     f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA "
                     f"{quote_ident(snap.kind('extension')[name].get('schema') or snap.schema)}"
                 )
@@ -429,7 +295,7 @@ class _Renderer:
         body.section(
             "Enum types",
             [
-                _execute(
+                op_execute(
                     f"CREATE TYPE {quote_ident(name)} AS ENUM ("
                     + ", ".join(quote_literal(v) for v in snap.kind("enum")[name]["labels"] or [])
                     + ")"
@@ -437,7 +303,7 @@ class _Renderer:
                 for name in self.enums
             ],
         )
-        body.section("Domains", [_execute(render_domain(snap, n)) for n in domain_order(snap)])
+        body.section("Domains", [op_execute(render_domain(snap, n)) for n in domain_order(snap)])
         sequences = []
         for name in sorted(snap.kind("sequence")):
             seq = snap.kind("sequence")[name]
@@ -445,8 +311,8 @@ class _Renderer:
                 seq["data_type"]
             )
             options = sequence_options(seq["data_type"], seq)
-            sequence = _Call("sa.Sequence", py_string(name), data_type=data_type, **options)
-            sequences.append(_Call("op.execute", _Call("sa.schema.CreateSequence", sequence)))
+            sequence = Call("sa.Sequence", py_string(name), data_type=data_type, **options)
+            sequences.append(Call("op.execute", Call("sa.schema.CreateSequence", sequence)))
         body.section("Sequences", sequences)
         body.section("Tables", [self.table(name) for name in sorted(snap.kind("table"))])
         body.section(
@@ -464,7 +330,7 @@ class _Renderer:
             if owner and owner in columns:
                 col = columns[owner]
                 owned.append(
-                    _execute(
+                    op_execute(
                         f"ALTER SEQUENCE {quote_ident(name)} OWNED BY "
                         f"{quote_ident(col['table'])}.{quote_ident(col['name'])}"
                     )
@@ -475,7 +341,7 @@ class _Renderer:
             view = snap.kind("view")[name]
             what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
             views.append(
-                _execute(
+                op_execute(
                     f"CREATE {what} {quote_ident(name)} AS\n"
                     + strip_view_definition(view["definition"])
                 )
@@ -485,7 +351,7 @@ class _Renderer:
             "Indexes",
             [self.index(name, snap.kind("index")[name]) for name in sorted(snap.kind("index"))],
         )
-        body.section("Comments", [_execute(s) for s in object_comment_statements(snap)])
+        body.section("Comments", [op_execute(s) for s in object_comment_statements(snap)])
         return body.lines
 
     def downgrade(self) -> list[str]:
@@ -493,19 +359,19 @@ class _Renderer:
         body = _Body([])
         body.section(
             "Names below are unqualified (for this transaction)",
-            [_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
+            [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
         )
         views = []
         for name in reversed(view_order(snap)):
             what = "MATERIALIZED VIEW" if snap.kind("view")[name].get("materialized") else "VIEW"
-            views.append(_execute(f"DROP {what} {quote_ident(name)}"))
+            views.append(op_execute(f"DROP {what} {quote_ident(name)}"))
         body.section("Views", views)
         order, cycle_keys = table_order(snap)
         fks = snap.kind("foreign_key")
         body.section(
             "Foreign keys that close a cycle between tables",
             [
-                _Call(
+                Call(
                     "op.drop_constraint",
                     py_string(fks[k]["name"]),
                     py_string(fks[k]["table"]),
@@ -516,14 +382,14 @@ class _Renderer:
         )
         body.section(
             "Tables (referencing tables first; owned sequences go with them)",
-            [_Call("op.drop_table", py_string(name)) for name in reversed(order)],
+            [Call("op.drop_table", py_string(name)) for name in reversed(order)],
         )
         body.section(
             "Sequences",
             [
-                _Call(
+                Call(
                     "op.execute",
-                    _Call("sa.schema.DropSequence", _Call("sa.Sequence", py_string(name))),
+                    Call("sa.schema.DropSequence", Call("sa.Sequence", py_string(name))),
                 )
                 for name in sorted(snap.kind("sequence"), reverse=True)
                 if not snap.kind("sequence")[name].get("owned_by")
@@ -531,15 +397,15 @@ class _Renderer:
         )
         body.section(
             "Domains",
-            [_execute(f"DROP DOMAIN {quote_ident(n)}") for n in reversed(domain_order(snap))],
+            [op_execute(f"DROP DOMAIN {quote_ident(n)}") for n in reversed(domain_order(snap))],
         )
         body.section(
-            "Enum types", [_execute(f"DROP TYPE {quote_ident(n)}") for n in reversed(self.enums)]
+            "Enum types", [op_execute(f"DROP TYPE {quote_ident(n)}") for n in reversed(self.enums)]
         )
         body.section(
             "Extensions",
             [
-                _execute(f"DROP EXTENSION IF EXISTS {quote_ident(n)}")
+                op_execute(f"DROP EXTENSION IF EXISTS {quote_ident(n)}")
                 for n in sorted(snap.kind("extension"), reverse=True)
             ],
         )
@@ -695,227 +561,3 @@ def render_baseline(
     ]
     return "\n".join(parts)
 
-
-# --------------------------------------------------------------------------- files
-
-
-def new_revision_id() -> str:
-    """A new random revision id: 12 hex digits, as Alembic's ``rev_id()`` makes them."""
-    try:
-        from alembic.util import rev_id
-    except ImportError:  # pragma: no cover - every supported Alembic has it
-        import uuid
-
-        return uuid.uuid4().hex[-12:]
-    return str(rev_id())
-
-
-def baseline_filename(revision: str, created: datetime) -> str:
-    """The baseline's file name: ``<revision>_baseline_schema_<YYYYmmdd_HHMMSS>.py``."""
-    return f"{revision}{BASELINE_SUFFIX}{created:%Y%m%d_%H%M%S}.py"
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def revision_files(versions_dir: Path) -> list[Path]:
-    """Revision files at the top of ``versions_dir`` (Alembic's rule), sorted by name."""
-    return sorted(
-        (p for p in Path(versions_dir).iterdir() if _REVISION_FILE.match(p.name) and p.is_file()),
-        key=lambda p: p.name,
-    )
-
-
-def read_baseline_header(path: Path) -> dict[str, Any] | None:
-    """Read ``revision``, ``down_revision`` and ``source_fingerprint`` without importing.
-
-    Returns None when the file does not parse; absent names map to ``...`` (Ellipsis) so
-    ``down_revision = None`` can be told apart from a missing assignment.
-    """
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (OSError, SyntaxError, ValueError):
-        return None
-    found: dict[str, Any] = {"revision": ..., "down_revision": ..., "source_fingerprint": ...}
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        else:
-            continue
-        for target in targets:
-            if isinstance(target, ast.Name) and target.id in found:
-                found[target.id] = value.value if isinstance(value, ast.Constant) else ...
-    return found
-
-
-@dataclass(frozen=True)
-class BaselinePlan:
-    """What :func:`write_baseline` will do, decided before anything is written.
-
-    ``existing`` is set when the versions folder already holds exactly this baseline (the
-    only revision file, a root, rendered from a snapshot with the same fingerprint): the
-    plan is then a no-op and ``path``/``source``/``sha256`` describe that file.
-    ``files_to_archive`` are the other revision files, which the archive step moves away.
-    """
-
-    revision: str
-    filename: str
-    path: Path
-    source: str
-    sha256: str
-    archive_stamp: str
-    files_to_archive: tuple[Path, ...]
-    existing: Path | None
-
-    @property
-    def is_noop(self) -> bool:
-        """True when there is nothing to write or archive."""
-        return self.existing is not None
-
-
-def find_existing_baseline(snapshot: Snapshot, versions_dir: Path) -> Path | None:
-    """The baseline already in ``versions_dir`` for this snapshot, if it is the only file."""
-    files = revision_files(versions_dir)
-    if len(files) != 1 or not _BASELINE_FILE.match(files[0].name):
-        return None
-    header = read_baseline_header(files[0])
-    if (
-        header is not None
-        and header["down_revision"] is None
-        and header["source_fingerprint"] == snapshot.fingerprint
-        and isinstance(header["revision"], str)
-    ):
-        return files[0]
-    return None
-
-
-def plan_baseline(
-    snapshot: Snapshot,
-    versions_dir: Path,
-    *,
-    revision: str | None = None,
-    message: str = "baseline schema",
-    now: datetime,
-) -> BaselinePlan:
-    """Decide the baseline for ``snapshot`` in ``versions_dir`` (nothing is written).
-
-    A no-op plan (``existing`` set) when the folder already holds exactly one revision
-    file, a ``*_baseline_schema_*.py`` root whose ``source_fingerprint`` is the snapshot's.
-    Otherwise a new file named by :func:`baseline_filename` (``revision`` defaults to
-    :func:`new_revision_id`), and every other revision file listed for archiving under
-    the stamp ``now`` (``YYYYmmdd_HHMMSS``). ``revision`` and ``message`` do not matter
-    for a no-op plan (the existing file is kept as it is). Raises :class:`MigrationError` when the
-    folder is missing, or the target file exists with other content.
-    """
-    versions_dir = Path(versions_dir)
-    if not versions_dir.is_dir():
-        raise MigrationError(
-            f"versions folder {versions_dir} does not exist (fix the Alembic project's "
-            "script_location / version_locations)."
-        )
-    stamp = f"{now:%Y%m%d_%H%M%S}"
-    existing = find_existing_baseline(snapshot, versions_dir)
-    if existing is not None:
-        text = existing.read_text(encoding="utf-8")
-        header = read_baseline_header(existing) or {}
-        return BaselinePlan(
-            revision=str(header.get("revision")),
-            filename=existing.name,
-            path=existing,
-            source=text,
-            sha256=_sha256(text),
-            archive_stamp=stamp,
-            files_to_archive=(),
-            existing=existing,
-        )
-    revision = revision or new_revision_id()
-    filename = baseline_filename(revision, now)
-    path = versions_dir / filename
-    source = render_baseline(snapshot, revision=revision, message=message, created=now)
-    if path.exists() and path.read_text(encoding="utf-8") != source:
-        raise MigrationError(
-            f"{path} already exists with other content; a baseline file is never "
-            "overwritten (move it away, or pass another revision id)."
-        )
-    others = tuple(p for p in revision_files(versions_dir) if p.name != filename)
-    return BaselinePlan(
-        revision=revision,
-        filename=filename,
-        path=path,
-        source=source,
-        sha256=_sha256(source),
-        archive_stamp=stamp,
-        files_to_archive=others,
-        existing=None,
-    )
-
-
-def write_baseline(plan: BaselinePlan) -> Path:
-    """Write the plan's file atomically and never over another file; returns its path.
-
-    A no-op for a no-op plan, or when the file already exists with exactly this content.
-    The text goes to a temporary file in the same folder (flushed to disk), which is then
-    hard-linked to the final name (failing if that name exists) and removed.
-    """
-    if plan.existing is not None:
-        return plan.existing
-    path = plan.path
-    data = plan.source.encode("utf-8")
-    if path.exists():
-        if path.read_bytes() == data:
-            return path
-        raise MigrationError(
-            f"{path} already exists with other content; a baseline file is never "
-            "overwritten (move it away, or plan again)."
-        )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            if path.read_bytes() != data:
-                raise MigrationError(
-                    f"{path} appeared while writing, with other content; it was left as it "
-                    "is (check who else writes to this versions folder)."
-                ) from None
-        except OSError:  # filesystems without hard links: exclusive create instead
-            with path.open("xb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-    except OSError as exc:
-        raise MigrationError(
-            f"cannot write the baseline {path}: {exc.strerror or exc} (check the folder's "
-            "permissions and free space)."
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def apply_baseline(plan: BaselinePlan, versions_dir: Path) -> tuple[Path, ArchiveResult | None]:
-    """Write the baseline, then archive every other revision file of ``versions_dir``.
-
-    Returns ``(baseline path, ArchiveResult or None)``; a no-op plan archives nothing.
-    The new file is written first because the archive step keeps only files that exist;
-    if archiving fails (it puts back whatever it moved), the baseline file this call
-    created is removed again, so the folder is left exactly as it was.
-    """
-    if plan.existing is not None:
-        return plan.existing, None
-    existed = plan.path.exists()
-    path = write_baseline(plan)
-    try:
-        result = archive_revisions(Path(versions_dir), keep=[path], stamp=plan.archive_stamp)
-    except BaseException:
-        if not existed:
-            path.unlink(missing_ok=True)
-        raise
-    return path, result
