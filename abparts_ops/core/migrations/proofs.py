@@ -153,8 +153,12 @@ def prove_baseline(
     schema: str = "public",
     models: str | None = None,
     sys_path: Sequence[Path | str] = (),
+    privileges: bool = False,
 ) -> dict[str, ProofResult]:
     """Run every proof (see the module docstring) on one scratch database.
+
+    ``privileges`` compares the granted privileges too (config ``compare_privileges``;
+    ``reference`` must have been taken with the same setting).
 
     ``models_match`` is present only when ``models`` is configured. A proof that could
     not run because an earlier step failed fails with that reason.
@@ -166,7 +170,9 @@ def prove_baseline(
         engine = make_engine(url, label="scratch database")
         try:
             with connect(engine, label="scratch database") as conn:
-                results.update(_prove_on(conn, project, reference, patterns, schema, metadata))
+                results.update(
+                    _prove_on(conn, project, reference, patterns, schema, metadata, privileges)
+                )
         finally:
             engine.dispose()
     return results
@@ -179,6 +185,7 @@ def _prove_on(
     patterns: list[str],
     schema: str,
     metadata: sa.MetaData | None,
+    privileges: bool = False,
 ) -> dict[str, ProofResult]:
     results: dict[str, ProofResult] = {}
     try:
@@ -197,6 +204,7 @@ def _prove_on(
         version_table=project.version_table,
         source="baseline on an empty database",
         require_tables=False,
+        privileges=privileges,
     )
     diff = diff_snapshots(
         reference,

@@ -90,6 +90,7 @@ def probe(
     version_table_schema: str | None = None,
     timeout_s: float = 10.0,
     known: KnownSchema | None = None,
+    privileges: bool = False,
 ) -> ProbeResult:
     """Probe one environment: its version rows and its schema fingerprint.
 
@@ -97,7 +98,9 @@ def probe(
     :meth:`ProbeResult.known` of an earlier probe of the same environment), a short
     statement reads the version rows and the catalog token first, and the full query
     runs only when the catalogs changed since; otherwise ``known``'s fingerprint is
-    returned (``reused``). ``timeout_s`` bounds the connection and each statement.
+    returned (``reused``). ``privileges`` includes the granted privileges (as the
+    snapshot's ``privileges`` does; both must agree). ``timeout_s`` bounds the
+    connection and each statement.
     Errors are :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming
     ``environment``.
     """
@@ -108,6 +111,7 @@ def probe(
         "schema": schema,
         "excl": compile_patterns(exclusion_patterns(exclude, version_table)),
         "version_table": qualified,
+        "privileges": privileges,
     }
     key = query_key(params)
     prefix = f"{key}:"
