@@ -71,11 +71,14 @@ class _Body:
     """Statements of ``upgrade()`` or ``downgrade()``, grouped in commented sections."""
 
     lines: list[str]
+    last_title: str | None = None
 
     def section(self, title: str, calls: Sequence[Call]) -> None:
         if not calls:
             return
-        self.lines.extend(["", f"    # {title}"])
+        if title != self.last_title:  # consecutive parts of one section share its title
+            self.lines.extend(["", f"    # {title}"])
+            self.last_title = title
         for call in calls:
             self.lines.extend(noqa_long_lines("    " + fmt(call, 4)).split("\n"))
 
