@@ -316,7 +316,7 @@ class _Renderer:
         indexes = self.snapshot.kind("index")
         return [self.index(name, indexes[name]) for name in rendered_indexes(self.snapshot)]
 
-    def _op_sections(self) -> dict[str, Any]:
+    def op_sections(self) -> dict[str, Any]:
         """DDL section tags that the baseline renders with Alembic operations (the others
         become ``op.execute`` of the canonical DDL statement)."""
         return {
@@ -338,7 +338,7 @@ class _Renderer:
         body.section(
             "Expressions below were printed with this search_path (for this transaction)", setup
         )
-        ops = self._op_sections()
+        ops = self.op_sections()
         sections = ddl_sections(snap)
         # create_table collects the constraints it cannot declare: render the tables first
         rendered = {id(s): ops[s.tag](s) for s in sections if s.tag == "table"}

@@ -501,7 +501,7 @@ REGISTRY: tuple[Kind, ...] = (
     ),
     Kind(
         "domain", "domain", "domains", "name", "type, nullable, default, checks",
-        DOMAINS_SQL, _TYPE_CATALOGS + ("pg_constraint", "pg_proc", "pg_operator"),
+        DOMAINS_SQL, _TYPE_CATALOGS + ("pg_constraint", "pg_proc", "pg_operator", "pg_attribute"),
         PHASE["domain"], 0, "op.execute", extra_destructive=True,
     ),
     Kind(
