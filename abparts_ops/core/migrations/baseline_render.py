@@ -40,23 +40,30 @@ from abparts_ops.core.migrations.pyformat import (
 )
 from abparts_ops.core.migrations.typemap import RAW_TYPE_SOURCE, py_string, render_type
 from abparts_ops.core.schema.ddl import (
+    Section,
     by_table,
     columns_of,
-    domain_order,
+    ddl_sections,
+    drop_statements,
     foreign_keys_outside,
-    object_comment_statements,
+    index_statement,
+    is_partition,
+    partition_order,
     quote_ident,
-    quote_literal,
-    render_domain,
+    rendered_indexes,
     sequence_options,
     stable_expression,
-    strip_view_definition,
     table_order,
-    view_order,
 )
+from abparts_ops.core.schema.kinds import BY_NAME
 from abparts_ops.core.schema.model import KINDS, Snapshot
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
+
+
+def _own(constraints: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The constraints a table declares itself (not those inherited from a parent)."""
+    return [con for con in constraints if not con.get("inherited")]
 
 
 @dataclass
@@ -64,11 +71,14 @@ class _Body:
     """Statements of ``upgrade()`` or ``downgrade()``, grouped in commented sections."""
 
     lines: list[str]
+    last_title: str | None = None
 
     def section(self, title: str, calls: Sequence[Call]) -> None:
         if not calls:
             return
-        self.lines.extend(["", f"    # {title}"])
+        if title != self.last_title:  # consecutive parts of one section share its title
+            self.lines.extend(["", f"    # {title}"])
+            self.last_title = title
         for call in calls:
             self.lines.extend(noqa_long_lines("    " + fmt(call, 4)).split("\n"))
 
@@ -132,16 +142,16 @@ class _Renderer:
                 f"table {name!r} is a foreign table; its server and options are not in the "
                 "snapshot, so the baseline cannot create it (exclude it)."
             )
-        pks = by_table(snap, "primary_key").get(name, [])
+        pks = _own(by_table(snap, "primary_key").get(name, []))
         pk_columns = set(pks[0]["columns"]) if pks else set()
         call = Call("op.create_table", py_string(name))
         for col in columns_of(snap, name):
             call.add(None, self.column(col, pk_columns))
         for pk in pks:
             self._key_constraint(call, pk, "sa.PrimaryKeyConstraint", "PRIMARY KEY")
-        for uq in by_table(snap, "unique").get(name, []):
+        for uq in _own(by_table(snap, "unique").get(name, [])):
             self._key_constraint(call, uq, "sa.UniqueConstraint", "UNIQUE")
-        for check in by_table(snap, "check").get(name, []):
+        for check in _own(by_table(snap, "check").get(name, [])):
             expected = f"CHECK ({check.get('expression')})"
             if check.get("definition") == expected:
                 call.add(
@@ -154,7 +164,7 @@ class _Renderer:
                 )
             else:
                 self._add_constraint(check)
-        for excl in by_table(snap, "exclusion").get(name, []):
+        for excl in _own(by_table(snap, "exclusion").get(name, [])):
             self._add_constraint(excl)
         if attrs.get("comment") is not None:
             call.add("comment", py_string(attrs["comment"]))
@@ -228,11 +238,11 @@ class _Renderer:
 
     def index(self, name: str, idx: Mapping[str, Any]) -> Call:
         plain = self._index_call(name, idx)
-        return plain if plain is not None else op_execute(stable_expression(idx["definition"]))
+        return plain if plain is not None else op_execute(index_statement(idx))
 
     def _index_call(self, name: str, idx: Mapping[str, Any]) -> Call | None:
         """``op.create_index`` when it recreates exactly the catalog's definition, else None."""
-        definition: str = idx["definition"]
+        definition: str = idx["definition"].replace(" ON ONLY ", " ON ", 1)
         table = idx["table"]
         head = (
             f"CREATE {'UNIQUE ' if idx.get('unique') else ''}INDEX {quote_ident(name)} "
@@ -275,83 +285,71 @@ class _Renderer:
 
     # -- the whole file ------------------------------------------------------------------
 
-    def upgrade(self) -> list[str]:
-        snap = self.snapshot
-        body = _Body([])
-        body.section(
-            "Expressions below were printed with this search_path (for this transaction)",
-            [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
-        )
-        body.section(
-            "Extensions",
-            [
-                op_execute(
-                    f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA "
-                    f"{quote_ident(snap.kind('extension')[name].get('schema') or snap.schema)}"
-                )
-                for name in sorted(snap.kind("extension"))
-            ],
-        )
-        body.section(
-            "Enum types",
-            [
-                op_execute(
-                    f"CREATE TYPE {quote_ident(name)} AS ENUM ("
-                    + ", ".join(quote_literal(v) for v in snap.kind("enum")[name]["labels"] or [])
-                    + ")"
-                )
-                for name in self.enums
-            ],
-        )
-        body.section("Domains", [op_execute(render_domain(snap, n)) for n in domain_order(snap)])
-        sequences = []
-        for name in sorted(snap.kind("sequence")):
-            seq = snap.kind("sequence")[name]
+    def _sequences(self, section: Section) -> list[Call]:
+        calls = []
+        for name in sorted(self.snapshot.kind("sequence")):
+            seq = self.snapshot.kind("sequence")[name]
             data_type = {"integer": "sa.Integer()", "smallint": "sa.SmallInteger()"}.get(
                 seq["data_type"]
             )
             options = sequence_options(seq["data_type"], seq)
             sequence = Call("sa.Sequence", py_string(name), data_type=data_type, **options)
-            sequences.append(Call("op.execute", Call("sa.schema.CreateSequence", sequence)))
-        body.section("Sequences", sequences)
-        body.section("Tables", [self.table(name) for name in sorted(snap.kind("table"))])
+            calls.append(Call("op.execute", Call("sa.schema.CreateSequence", sequence)))
+        return calls
+
+    def _tables(self, section: Section) -> list[Call]:
+        snap = self.snapshot
+        return [self.table(name) for name in sorted(snap.kind("table"))
+                if not is_partition(snap, name)]
+
+    def _late(self, section: Section) -> list[Call]:
+        return self.deferred
+
+    def _nothing(self, section: Section) -> list[Call]:
+        return []
+
+    def _foreign_keys(self, section: Section) -> list[Call]:
+        fks = self.snapshot.kind("foreign_key")
+        return [self.foreign_key(fks[k]) for k in sorted(fks) if not fks[k].get("inherited")]
+
+    def _indexes(self, section: Section) -> list[Call]:
+        indexes = self.snapshot.kind("index")
+        return [self.index(name, indexes[name]) for name in rendered_indexes(self.snapshot)]
+
+    def op_sections(self) -> dict[str, Any]:
+        """DDL section tags that the baseline renders with Alembic operations (the others
+        become ``op.execute`` of the canonical DDL statement)."""
+        return {
+            "sequence": self._sequences,
+            "table": self._tables,
+            "table:late": self._late,
+            "foreign_key": self._foreign_keys,
+            "index": self._indexes,
+            "table:comment": self._nothing,  # set by op.create_table
+            "column:comment": self._nothing,
+        }
+
+    def upgrade(self) -> list[str]:
+        snap = self.snapshot
+        body = _Body([])
+        setup = [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")]
+        if snap.kind("function"):
+            setup.append(op_execute("SET LOCAL check_function_bodies = false"))
         body.section(
-            "Foreign keys (after all tables, so cycles work)",
-            [
-                self.foreign_key(snap.kind("foreign_key")[k])
-                for k in sorted(snap.kind("foreign_key"))
-            ],
+            "Expressions below were printed with this search_path (for this transaction)", setup
         )
-        body.section("Constraints Alembic cannot declare", self.deferred)
-        owned = []
-        columns = snap.kind("column")
-        for name in sorted(snap.kind("sequence")):
-            owner = snap.kind("sequence")[name].get("owned_by")
-            if owner and owner in columns:
-                col = columns[owner]
-                owned.append(
-                    op_execute(
-                        f"ALTER SEQUENCE {quote_ident(name)} OWNED BY "
-                        f"{quote_ident(col['table'])}.{quote_ident(col['name'])}"
-                    )
-                )
-        body.section("Sequence ownership", owned)
-        views = []
-        for name in view_order(snap):
-            view = snap.kind("view")[name]
-            what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
-            views.append(
-                op_execute(
-                    f"CREATE {what} {quote_ident(name)} AS\n"
-                    + strip_view_definition(view["definition"])
-                )
-            )
-        body.section("Views (dependency order)", views)
-        body.section(
-            "Indexes",
-            [self.index(name, snap.kind("index")[name]) for name in sorted(snap.kind("index"))],
-        )
-        body.section("Comments", [op_execute(s) for s in object_comment_statements(snap)])
+        ops = self.op_sections()
+        sections = ddl_sections(snap)
+        # create_table collects the constraints it cannot declare: render the tables first
+        rendered = {id(s): ops[s.tag](s) for s in sections if s.tag == "table"}
+        for section in sections:
+            if id(section) in rendered:
+                calls = rendered[id(section)]
+            elif section.tag in ops:
+                calls = ops[section.tag](section)
+            else:
+                calls = [op_execute(statement) for statement in section.statements]
+            body.section(section.title, calls)
         return body.lines
 
     def downgrade(self) -> list[str]:
@@ -361,54 +359,47 @@ class _Renderer:
             "Names below are unqualified (for this transaction)",
             [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
         )
-        views = []
-        for name in reversed(view_order(snap)):
-            what = "MATERIALIZED VIEW" if snap.kind("view")[name].get("materialized") else "VIEW"
-            views.append(op_execute(f"DROP {what} {quote_ident(name)}"))
-        body.section("Views", views)
         order, cycle_keys = table_order(snap)
+        partitions = partition_order(snap)
         fks = snap.kind("foreign_key")
-        body.section(
-            "Foreign keys that close a cycle between tables",
-            [
-                Call(
-                    "op.drop_constraint",
-                    py_string(fks[k]["name"]),
-                    py_string(fks[k]["table"]),
-                    type_=py_string("foreignkey"),
+        for section in drop_statements(snap):
+            if section.tag == "table":
+                body.section(
+                    "Foreign keys that close a cycle between tables",
+                    [
+                        Call(
+                            "op.drop_constraint",
+                            py_string(fks[k]["name"]),
+                            py_string(fks[k]["table"]),
+                            type_=py_string("foreignkey"),
+                        )
+                        for k in cycle_keys
+                    ],
                 )
-                for k in cycle_keys
-            ],
-        )
-        body.section(
-            "Tables (referencing tables first; owned sequences go with them)",
-            [Call("op.drop_table", py_string(name)) for name in reversed(order)],
-        )
-        body.section(
-            "Sequences",
-            [
-                Call(
-                    "op.execute",
-                    Call("sa.schema.DropSequence", Call("sa.Sequence", py_string(name))),
+                body.section(
+                    "Tables (referencing tables first; owned sequences go with them)",
+                    [Call("op.drop_table", py_string(n)) for n in reversed(order)
+                     if n not in partitions],
                 )
-                for name in sorted(snap.kind("sequence"), reverse=True)
-                if not snap.kind("sequence")[name].get("owned_by")
-            ],
-        )
-        body.section(
-            "Domains",
-            [op_execute(f"DROP DOMAIN {quote_ident(n)}") for n in reversed(domain_order(snap))],
-        )
-        body.section(
-            "Enum types", [op_execute(f"DROP TYPE {quote_ident(n)}") for n in reversed(self.enums)]
-        )
-        body.section(
-            "Extensions",
-            [
-                op_execute(f"DROP EXTENSION IF EXISTS {quote_ident(n)}")
-                for n in sorted(snap.kind("extension"), reverse=True)
-            ],
-        )
+            elif section.tag == "table:partition":
+                body.section(
+                    "Partitions",
+                    [Call("op.drop_table", py_string(n)) for n in reversed(partitions)],
+                )
+            elif section.tag == "sequence":
+                body.section(
+                    "Sequences",
+                    [
+                        Call(
+                            "op.execute",
+                            Call("sa.schema.DropSequence", Call("sa.Sequence", py_string(name))),
+                        )
+                        for name in sorted(snap.kind("sequence"), reverse=True)
+                        if not snap.kind("sequence")[name].get("owned_by")
+                    ],
+                )
+            else:
+                body.section(section.title, [op_execute(s) for s in section.statements])
         return body.lines
 
 
@@ -453,18 +444,9 @@ def _safe_label(text: str) -> str:
     return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
-_LABELS = {
-    "primary_key": ("primary key", "primary keys"),
-    "unique": ("unique constraint", "unique constraints"),
-    "check": ("check constraint", "check constraints"),
-    "exclusion": ("exclusion constraint", "exclusion constraints"),
-    "foreign_key": ("foreign key", "foreign keys"),
-    "index": ("index", "indexes"),
-}
-
-
 def _count_label(kind: str, count: int) -> str:
-    singular, plural = _LABELS.get(kind, (kind, kind + "s"))
+    entry = BY_NAME.get(kind)
+    singular, plural = (entry.singular, entry.plural) if entry else (kind, kind + "s")
     return f"{count} {singular if count == 1 else plural}"
 
 

@@ -25,11 +25,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-<<<<<<< HEAD
-from collections.abc import Sequence
-=======
-from collections.abc import Callable, Iterable, Sequence
->>>>>>> wt-f
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +198,7 @@ class ProofContext:
     url: str | None = None
     build_error: AbpartsOpsError | None = None
     built: Snapshot | None = None
+    privileges: bool = False
 
     def connection(self) -> sa.Connection:
         """The scratch connection, upgraded to head; raises :class:`ProofNotRun` if not."""
@@ -245,6 +242,7 @@ def _round_trip(ctx: ProofContext) -> ProofResult:
         version_table=ctx.project.version_table,
         source="baseline on an empty database",
         require_tables=False,
+        privileges=ctx.privileges,
     )
     ctx.built = built
     reference = ctx.reference
@@ -404,12 +402,15 @@ def prove_baseline(
     source_url: str | None = None,
     pg_dump_dirs: Sequence[Path | str] | None = None,
     proofs: Sequence[Proof] = PROOFS,
+    privileges: bool = False,
 ) -> dict[str, ProofResult]:
     """Run every proof of ``proofs`` (see the module docstring) on one scratch database.
 
     ``models_match`` is present only when ``models`` is configured; ``dump_parity`` dumps
-    the database at ``source_url`` (the source of ``reference``). A proof that could not
-    run because an earlier step failed fails with that reason. Results keep registry order.
+    the database at ``source_url`` (the source of ``reference``). ``privileges`` compares
+    the granted privileges too (config ``compare_privileges``; ``reference`` must have
+    been taken with the same setting). A proof that could not run because an earlier step
+    failed fails with that reason. Results keep registry order.
     """
     metadata = load_metadata(models, sys_path) if models else None
     selected = proofs_for(metadata is not None, proofs)
@@ -422,6 +423,7 @@ def prove_baseline(
         metadata=metadata,
         source_url=source_url,
         pg_dump_dirs=pg_dump_dirs,
+        privileges=privileges,
     )
     results: dict[str, ProofResult] = {}
     for proof in selected:
