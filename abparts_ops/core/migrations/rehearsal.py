@@ -103,7 +103,7 @@ def dump_environment(url: str, server_version: str | None, *, environment: str) 
             "installed; the rehearsal needs one (install postgresql-client of that version)."
         )
     executable = found[0]
-    target, password = _libpq_target(url)
+    target, secrets = _libpq_target(url)
     args = [
         str(executable),
         "--schema-only",
@@ -115,8 +115,7 @@ def dump_environment(url: str, server_version: str | None, *, environment: str) 
     if supports_restrict_key(executable):
         args.append("--restrict-key=abpartsopsrehearsal")
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    if password is not None:
-        env["PGPASSWORD"] = password
+    env.update(secrets)  # the password (and passfile, sslkey) never on the command line
     env.setdefault("PGCONNECT_TIMEOUT", "10")
     try:
         result = subprocess.run(
