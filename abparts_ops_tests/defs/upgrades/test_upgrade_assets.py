@@ -26,6 +26,7 @@ from abparts_ops.defs.upgrade_assets import (
     build_upgrade_defs,
     upgrade_key,
     upgrade_op,
+    upgrade_policy,
 )
 from abparts_ops_tests.core.migrations.projects import Rev, write_project
 from abparts_ops_tests.sql import version_rows
@@ -172,3 +173,25 @@ def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict[str, Any]]:
     data = failures[0].step_failure_data.user_failure_data
     assert data is not None, failures[0].step_failure_data.error
     return str(data.description), _values(data.metadata)
+
+
+def test_policy_comes_from_the_configuration(tmp_path: Path, monkeypatch) -> None:
+    write_project(tmp_path / "project", [R001])
+    config = tmp_path / "abparts_ops.yaml"
+    config.write_text(
+        CONFIG.replace("prod:    {url_env: ABPT_UPG_PROD_URL, protected: true}",
+                       "prod:    {url_env: ABPT_UPG_PROD_URL, protected: true}\n"
+                       "  qa:      {url_env: ABPT_UPG_QA_URL, block_on_lint_errors: true}")
+        + "upgrade:\n  lock_timeout_s: 2\n  statement_timeout_s: 60\n  squawk:\n"
+        "    exclude:\n      - {rule: prefer-robust-stmts, reason: one transaction}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(config, check_env=False)
+    policies = {name: upgrade_policy(settings, env) for name, env in settings.environments.items()}
+    assert policies["prod"].lock_timeout_s == 2 and policies["prod"].statement_timeout_s == 60
+    assert [(e.rule, e.reason) for e in policies["prod"].exclude] == [
+        ("prefer-robust-stmts", "one transaction")
+    ]
+    assert policies["prod"].block_on_lint_errors is True  # protected
+    assert policies["staging"].block_on_lint_errors is False
+    assert policies["qa"].block_on_lint_errors is True  # set explicitly
