@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -391,6 +392,32 @@ def _apply_failure(
     )
 
 
+def _refuse_autocommit_blocks(
+    script: ScriptDirectory, pending: Sequence[str], environment: str
+) -> None:
+    """Refuse revisions that leave the transaction (``autocommit_block``) up front.
+
+    The apply step runs every pending revision in one transaction, which is what makes a
+    failure, a lock timeout or a lost connection leave the environment at its revision;
+    a revision that commits half-way (``CREATE INDEX CONCURRENTLY`` in an
+    ``autocommit_block``) would break that promise, so it is not run at all.
+    """
+    for revision in pending:
+        script_rev = script.get_revision(revision)
+        path = script_rev.path if script_rev is not None else None
+        try:
+            text = Path(path).read_text(encoding="utf-8") if path else ""
+        except OSError:
+            text = ""
+        if "autocommit_block" in text:
+            raise UpgradeRefused(
+                f"{environment}: revision {revision} ({os.path.basename(path or '')}) uses "
+                "autocommit_block, which commits outside the guarded upgrade's single "
+                "transaction; apply it with `alembic upgrade` in a maintenance window, or "
+                f"move the concurrent statement into its own process; {NOTHING_WRITTEN}."
+            )
+
+
 def guarded_upgrade(
     url: str,
     *,
@@ -496,6 +523,7 @@ def guarded_upgrade(
                 seconds=time.perf_counter() - started, timings=timings,
                 message=f"{environment} is already at the head {target}; nothing to do.",
             )
+        _refuse_autocommit_blocks(script, pending, environment)
         mark = time.perf_counter()
         rehearsal = rehearse(
             url, scratch_url, environment=environment, project=project, script=script,

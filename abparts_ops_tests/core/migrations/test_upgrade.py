@@ -355,3 +355,14 @@ def test_unreachable_environment_is_one_refusal_without_the_password(make_setup)
     assert message.startswith("staging: ") and "nothing was written" in message
     password = sa.engine.make_url(setup.env_url).password
     assert password and password not in message
+
+
+def test_revision_with_an_autocommit_block_is_refused_up_front(make_setup) -> None:
+    setup = make_setup(
+        "with op.get_context().autocommit_block():\n"
+        "    op.create_index('ix_parts_name', 'parts', ['name'], postgresql_concurrently=True)"
+    )
+    before = state(setup.env_url)
+    with pytest.raises(UpgradeRefused, match="revision r002 .* uses autocommit_block"):
+        setup.run(dry_run=False)
+    assert state(setup.env_url) == before
