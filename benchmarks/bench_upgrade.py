@@ -6,7 +6,8 @@ Usage::
 
 Setup (not timed): a copy of the demo project, two demo environments cloned from the demo
 template (the ABParts schema, 62 tables), the reset done with the core functions (dev's
-snapshot rendered as a baseline, the old files archived, both environments stamped),
+snapshot rendered as a baseline, the old files archived, both environments stamped
+with ``alembic stamp --purge``),
 then one new revision written the normal way (a nullable column and an index on
 ``parts``) and the expected schemas of the new history built once (the cache the
 ``expected_schemas`` asset keeps warm).
@@ -40,12 +41,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
 
 from abparts_ops.core.db import connect, drop_database, make_engine  # noqa: E402
-from abparts_ops.core.migrations.baseline import apply_baseline, plan_baseline  # noqa: E402
+from abparts_ops.core.migrations.baseline_files import apply_baseline, plan_baseline  # noqa: E402
 from abparts_ops.core.migrations.expected import build_expected_schemas  # noqa: E402
 from abparts_ops.core.migrations.project import load_project  # noqa: E402
-from abparts_ops.core.migrations.stamp import guarded_stamp  # noqa: E402
 from abparts_ops.core.migrations.upgrade import guarded_upgrade  # noqa: E402
 from abparts_ops.core.schema.introspect import take_snapshot  # noqa: E402
 from abparts_ops.embedded.demo import (  # noqa: E402
@@ -86,8 +87,6 @@ def downgrade():
 
 def plain_upgrade(url: str, ini: Path) -> float:
     """Seconds of ``command.upgrade(cfg, "head")`` on ``url`` (shared connection)."""
-    from alembic.config import Config
-
     engine = make_engine(url)
     try:
         started = time.perf_counter()
@@ -97,6 +96,19 @@ def plain_upgrade(url: str, ini: Path) -> float:
             command.upgrade(cfg, "head")
             conn.commit()
         return time.perf_counter() - started
+    finally:
+        engine.dispose()
+
+
+def stamp(url: str, ini: Path, revision: str) -> None:
+    """``alembic stamp --purge <revision>`` of ``url`` (the reset's last step)."""
+    engine = make_engine(url)
+    try:
+        with connect(engine) as conn:
+            cfg = Config(str(ini))
+            cfg.attributes["connection"] = conn
+            command.stamp(cfg, revision, purge=True)
+            conn.commit()
     finally:
         engine.dispose()
 
@@ -127,11 +139,9 @@ def main() -> int:
             source = take_snapshot(pairs[0]["dev"], exclude=EXCLUDE, source="dev")
             plan = plan_baseline(source, layout.versions_dir, now=datetime.now(UTC))
             apply_baseline(plan, layout.versions_dir)
-            script = project.script()
             for urls in pairs:
-                for name, url in urls.items():
-                    guarded_stamp(url, environment=name, script=script, reference=source,
-                                  exclude=EXCLUDE, dry_run=False)
+                for url in urls.values():
+                    stamp(url, layout.alembic_ini, plan.revision)
             (layout.versions_dir / f"{NEW_REVISION}_add_parts_bench_colour.py").write_text(
                 REVISION_TEXT.format(rev=NEW_REVISION, down=plan.revision), encoding="utf-8"
             )
