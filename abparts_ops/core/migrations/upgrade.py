@@ -10,7 +10,9 @@ leaves the environment exactly as it was):
    schema;
 3. **lint** (:mod:`.lint`): squawk on the pending revisions' offline SQL; with
    ``block_on_lint_errors`` an error-level finding blocks unless its rule is acknowledged;
-4. a dry run stops here; a protected environment needs ``confirm == environment``;
+4. a dry run stops here. (A real run of a protected environment needs
+   ``confirm == environment``; that is checked before step 1, so a missing confirmation
+   costs nothing. A revision with an ``autocommit_block`` is refused before step 2.)
 5. **apply**, in ONE transaction: ``SET LOCAL lock_timeout`` and ``statement_timeout``
    from the policy, the environment's advisory lock (:mod:`.locking`, the stamp's), the
    version rows and the schema read again under the lock (they must not have moved since
