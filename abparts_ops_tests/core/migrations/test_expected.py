@@ -1,0 +1,291 @@
+"""Expected schemas per revision: built on scratch, compared with real upgrades, cached."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from abparts_ops.core.db import connect, make_engine
+from abparts_ops.core.drift import versions_fingerprint
+from abparts_ops.core.errors import MigrationError, SchemaError
+from abparts_ops.core.migrations.archive import archive_revisions
+from abparts_ops.core.migrations.expected import (
+    ExpectedIndex,
+    ExpectedSchemas,
+    archived_revisions,
+    build_expected_schemas,
+    cache_key,
+    cache_path,
+    default_cache_dir,
+    history_fingerprint,
+    load_or_build_expected,
+)
+from abparts_ops.core.migrations.history import read_history
+from abparts_ops.core.migrations.migrate import upgrade
+from abparts_ops.core.migrations.project import AlembicProject, load_project
+from abparts_ops.core.schema.introspect import take_snapshot
+from abparts_ops.core.schema.model import Snapshot
+from abparts_ops.core.schema.probe import probe
+from abparts_ops_tests.core.migrations.projects import Rev, table, write_project, write_rev
+
+EXCLUDE = ("ignored_*",)
+
+
+def _linear() -> list[Rev]:
+    up, down = table("items")
+    return [
+        Rev("r001", None, up, down),
+        Rev(
+            "r002",
+            "r001",
+            "op.add_column('items', sa.Column('price', sa.Numeric(10, 2)))\n"
+            "op.create_table('ignored_log', sa.Column('id', sa.Integer, primary_key=True))",
+            "op.drop_table('ignored_log')\nop.drop_column('items', 'price')",
+        ),
+        Rev(
+            "r003",
+            "r002",
+            "op.create_index('ix_items_label', 'items', ['label'])",
+            "op.drop_index('ix_items_label', table_name='items')",
+        ),
+    ]
+
+
+def _branched() -> list[Rev]:
+    up, down = table("base_t")
+    return [
+        Rev("a001", None, up, down),
+        Rev("b001", "a001", "op.add_column('base_t', sa.Column('from_b', sa.Integer))"),
+        Rev("c001", "a001", "op.add_column('base_t', sa.Column('from_c', sa.Integer))"),
+        Rev("d001", ("b001", "c001"), "op.create_table('merged', sa.Column('id', sa.Integer))"),
+    ]
+
+
+def _project(root: Path, revs: list[Rev]) -> AlembicProject:
+    return load_project(write_project(root, revs))
+
+
+def _upgraded(url: str, project: AlembicProject, target: str) -> str:
+    """Upgrade the database of ``url`` to ``target`` the plain way; returns the url."""
+    engine = make_engine(url)
+    try:
+        with connect(engine) as conn:
+            upgrade(conn, project, target)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _cache_file(cache: Path, expected: ExpectedSchemas) -> Path:
+    key = cache_key(
+        expected.history_fingerprint,
+        schema="public",
+        exclude=EXCLUDE,
+        version_table="alembic_version",
+    )
+    return cache_path(cache, key)
+
+
+def _columns(snapshot: Snapshot) -> set[str]:
+    return set(snapshot.kind("column"))
+
+
+def test_linear_history_snapshot_per_revision(
+    tmp_path: Path, admin_url: str, fresh_db: str
+) -> None:
+    project = _project(tmp_path, _linear())
+    seen: list[tuple[str, int, int]] = []
+    expected = build_expected_schemas(
+        admin_url, project, exclude=EXCLUDE, progress=lambda *a: seen.append(a)
+    )
+    assert expected.order == ("r001", "r002", "r003")
+    assert expected.heads == ("r003",)
+    assert expected.parents == {"r001": (), "r002": ("r001",), "r003": ("r002",)}
+    assert seen == [("r001", 1, 3), ("r002", 2, 3), ("r003", 3, 3)]
+
+    r1, r2, r3 = (expected.snapshot(r) for r in expected.order)
+    assert r1 is not None and r2 is not None and r3 is not None
+    assert r1.table_names() == ["items"]
+    assert "items.price" not in _columns(r1) and "items.price" in _columns(r2)
+    assert r2.table_names() == ["items"]  # ignored_log excluded, alembic_version too
+    assert "ignored_log" in r2.excluded
+    assert not r2.kind("index") or "ix_items_label" not in r2.kind("index")
+    assert "ix_items_label" in r3.kind("index")
+    assert len({r1.fingerprint, r2.fingerprint, r3.fingerprint}) == 3
+    assert all(expected.probe_fingerprint(r) for r in expected.order)
+    assert expected.snapshot("nope") is None and expected.probe_fingerprint("nope") is None
+
+    _upgraded(fresh_db, project, "heads")
+    plain = take_snapshot(fresh_db, exclude=EXCLUDE)
+    assert plain == r3
+    probed = probe(fresh_db, environment="plain", exclude=EXCLUDE)
+    assert probed.fingerprint == expected.probe_fingerprint("r003")
+    assert probed.fingerprint != expected.probe_fingerprint("r002")
+    assert expected.index().table_counts == {"r001": 1, "r002": 1, "r003": 1}
+
+
+def test_pending_for_each_state(tmp_path: Path, admin_url: str) -> None:
+    expected = build_expected_schemas(admin_url, _project(tmp_path, _linear()))
+    index = expected.index()
+    for source in (expected, index):
+        assert source.pending(None) == ("r001", "r002", "r003")
+        assert source.pending(()) == ("r001", "r002", "r003")
+        assert source.pending(("r001",)) == ("r002", "r003")
+        assert source.pending(("r002",)) == ("r003",)
+        assert source.pending(("r003",)) == ()
+        assert source.knows("r002") and not source.knows("zzz")
+        with pytest.raises(MigrationError, match="zzz"):
+            source.pending(("zzz",))
+
+
+def test_branched_history_matches_upgrade_from_empty(
+    tmp_path: Path, admin_url: str, db_factory: Callable[..., str]
+) -> None:
+    project = _project(tmp_path, _branched())
+    expected = build_expected_schemas(admin_url, project)
+    assert expected.order == ("a001", "b001", "c001", "d001")
+    assert expected.heads == ("d001",)
+    c = expected.snapshot("c001")
+    assert c is not None
+    assert "base_t.from_c" in _columns(c) and "base_t.from_b" not in _columns(c)
+    for rev in expected.order:
+        url = _upgraded(db_factory(), project, rev)
+        assert take_snapshot(url, require_tables=False) == expected.snapshot(rev), rev
+        assert probe(url, environment=rev).fingerprint == expected.probe_fingerprint(rev)
+    assert expected.pending(("b001",)) == ("c001", "d001")
+    assert expected.pending(("b001", "c001")) == ("d001",)
+    assert expected.pending(("c001",)) == ("b001", "d001")
+    assert expected.pending(("d001",)) == ()
+
+
+def test_failing_revision_names_file_and_line(tmp_path: Path, admin_url: str) -> None:
+    revs = _linear()
+    revs[1] = Rev("r002", "r001", "op.execute('SELECT * FROM no_such_table')")
+    project = _project(tmp_path, revs[:2])
+    with pytest.raises(MigrationError) as caught:
+        build_expected_schemas(admin_url, project)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "revision r002" in message
+    path = project.versions_dirs[0] / "r002_rev.py"
+    line = 1 + path.read_text().splitlines().index("    op.execute('SELECT * FROM no_such_table')")
+    assert f"{path} line {line}" in message
+    assert "no_such_table" in message
+    assert "password" not in message.lower() and "@" not in message
+
+
+def test_cache_reuse_invalidation_and_corruption(tmp_path: Path, admin_url: str) -> None:
+    project = _project(tmp_path / "app", _linear())
+    cache = tmp_path / "cache"
+    first, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert not reused
+    second, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert reused and second == first
+    path = _cache_file(cache, first)
+    assert path.is_file() and not list(cache.glob(".*.tmp"))
+
+    # other exclusions are another cache entry
+    _other, reused = load_or_build_expected(admin_url, project, cache_dir=cache)
+    assert not reused
+
+    # a revision file changes: built again, with the new revision
+    versions = project.versions_dirs[0]
+    write_rev(versions, Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"))
+    third, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert not reused and third.heads == ("r004",)
+    assert third.history_fingerprint != first.history_fingerprint
+    assert third.snapshot("r003") == first.snapshot("r003")
+
+    # a corrupt file is ignored and replaced
+    new_path = _cache_file(cache, third)
+    new_path.write_text("{not json", encoding="utf-8")
+    fourth, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert not reused and fourth == third
+    assert ExpectedSchemas.from_json(new_path.read_text(encoding="utf-8")) == third
+
+    # a foreign but valid file under that name (other history) is ignored too
+    new_path.write_text(first.to_json(), encoding="utf-8")
+    _fifth, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert not reused
+
+
+def test_json_round_trip_and_corruption(tmp_path: Path, admin_url: str) -> None:
+    expected = build_expected_schemas(admin_url, _project(tmp_path, _branched()))
+    again = ExpectedSchemas.from_json(expected.to_json())
+    assert again == expected
+    assert again.probe_fingerprint("d001") == expected.probe_fingerprint("d001")
+    assert again.index() == expected.index()
+    index = expected.index()
+    assert ExpectedIndex.from_dict(json.loads(json.dumps(index.to_dict()))) == index
+
+    data = json.loads(expected.to_json())
+    data["snapshots"]["c001"]["objects"]["table"]["evil"] = {}
+    with pytest.raises(SchemaError, match="corrupt"):
+        ExpectedSchemas.from_dict(data)
+    data = json.loads(expected.to_json())
+    data["heads"] = ["a001"]
+    with pytest.raises(SchemaError, match="corrupt"):
+        ExpectedSchemas.from_dict(data)
+    data = json.loads(expected.to_json())
+    data["version"] = 99
+    with pytest.raises(SchemaError, match="version 99"):
+        ExpectedSchemas.from_dict(data)
+    raw = index.to_dict()
+    raw["revisions"][0]["probe"] = "0" * 64
+    with pytest.raises(SchemaError, match="corrupt"):
+        ExpectedIndex.from_dict(raw)
+    with pytest.raises(SchemaError, match="not an"):
+        ExpectedIndex.from_dict({"format": "something else"})
+
+
+def test_index_of_twenty_revisions_is_small() -> None:
+    order = tuple(f"{i:012x}" for i in range(1, 21))
+    index = ExpectedIndex(
+        history_fingerprint="f" * 64,
+        schema="public",
+        exclude=("knowledge_documents", "document_chunks"),
+        version_table="alembic_version",
+        heads=(order[-1],),
+        order=order,
+        parents={rev: (order[i - 1],) if i else () for i, rev in enumerate(order)},
+        probe_fingerprints={rev: "a" * 64 for rev in order},
+        table_counts={rev: 62 for rev in order},
+    )
+    size = len(json.dumps(index.to_dict(), separators=(",", ":")))
+    assert size < 4096, size
+    assert index.pending((order[17],)) == order[18:]
+
+
+def test_history_fingerprint_matches_the_other_formulas(tmp_path: Path) -> None:
+    project = _project(tmp_path, _branched())
+    fingerprint = history_fingerprint(project)
+    assert fingerprint == versions_fingerprint(project.versions_dirs)
+    assert fingerprint == read_history(project).fingerprint
+
+
+def test_default_cache_dir_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ABPARTS_OPS_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    assert default_cache_dir() == tmp_path / "c" / "expected"
+    monkeypatch.delenv("ABPARTS_OPS_CACHE")
+    assert default_cache_dir() == tmp_path / "dh" / "abparts_ops" / "expected"
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x" / "abparts_ops" / "expected"
+
+
+def test_archived_revisions(tmp_path: Path) -> None:
+    project = _project(tmp_path, _linear())
+    versions = project.versions_dirs[0]
+    archive_revisions(versions, keep=[versions / "r003_rev.py"], stamp="20240101_000000")
+    write_rev(versions, Rev("r002", "r003", message="same id, archived again later"))
+    archive_revisions(versions, keep=[versions / "r003_rev.py"], stamp="20250101_000000")
+    (versions.parent / "versions_archive_20250101_000000" / "notes.py").write_text("x = 1\n")
+    assert archived_revisions(project) == {
+        "r001": "versions_archive_20240101_000000",
+        "r002": "versions_archive_20250101_000000",
+    }
+    assert archived_revisions(_project(tmp_path / "other", _linear())) == {}
