@@ -15,21 +15,44 @@ from abparts_ops.defs.baseline_assets import (
     history_checks,
     migration_history,
 )
-from abparts_ops.defs.environment_assets import build_environment_defs
-from abparts_ops.defs.jobs import reset_baseline_job
+from abparts_ops.defs.environment_assets import build_environment_defs, head_matches_source_schema
+from abparts_ops.defs.history_assets import expected_schemas
+from abparts_ops.defs.jobs import refresh_history_job, reset_baseline_job
 from abparts_ops.defs.live_assets import build_live_specs
+from abparts_ops.defs.names import BASELINE_REVISION, EXPECTED_SCHEMAS
 from abparts_ops.defs.project_settings import load_project_settings
 from abparts_ops.defs.resources import DatabaseResource, build_resources, env_resource_key
 from abparts_ops.defs.schedules import build_schedules
 from abparts_ops.defs.schema_assets import reference_dump, source_schema
-from abparts_ops.defs.sensors import build_sensors, refresh_history_job
+from abparts_ops.defs.sensors import build_sensors
+
+
+def _after_baseline(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """``expected_schemas`` made to run after ``baseline_revision`` in the same run.
+
+    In reset_baseline the expected schemas must be built from the new history, after the
+    baseline file was written and the old ones archived; a dependency in the spec alone
+    does not order the steps, so the same function is wrapped with the extra dep.
+    """
+    spec = asset.specs_by_key[EXPECTED_SCHEMAS]
+    return dg.asset(
+        key=spec.key,
+        group_name=spec.group_name,
+        kinds=spec.kinds,
+        deps=[*(dep.asset_key for dep in spec.deps), BASELINE_REVISION],
+        description=spec.description,
+    )(asset.op.compute_fn.decorated_fn)
+
+
+expected_after_baseline = _after_baseline(expected_schemas)
 
 
 def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Definitions:
     """Every asset, check, job, sensor, schedule and resource for ``settings``.
 
     ``demo`` (default: no ``ABPARTS_OPS_CONFIG``) starts sensors and the schedule running;
-    with a production configuration they start stopped.
+    with a production configuration they start stopped. Every environment, the source
+    included, gets its stamp, checks and ``stamp_<env>`` job.
     """
     resources = build_resources(settings)
     source = resources[env_resource_key(settings.source)]
@@ -43,16 +66,18 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
             reference_dump,
             migration_history,
             baseline_revision,
+            expected_after_baseline,
             *environment.assets,
             *build_live_specs(settings),
         ],
         asset_checks=[
             *history_checks,
             build_baseline_checks(settings.alembic.models is not None),
+            head_matches_source_schema,
             *environment.checks,
         ],
         jobs=jobs,
-        sensors=[*build_sensors(settings, demo=demo, jobs=jobs), *environment.sensors],
+        sensors=[*build_sensors(settings, demo=demo), *environment.sensors],
         schedules=[*build_schedules(settings, demo=demo), *environment.schedules],
         resources=resources,
     )

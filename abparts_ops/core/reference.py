@@ -64,7 +64,7 @@ class ExpectedView(Protocol):
 class ExpectedSnapshots(ExpectedView, Protocol):
     """The expected schemas with their snapshots (for a diff)."""
 
-    def snapshot(self, revision: str) -> Snapshot: ...
+    def snapshot(self, revision: str) -> Snapshot | None: ...
 
 
 def describe_revisions(revisions: Sequence[str] | None) -> str:
@@ -354,8 +354,12 @@ def assess_snapshot(
     matches: bool | None = None
     wanted: str | None = None
     difference = ""
-    if expectation.expected_revision is not None:
-        reference = expected.snapshot(expectation.expected_revision)
+    reference = (
+        expected.snapshot(expectation.expected_revision)
+        if expectation.expected_revision is not None
+        else None
+    )
+    if reference is not None:
         wanted = reference.probe_fingerprint
         diff = diff_snapshots(
             reference,

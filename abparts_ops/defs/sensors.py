@@ -7,8 +7,8 @@ short query per environment (run concurrently: version rows and a catalog token)
 read of the instance's event log (the latest ``expected_schemas`` index); only an
 environment whose catalogs changed since the last tick (the token moved, or it is the
 first tick) runs the full fingerprint query, and the expensive snapshot and diff run
-only in the verification run it requests when a fingerprint or revision moves. ``revision_files_sensor`` costs a few ``stat`` calls
-unless the versions folder changed.
+only in the verification run it requests when a fingerprint or revision moves.
+``revision_files_sensor`` costs a few ``stat`` calls unless the versions folder changed.
 
 Environment URLs are read from their variables inside each probe's thread (not through
 the ``db_<env>`` resources, whose initialisation would fail the whole tick when one
@@ -39,6 +39,7 @@ from abparts_ops.core.drift import (
     versions_fingerprint,
     versions_signature,
 )
+from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.migrations.expected import ExpectedIndex, archived_revisions
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.settings import CONFIG_ENV, Settings
@@ -129,7 +130,7 @@ def expected_index(instance: dg.DagsterInstance) -> ExpectedIndex | None:
         return None
     try:
         return ExpectedIndex.from_dict(data if isinstance(data, dict) else json.loads(data))
-    except (ValueError, TypeError, KeyError):
+    except (AbpartsOpsError, ValueError, TypeError, KeyError):
         return None
 
 
@@ -382,7 +383,7 @@ def build_schema_drift_sensor(
             previous,
             no_runs_for=no_runs,
             head=head,
-            reference=getattr(index, "fingerprint", None),
+            reference=index.history_fingerprint,
         )
         differences = known_differences(context.instance, states, plan)
         events: list[dg.AssetObservation] = []
