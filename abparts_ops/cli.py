@@ -2,7 +2,8 @@
 
     abparts-ops demo start|stop|status     the embedded PostgreSQL and demo environments
     abparts-ops demo drift [--env staging] add an index by hand, to watch the sensor catch it
-    abparts-ops doctor                     every environment reachable, with the privileges
+    abparts-ops doctor                     every environment reachable, with the privileges,
+                                           no two on one database, scratch usable
     abparts-ops drift ENV                  ENV's state against the migration history
 
 Exit codes: 0 all good, 1 something found (drift, unreachable, missing privilege),
@@ -15,12 +16,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-
-from abparts_ops.core.db import connect, make_engine
+from abparts_ops.core.doctor import run_doctor
 from abparts_ops.core.errors import AbpartsOpsError, ConfigError
 from abparts_ops.core.migrations.project import load_project
-from abparts_ops.core.settings import CONFIG_ENV, EnvironmentSettings, Settings, load_settings
+from abparts_ops.core.settings import CONFIG_ENV, Settings, load_settings
 
 OK, FOUND, BAD_INPUT = 0, 1, 2
 
@@ -36,55 +35,12 @@ def _settings() -> Settings:
     return load_settings(ensure_demo().config_path)
 
 
-def _privileges(env: EnvironmentSettings, settings: Settings, is_source: bool) -> list[str]:
-    """Missing privileges of the environment's role (empty when all are there)."""
-    version_table = settings.alembic.version_table
-    engine = make_engine(env.url(), label=env.name)
-    missing: list[str] = []
-    try:
-        with connect(engine, label=env.name) as conn:
-            usage = conn.execute(
-                sa.text("SELECT has_schema_privilege(:s, 'USAGE')"), {"s": env.schema}
-            ).scalar()
-            if not usage:
-                missing.append(f"USAGE on schema {env.schema}")
-            qualified = f'"{env.schema}"."{version_table}"'
-            exists = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": qualified}).scalar()
-            if exists is None:
-                if not is_source:
-                    missing.append(f"no {version_table} table yet (a stamp will create it)")
-            elif not is_source:
-                for privilege in ("SELECT", "INSERT", "DELETE"):
-                    granted = conn.execute(
-                        sa.text("SELECT has_table_privilege(:t, :p)"),
-                        {"t": qualified, "p": privilege},
-                    ).scalar()
-                    if not granted:
-                        missing.append(f"{privilege} on {version_table} (needed to stamp)")
-    finally:
-        engine.dispose()
-    return missing
-
-
 def cmd_doctor(_args: argparse.Namespace) -> int:
-    """Check every environment: reachable, and the role holds what verify/stamp need."""
-    settings = _settings()
-    status = OK
-    for env in settings.environments.values():
-        try:
-            missing = _privileges(env, settings, env.name == settings.source)
-        except AbpartsOpsError as exc:
-            print(f"✗ {env.name}: {exc}")
-            status = FOUND
-            continue
-        blocking = [m for m in missing if not m.startswith("no ")]
-        if blocking:
-            status = FOUND
-            print(f"✗ {env.name}: missing " + "; ".join(missing))
-        else:
-            note = f" ({missing[0]})" if missing else ""
-            print(f"✓ {env.name}: reachable, privileges ok{note}")
-    return status
+    """Check every environment, the source included, and the scratch server, for real."""
+    findings = run_doctor(_settings())
+    for finding in findings:
+        print(finding.line())
+    return OK if all(finding.ok for finding in findings) else FOUND
 
 
 def cmd_drift(args: argparse.Namespace) -> int:

@@ -109,7 +109,7 @@ def _safe_error(exc: BaseException, environment: str, url: str | None) -> str:
             message = f"{environment}: {message}"
     else:
         message = _one_line(str(explain_error(exc, label=environment, url=url)))
-    return scrub(message, url) if url else message
+    return scrub(message, url)
 
 
 def _probe_one(target: ProbeTarget, timeout_s: float, probe_fn: ProbeFn) -> ProbeOutcome:

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from abparts_ops.core.errors import ConfigError
+from abparts_ops.core.db import parse_url
+from abparts_ops.core.errors import ConfigError, DatabaseError
 from abparts_ops.core.schema.exclusions import glob_to_regex
 
 CONFIG_ENV = "ABPARTS_OPS_CONFIG"
@@ -46,7 +47,7 @@ class EnvironmentSettings:
 
     def url(self) -> str:
         """The environment's URL, read from its variable now (never stored, never logged)."""
-        return resolve_url_env(self.url_env, f"environment {self.name!r}")
+        return resolve_url_env(self.url_env, f"environment {self.name!r}", label=self.name)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Settings:
         Defaults to the source environment's server when ``scratch`` is not configured.
         """
         if self.scratch_url_env:
-            return resolve_url_env(self.scratch_url_env, "scratch")
+            return resolve_url_env(self.scratch_url_env, "scratch", label="scratch")
         return self.source_environment.url()
 
     def resolved_reference_path(self) -> Path:
@@ -101,8 +102,12 @@ class Settings:
         return base / "schema" / "reference.sql"
 
 
-def resolve_url_env(variable: str, what: str) -> str:
-    """Read a URL from ``variable``; a clear ConfigError when it is unset or empty."""
+def resolve_url_env(variable: str, what: str, *, label: str | None = None) -> str:
+    """Read a URL from ``variable``; a clear ConfigError when it is unset, empty or bad.
+
+    The URL must parse (:func:`abparts_ops.core.db.parse_url`): a bad port, an unknown
+    driver or an unencoded ``@`` is reported naming ``variable``, never the value.
+    """
     value = os.environ.get(variable)
     if value is None:
         raise ConfigError(
@@ -113,6 +118,10 @@ def resolve_url_env(variable: str, what: str) -> str:
         raise ConfigError(
             f"{what}: environment variable {variable} is empty (set it to the database URL)."
         )
+    try:
+        parse_url(value.strip(), label=label or what, variable=variable)
+    except DatabaseError as exc:
+        raise ConfigError(str(exc)) from None
     return value.strip()
 
 

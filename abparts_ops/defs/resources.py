@@ -12,7 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from abparts_ops.core.errors import ConfigError
+from abparts_ops.core.db import parse_url
+from abparts_ops.core.errors import ConfigError, DatabaseError
 from abparts_ops.core.migrations.project import AlembicProject, load_project
 from abparts_ops.core.settings import Settings
 
@@ -24,14 +25,19 @@ class DatabaseResource(dg.ConfigurableResource):
     url: str
     protected: bool = False
     schema_name: str = "public"
+    url_env: str | None = None
 
     def get_url(self) -> str:
-        """The URL, checked to be non-empty; never log or attach it anywhere."""
+        """The URL, checked to be non-empty and valid; never log or attach it anywhere."""
         if not self.url or not self.url.strip():
             raise ConfigError(
                 f"environment {self.environment!r}: its URL variable is empty (set it to "
                 "postgresql://user:password@host:5432/dbname)."
             )
+        try:
+            parse_url(self.url.strip(), label=self.environment, variable=self.url_env)
+        except DatabaseError as exc:
+            raise ConfigError(str(exc)) from None
         return self.url.strip()
 
 
@@ -99,12 +105,14 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "scratch": DatabaseResource(
             environment="scratch",
             url=dg.EnvVar(settings.scratch_url_env or settings.source_environment.url_env),
+            url_env=settings.scratch_url_env or settings.source_environment.url_env,
         ),
     }
     for env in settings.environments.values():
         resources[env_resource_key(env.name)] = DatabaseResource(
             environment=env.name,
             url=dg.EnvVar(env.url_env),
+            url_env=env.url_env,
             protected=env.protected,
             schema_name=env.schema,
         )

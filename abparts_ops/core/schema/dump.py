@@ -28,10 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
-from abparts_ops.core.db import connect, make_engine, redact_url, scrub
+from abparts_ops.core.db import connect, make_engine, parse_url, redact_url, scrub
 from abparts_ops.core.errors import DatabaseError, SchemaError
 from abparts_ops.core.schema.ddl import render_ddl
 from abparts_ops.core.schema.exclusions import compile_patterns
@@ -213,22 +210,25 @@ def sequences_owned_by_excluded(url: str, *, schema: str, exclude: Sequence[str]
         engine.dispose()
 
 
-def _libpq_target(url: str) -> tuple[str, str | None]:
-    """The URL without its password (for ``--dbname``) and the password alone."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DatabaseError(
-            "reference dump: the database URL is not valid (expected "
-            "postgresql://user:password@host:port/dbname)."
-        ) from None
-    if parsed.get_backend_name() != "postgresql":
-        raise DatabaseError(
-            f"reference dump: only PostgreSQL is supported, got {redact_url(parsed)}."
-        )
-    password = None if parsed.password is None else str(parsed.password)
-    bare = parsed.set(drivername="postgresql", password=None)
-    return bare.render_as_string(hide_password=False), password
+def _libpq_target(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without any secret (for ``--dbname``) and the libpq variables holding them.
+
+    The password (from the user info or a ``password=`` parameter), ``passfile`` and
+    ``sslkey`` travel in the environment of pg_dump, never on its command line (which
+    any local user can read in the process list).
+    """
+    parsed = parse_url(url, label="reference dump")
+    env: dict[str, str] = {}
+    query = dict(parsed.query)
+    password = query.pop("password", None) if parsed.password is None else parsed.password
+    for key, variable in (("passfile", "PGPASSFILE"), ("sslkey", "PGSSLKEY")):
+        value = query.pop(key, None)
+        if isinstance(value, str):
+            env[variable] = value
+    if isinstance(password, str):
+        env["PGPASSWORD"] = password
+    bare = parsed.set(drivername="postgresql", password=None, query=query)
+    return bare.render_as_string(hide_password=False), env
 
 
 def run_pg_dump(
@@ -247,7 +247,7 @@ def run_pg_dump(
 
     Raises :class:`DatabaseError` with pg_dump's first error line, password removed.
     """
-    target, password = _libpq_target(url)
+    target, secrets = _libpq_target(url)
     args = [
         str(executable),
         "--schema-only",
@@ -265,8 +265,7 @@ def run_pg_dump(
         args.append(f"--restrict-key={RESTRICT_KEY}")
     env = dict(os.environ)
     env.pop("PGPASSWORD", None)
-    if password is not None:
-        env["PGPASSWORD"] = password
+    env.update(secrets)
     env.setdefault("PGCONNECT_TIMEOUT", "10")
     try:
         result = subprocess.run(
