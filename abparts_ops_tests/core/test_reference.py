@@ -1,16 +1,14 @@
 """The reference's rules, without a database: every state from version rows + fingerprint.
 
-The history here is a small linear index (the shape the sensor reads from the
+The history here is a small linear :class:`ExpectedIndex` (what the sensor reads from the
 ``expected_schemas`` metadata): ``base -> r2 -> r3``, one probe fingerprint per revision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import pytest
 
+from abparts_ops.core.migrations.expected import ExpectedIndex
 from abparts_ops.core.reference import (
     assess_fingerprint,
     baseline_of,
@@ -21,29 +19,22 @@ from abparts_ops.core.reference import (
 from abparts_ops.core.states import ADVICE, EnvironmentState
 
 
-@dataclass(frozen=True)
-class LinearIndex:
-    """A linear history ``order`` with one fingerprint per revision (an ExpectedView)."""
-
-    order: tuple[str, ...]
-    fingerprints: dict[str, str]
-
-    @property
-    def heads(self) -> tuple[str, ...]:
-        return self.order[-1:]
-
-    def knows(self, revision: str) -> bool:
-        return revision in self.order
-
-    def pending(self, revisions: Sequence[str]) -> tuple[str, ...]:
-        at = max(self.order.index(r) for r in revisions)
-        return self.order[at + 1 :]
-
-    def probe_fingerprint(self, revision: str) -> str | None:
-        return self.fingerprints.get(revision)
+def linear(fingerprints: dict[str, str], *order: str) -> ExpectedIndex:
+    """The index of a linear history ``order`` (base first), one fingerprint per revision."""
+    return ExpectedIndex(
+        history_fingerprint="h" * 64,
+        schema="public",
+        exclude=(),
+        version_table="alembic_version",
+        heads=order[-1:],
+        order=order,
+        parents={rev: ((order[i - 1],) if i else ()) for i, rev in enumerate(order)},
+        probe_fingerprints=fingerprints,
+        table_counts=dict.fromkeys(order, 1),
+    )
 
 
-HISTORY = LinearIndex(("base", "r2", "r3"), {"base": "fp-base", "r2": "fp-r2", "r3": "fp-r3"})
+HISTORY = linear({"base": "fp-base", "r2": "fp-r2", "r3": "fp-r3"}, "base", "r2", "r3")
 ARCHIVED = {"old1", "old2"}
 
 
@@ -111,7 +102,7 @@ def test_an_id_in_no_history_is_an_unknown_revision() -> None:
 
 
 def test_no_expected_fingerprint_means_not_compared() -> None:
-    history = LinearIndex(("base", "r2"), {"base": "fp-base"})
+    history = linear({"base": "fp-base"}, "base", "r2")
     result = assess_fingerprint("dev", ("r2",), "anything", history)
     assert result.state is EnvironmentState.IN_SYNC and result.schema_matches is None
     assert "schema not compared" in result.reason
