@@ -9,12 +9,16 @@ from abparts_ops.core.migrations.expected import (
     default_cache_dir,
     load_or_build_expected,
 )
-from abparts_ops.defs.baseline_assets import migration_history
+from abparts_ops.defs.baseline_assets import baseline_revision, migration_history
 from abparts_ops.defs.metadata import markdown_table, md
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, SchemaPolicyResource
 
 
-@dg.asset(group_name="history", kinds={"alembic", "postgres"}, deps=[migration_history])
+@dg.asset(
+    group_name="history",
+    kinds={"alembic", "postgres"},
+    deps=[migration_history, baseline_revision],
+)
 def expected_schemas(
     context: dg.AssetExecutionContext,
     alembic: AlembicResource,
@@ -30,6 +34,8 @@ def expected_schemas(
     an unchanged versions folder reuses it (``reused`` = 1) instead of touching the
     scratch server. The history fingerprint is the data version; the ``index`` metadata
     (order, parents, heads, probe fingerprint per revision) is what the drift sensor reads.
+    It depends on ``baseline_revision`` too: in ``reset_baseline`` it must run after the
+    baseline file is written, so that it describes the new history, not the archived one.
     """
     started = time.perf_counter()
     expected, reused = load_or_build_expected(

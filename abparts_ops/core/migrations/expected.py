@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -114,6 +115,38 @@ def _ancestry(
         stack.extend(parents.get(rev, ()))
         stack.extend(dependencies.get(rev, ()))
     return done
+
+
+def _upgrade_order(
+    history_order: Sequence[str],
+    parents: Mapping[str, tuple[str, ...]],
+    dependencies: Mapping[str, tuple[str, ...]],
+) -> tuple[str, ...]:
+    """Topological order over down revisions *and* dependencies, base first.
+
+    Among revisions ready together, the one earlier in the history's own order comes
+    first, so without ``depends_on`` this is exactly the history's order.
+    """
+    position = {rev: i for i, rev in enumerate(history_order)}
+    waiting = {
+        rev: {p for p in (*parents.get(rev, ()), *dependencies.get(rev, ())) if p in position}
+        for rev in history_order
+    }
+    children: dict[str, list[str]] = {rev: [] for rev in history_order}
+    for rev, needs in waiting.items():
+        for need in needs:
+            children[need].append(rev)
+    ready = [position[rev] for rev, needs in waiting.items() if not needs]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        rev = history_order[heapq.heappop(ready)]
+        order.append(rev)
+        for child in children[rev]:
+            waiting[child].discard(rev)
+            if not waiting[child]:
+                heapq.heappush(ready, position[child])
+    return tuple(order)
 
 
 def _pending(
@@ -246,7 +279,8 @@ class ExpectedSchemas:
 
     ``snapshots[r]`` is the snapshot of a database after ``upgrade r`` from empty, with
     the exclusions applied and ``probe_fingerprint`` set. ``order`` is the upgrade order
-    (base first, as :func:`~abparts_ops.core.migrations.history.read_history` orders it),
+    (base first: :func:`~abparts_ops.core.migrations.history.read_history`'s order, with a
+    revision moved after the revisions it ``depends_on``),
     ``parents`` each revision's down revisions and ``dependencies`` its ``depends_on``
     revisions (only where it has some). ``history_fingerprint`` is
     :func:`history_fingerprint` of the files it was built from.
@@ -444,15 +478,15 @@ def build_expected_schemas(
     fingerprint = history_fingerprint(project)
     history = read_history(project)
     script = project.script()
-    order = tuple(info.revision for info in history.revisions)
     parents = {info.revision: info.down_revisions for info in history.revisions}
     paths = {info.revision: str(info.path) for info in history.revisions}
     dependencies: dict[str, tuple[str, ...]] = {}
-    for rev in order:
+    for rev in parents:
         resolved = getattr(script.get_revision(rev), "_resolved_dependencies", ()) or ()
         deps = tuple(alembic_util.to_tuple(resolved, default=()))
         if deps:
             dependencies[rev] = deps
+    order = _upgrade_order(tuple(parents), parents, dependencies)
     snapshots: dict[str, Snapshot] = {}
     server_version: str | None = None
     with contextlib.ExitStack() as stack:
@@ -617,6 +651,25 @@ def _prune(cache_dir: Path, keep: Path) -> None:
     for old in files[CACHE_KEEP - 1 :]:
         with contextlib.suppress(OSError):
             old.unlink()
+
+
+def cached_expected(
+    project: AlembicProject,
+    *,
+    schema: str = "public",
+    exclude: Sequence[str] = (),
+    cache_dir: Path | str | None = None,
+) -> ExpectedSchemas | None:
+    """The cached expected schemas of ``project``'s current files, or None (never builds).
+
+    For readers that must not touch a scratch server (a CLI answer, a check): None when
+    nothing sound is cached for the current history fingerprint and these settings.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    fingerprint = history_fingerprint(project)
+    key_args = {"schema": schema, "exclude": exclude, "version_table": project.version_table}
+    path = cache_path(folder, cache_key(fingerprint, **key_args))
+    return _read_cache(path, fingerprint=fingerprint, **key_args)
 
 
 def load_or_build_expected(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.drift import versions_fingerprint
 from abparts_ops.core.errors import MigrationError, SchemaError
 from abparts_ops.core.migrations.archive import archive_revisions
+from abparts_ops.core.migrations.baseline import render_baseline
 from abparts_ops.core.migrations.expected import (
     ExpectedIndex,
     ExpectedSchemas,
@@ -19,6 +22,7 @@ from abparts_ops.core.migrations.expected import (
     build_expected_schemas,
     cache_key,
     cache_path,
+    cached_expected,
     default_cache_dir,
     history_fingerprint,
     load_or_build_expected,
@@ -26,6 +30,7 @@ from abparts_ops.core.migrations.expected import (
 from abparts_ops.core.migrations.history import read_history
 from abparts_ops.core.migrations.migrate import upgrade
 from abparts_ops.core.migrations.project import AlembicProject, load_project
+from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.schema.probe import probe
@@ -180,10 +185,13 @@ def test_failing_revision_names_file_and_line(tmp_path: Path, admin_url: str) ->
 def test_cache_reuse_invalidation_and_corruption(tmp_path: Path, admin_url: str) -> None:
     project = _project(tmp_path / "app", _linear())
     cache = tmp_path / "cache"
+    assert cached_expected(project, exclude=EXCLUDE, cache_dir=cache) is None
     first, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert not reused
     second, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert reused and second == first
+    assert cached_expected(project, exclude=EXCLUDE, cache_dir=cache) == first
+    assert cached_expected(project, exclude=(), cache_dir=cache) is None
     path = _cache_file(cache, first)
     assert path.is_file() and not list(cache.glob(".*.tmp"))
 
@@ -196,6 +204,7 @@ def test_cache_reuse_invalidation_and_corruption(tmp_path: Path, admin_url: str)
     write_rev(versions, Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"))
     third, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert not reused and third.heads == ("r004",)
+    assert cached_expected(project, exclude=EXCLUDE, cache_dir=cache) == third
     assert third.history_fingerprint != first.history_fingerprint
     assert third.snapshot("r003") == first.snapshot("r003")
 
@@ -289,3 +298,64 @@ def test_archived_revisions(tmp_path: Path) -> None:
         "r002": "versions_archive_20250101_000000",
     }
     assert archived_revisions(_project(tmp_path / "other", _linear())) == {}
+
+
+def test_depends_on_counts_as_applied(
+    tmp_path: Path, admin_url: str, db_factory: Callable[..., str]
+) -> None:
+    up_a, _ = table("a_t")
+    up_x, _ = table("x_t")
+    revs = [
+        Rev("a001", None, up_a),
+        Rev("x001", None, up_x, message="a second root"),
+        Rev("b001", "a001", "op.add_column('x_t', sa.Column('from_b', sa.Integer))",
+            depends_on=("x001",)),
+    ]
+    project = _project(tmp_path, revs)
+    expected = build_expected_schemas(admin_url, project)
+    assert expected.dependencies == {"b001": ("x001",)}
+    b = expected.snapshot("b001")
+    assert b is not None and b.table_names() == ["a_t", "x_t"]
+    url = _upgraded(db_factory(), project, "b001")
+    assert take_snapshot(url) == b
+    assert expected.pending(("b001",)) == ()
+    history_order = tuple(info.revision for info in read_history(project).revisions)
+    assert history_order == ("a001", "b001", "x001")  # down revisions only
+    assert expected.order == ("a001", "x001", "b001")  # dependencies first
+    assert expected.index().pending(("a001",)) == ("x001", "b001")
+    again = ExpectedIndex.from_dict(expected.index().to_dict())
+    assert again.pending(("b001",)) == ()
+
+
+def test_no_scratch_database_is_left_behind(tmp_path: Path, admin_url: str) -> None:
+    build_expected_schemas(admin_url, _project(tmp_path, _branched()))
+    engine = make_engine(admin_url)
+    try:
+        with connect(engine) as conn:
+            left = conn.exec_driver_sql(
+                "SELECT datname FROM pg_database WHERE datname LIKE %(like)s",
+                {"like": f"abparts\\_scratch\\_%\\_{os.getpid()}\\_%"},
+            ).scalars().all()
+    finally:
+        engine.dispose()
+    assert left == []
+
+
+def test_after_a_reset_the_head_is_the_source(
+    tmp_path: Path, admin_url: str, fresh_db: str
+) -> None:
+    """A baseline rendered from a source builds, as the history's head, that very source."""
+    _upgraded(fresh_db, _project(tmp_path / "old", _linear()), "heads")
+    source = take_snapshot(fresh_db, exclude=EXCLUDE, source="dev")
+    reset = tmp_path / "reset"
+    write_project(reset, [])
+    versions = reset / "migrations" / "versions"
+    text = render_baseline(source, revision="base00000001", created=datetime(2026, 12, 1))
+    (versions / "base00000001_baseline_schema.py").write_text(text, encoding="utf-8")
+    project = load_project(reset / "alembic.ini")
+    expected = build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+    head = expected.snapshot("base00000001")
+    assert head is not None
+    assert diff_snapshots(source, head).is_empty
+    assert head.objects == source.objects
+    assert expected.probe_fingerprint("base00000001") == source.probe_fingerprint
