@@ -19,32 +19,12 @@ from abparts_ops.defs.environment_assets import build_environment_defs, head_mat
 from abparts_ops.defs.history_assets import expected_schemas
 from abparts_ops.defs.jobs import refresh_history_job, reset_baseline_job
 from abparts_ops.defs.live_assets import build_live_specs
-from abparts_ops.defs.names import BASELINE_REVISION, EXPECTED_SCHEMAS
 from abparts_ops.defs.project_settings import load_project_settings
 from abparts_ops.defs.resources import DatabaseResource, build_resources, env_resource_key
 from abparts_ops.defs.schedules import build_schedules
 from abparts_ops.defs.schema_assets import reference_dump, source_schema
 from abparts_ops.defs.sensors import build_sensors
 
-
-def _after_baseline(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
-    """``expected_schemas`` made to run after ``baseline_revision`` in the same run.
-
-    In reset_baseline the expected schemas must be built from the new history, after the
-    baseline file was written and the old ones archived; a dependency in the spec alone
-    does not order the steps, so the same function is wrapped with the extra dep.
-    """
-    spec = asset.specs_by_key[EXPECTED_SCHEMAS]
-    return dg.asset(
-        key=spec.key,
-        group_name=spec.group_name,
-        kinds=spec.kinds,
-        deps=[*(dep.asset_key for dep in spec.deps), BASELINE_REVISION],
-        description=spec.description,
-    )(asset.op.compute_fn.decorated_fn)
-
-
-expected_after_baseline = _after_baseline(expected_schemas)
 
 
 def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Definitions:
@@ -66,7 +46,7 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
             reference_dump,
             migration_history,
             baseline_revision,
-            expected_after_baseline,
+            expected_schemas,
             *environment.assets,
             *build_live_specs(settings),
         ],

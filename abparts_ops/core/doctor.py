@@ -93,8 +93,7 @@ def check_environment(
 
 def settings_timeout(settings: Settings) -> int:
     """The connect timeout doctor uses: the probe's (a hanging host costs seconds, once)."""
-    probe = getattr(settings, "probe", None)
-    return max(1, int(round(getattr(probe, "connect_timeout_s", 5))))
+    return max(1, round(settings.probe.connect_timeout_s))
 
 
 def check_scratch(settings: Settings) -> Finding:

@@ -19,6 +19,7 @@ and read the head without importing every revision on every tick.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import threading
@@ -141,6 +142,66 @@ def _probe_one(target: ProbeTarget, timeout_s: float, probe_fn: ProbeFn) -> Prob
     )
 
 
+#: How an environment's last probe went, for :func:`order_targets` (see :func:`probe_status`).
+PROBED, TIMED_OUT, NOT_PROBED = "ok", "timeout", "not_probed"
+_NOT_PROBED_TEXT = "not probed: this tick's time budget"
+_TIMEOUT_TEXTS = ("no answer within", "timeout expired", "the probe did not finish within")
+_RANK = {NOT_PROBED: 0, PROBED: 1, TIMED_OUT: 2}
+
+
+def probe_status(outcome: ProbeOutcome) -> str:
+    """:data:`PROBED` (answered, even with an error), :data:`TIMED_OUT` or :data:`NOT_PROBED`."""
+    if outcome.ok or not outcome.error:
+        return PROBED
+    if _NOT_PROBED_TEXT in outcome.error:
+        return NOT_PROBED
+    if any(text in outcome.error for text in _TIMEOUT_TEXTS):
+        return TIMED_OUT
+    return PROBED
+
+
+def encode_probe_statuses(outcomes: Iterable[ProbeOutcome]) -> str:
+    """The statuses of one tick's probes as compact JSON (kept until the next tick)."""
+    groups: dict[str, list[str]] = {PROBED: [], TIMED_OUT: [], NOT_PROBED: []}
+    for outcome in outcomes:
+        groups[probe_status(outcome)].append(outcome.environment)
+    return json.dumps(groups, separators=(",", ":"))
+
+
+def decode_probe_statuses(text: str | None) -> dict[str, str]:
+    """Read :func:`encode_probe_statuses` output (anything unreadable: no memory)."""
+    try:
+        groups = json.loads(text) if text else {}
+        return {
+            str(env): status
+            for status, names in groups.items()
+            if status in _RANK
+            for env in names
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def order_targets(
+    targets: Sequence[ProbeTarget], last: Mapping[str, str] | None
+) -> list[ProbeTarget]:
+    """``targets`` in the order a tick should probe them, from the previous tick's statuses.
+
+    First those not probed last time (and those never probed), then those that answered,
+    last those that timed out; config order within each group. So hosts that hang cannot
+    keep the same healthy environments behind them tick after tick.
+    """
+    return [targets[i] for i in _probe_order(targets, last)]
+
+
+def _probe_order(targets: Sequence[ProbeTarget], last: Mapping[str, str] | None) -> list[int]:
+    last = last or {}
+    return sorted(
+        range(len(targets)),
+        key=lambda i: (_RANK.get(last.get(targets[i].environment, NOT_PROBED), 0), i),
+    )
+
+
 def probe_all(
     targets: Sequence[ProbeTarget],
     *,
@@ -148,6 +209,8 @@ def probe_all(
     timeout_s: float = 10,
     budget_s: float | None = None,
     probe_fn: ProbeFn = probe,
+    last: Mapping[str, str] | None = None,
+    connect_timeout_s: float | None = None,
 ) -> list[ProbeOutcome]:
     """Probe every target concurrently; one outcome per target, in the targets' order.
 
@@ -159,13 +222,20 @@ def probe_all(
     whole call (a sensor tick has a time limit): when it runs out, probes still running
     or waiting are reported as not probed. ``probe_fn`` is the function called per target
     (the real probe by default).
+
+    ``last`` (:func:`decode_probe_statuses` of the previous tick) sets the order the
+    probes start in (:func:`order_targets`): what was not probed goes first, what timed
+    out last. ``connect_timeout_s`` (the config's ``probe.connect_timeout_s``) is handed
+    to the probe, so a host that never answers holds its slot only that long.
     """
     if max_workers < 1:
         raise ValueError("max_workers must be at least 1")
+    if connect_timeout_s is not None:
+        probe_fn = functools.partial(probe_fn, connect_timeout_s=connect_timeout_s)
     total = len(targets)
     outcomes: dict[int, ProbeOutcome] = {}
     running: dict[int, float] = {}
-    pending = deque(range(total))
+    pending = deque(_probe_order(targets, last))
     cond = threading.Condition()
     deadline_s = timeout_s + GRACE_S
     started_all = time.monotonic()

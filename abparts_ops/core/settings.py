@@ -3,9 +3,15 @@
 One YAML file (path in ``ABPARTS_OPS_CONFIG``) names the Alembic project, the source
 environment, the exclusions, the scratch server and every environment. Database URLs
 are never in the file: each environment names the environment variable that holds its
-URL. Relative paths are relative to the file. Validation collects every problem and
-raises one :class:`~abparts_ops.core.errors.ConfigError` with one line per problem,
-each naming the key and the fix.
+URL. Relative paths are relative to the file.
+
+The file's shape is declared once, as pydantic models (``extra="forbid"``, patterns for
+names, validators for the rules that span fields). A duplicate key anywhere in the YAML
+is refused with its line (YAML itself would keep the last one silently, and with it
+drop a ``protected: true``). Every problem is collected and raised as one
+:class:`~abparts_ops.core.errors.ConfigError` with one line per problem, each naming the
+dotted key and the fix (:func:`_format_error` turns pydantic's errors into those lines;
+a URL's value is never echoed).
 """
 
 from __future__ import annotations
@@ -13,12 +19,26 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from abparts_ops.core.db import parse_url
 from abparts_ops.core.errors import ConfigError, DatabaseError
@@ -26,24 +46,32 @@ from abparts_ops.core.schema.exclusions import glob_to_regex
 
 CONFIG_ENV = "ABPARTS_OPS_CONFIG"
 
-_TOP_KEYS = {"alembic", "source", "exclude", "scratch", "environments", "schema", "reference"}
-_ALEMBIC_KEYS = {"config", "script_location", "models", "sys_path", "version_table"}
-_ENV_KEYS = {"url_env", "protected", "schema"}
-_SCRATCH_KEYS = {"url_env"}
-_REFERENCE_KEYS = {"path"}
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 _ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODELS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_MODELS_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+_RULE_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+
+# --------------------------------------------------------------------------- the result
 
 
 @dataclass(frozen=True)
 class EnvironmentSettings:
-    """One database environment: its name, the variable holding its URL, protection."""
+    """One database environment: its name, the variable holding its URL, protection.
+
+    ``block_on_lint_errors`` (the guarded upgrade stops on a lint error) defaults to
+    ``protected``.
+    """
 
     name: str
     url_env: str
     protected: bool = False
     schema: str = "public"
+    block_on_lint_errors: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.block_on_lint_errors is None:
+            object.__setattr__(self, "block_on_lint_errors", self.protected)
 
     def url(self) -> str:
         """The environment's URL, read from its variable now (never stored, never logged)."""
@@ -61,6 +89,47 @@ class AlembicSettings:
     version_table: str = "alembic_version"
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProbeSettings(_Strict):
+    """The drift sensor's probes: a hanging host costs ``connect_timeout_s``, once."""
+
+    connect_timeout_s: float = Field(3, gt=0, le=60)
+    """libpq's connect timeout for each probe (whole seconds, at least 1, are used)."""
+    timeout_s: float = Field(10, gt=0, le=300)
+    """The whole probe's deadline (connection plus statements)."""
+
+
+class LintExclusion(_Strict):
+    """A squawk rule the guarded upgrade does not apply, and why (the reason is required)."""
+
+    rule: str = Field(pattern=_RULE_PATTERN)
+    reason: str = Field(min_length=1)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank_reason", "give the reason for leaving the rule out.")
+        return value.strip()
+
+
+class SquawkSettings(_Strict):
+    """The migration linter's settings."""
+
+    exclude: tuple[LintExclusion, ...] = ()
+
+
+class UpgradeSettings(_Strict):
+    """The guarded upgrade: how long it waits for locks and for each statement."""
+
+    lock_timeout_s: float = Field(5, gt=0, le=3600)
+    statement_timeout_s: float = Field(900, gt=0, le=86400)
+    squawk: SquawkSettings = SquawkSettings()
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated configuration. ``path`` is the file it came from."""
@@ -74,6 +143,9 @@ class Settings:
     schema: str = "public"
     reference_path: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    compare_privileges: bool = False
+    probe: ProbeSettings = ProbeSettings()
+    upgrade: UpgradeSettings = UpgradeSettings()
 
     @property
     def source_environment(self) -> EnvironmentSettings:
@@ -125,143 +197,311 @@ def resolve_url_env(variable: str, what: str, *, label: str | None = None) -> st
     return value.strip()
 
 
+# --------------------------------------------------------------------- the file's shape
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose text is ``message`` as it is (one line, with the fix)."""
+    return PydanticCustomError("abparts", "{message}", {"message": message})
+
+
+def _base(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base", "."))
+
+
 def _resolve(base: Path, value: str) -> Path:
     path = Path(os.path.expanduser(value))
     return (path if path.is_absolute() else base / path).resolve()
 
 
-class _Problems:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.items: list[str] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.items.append(f"{self.path.name}: {key}: {message}")
-
-    def unknown(self, where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-        for key in sorted(set(data) - allowed, key=str):
-            if key == "url":  # its value is never echoed
-                self.add(
-                    f"{where}url",
-                    "URLs never go in the file: use `url_env: SOME_VARIABLE` and export it.",
-                )
-                continue
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f"did you mean `{close[0]}`? " if close else ""
-            self.add(
-                f"{where}{key}",
-                f"unknown key ({hint}allowed: {', '.join(sorted(allowed))}); remove or rename it.",
-            )
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise ConfigError("\n".join(self.items))
-
-
-def _check_variable_name(problems: _Problems, key: str, value: Any) -> bool:
-    """True when ``value`` is a valid variable name; a problem (never echoing a URL) if not."""
-    if isinstance(value, str) and _ENV_VAR_RE.match(value):
-        return True
-    if isinstance(value, str) and "://" in value:
-        problems.add(
-            key,
-            "holds a URL, not a variable name: export the URL in a variable and name the "
-            "variable here (URLs never go in the file).",
-        )
-    else:
-        problems.add(key, f"{value!r} is not a valid variable name (letters, digits, _).")
-    return False
-
-
-def _mapping(problems: _Problems, key: str, value: Any) -> dict[str, Any]:
+def _as_list(value: Any) -> Any:
     if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.add(key, f"must be a mapping, got {type(value).__name__}.")
-        return {}
-    return value
+        return []
+    return [value] if isinstance(value, str) else value
 
 
-def _parse_alembic(problems: _Problems, base: Path, data: dict[str, Any]) -> AlembicSettings:
-    problems.unknown("alembic.", data, _ALEMBIC_KEYS)
-    ini_path = script_location = None
-    if "config" in data and "script_location" in data:
-        problems.add("alembic", "give either `config` or `script_location`, not both.")
-    if data.get("config"):
-        ini_path = _resolve(base, str(data["config"]))
-        if not ini_path.is_file():
-            problems.add("alembic.config", f"no file at {ini_path} (fix the path).")
-        elif not os.access(ini_path, os.R_OK):
-            problems.add("alembic.config", f"{ini_path} is not readable (fix its permissions).")
-    elif data.get("script_location"):
-        script_location = _resolve(base, str(data["script_location"]))
-        if not script_location.is_dir():
-            problems.add("alembic.script_location", f"no folder at {script_location}.")
-    else:
-        problems.add("alembic", "set `config` (path to alembic.ini) or `script_location`.")
-    models = data.get("models")
-    if models is not None and not (isinstance(models, str) and _MODELS_RE.match(models)):
-        problems.add("alembic.models", "must look like `package.module:Base` (import path).")
-    raw_sys_path = data.get("sys_path") or []
-    if isinstance(raw_sys_path, str):
-        raw_sys_path = [raw_sys_path]
-    sys_path: list[Path] = []
-    if not isinstance(raw_sys_path, list):
-        problems.add("alembic.sys_path", "must be a list of folders.")
-        raw_sys_path = []
-    for entry in raw_sys_path:
-        folder = _resolve(base, str(entry))
-        if not folder.is_dir():
-            problems.add("alembic.sys_path", f"no folder at {folder} (fix or remove it).")
-        sys_path.append(folder)
-    version_table = str(data.get("version_table") or "alembic_version")
-    return AlembicSettings(
-        ini_path=ini_path,
-        script_location=script_location,
-        models=models,
-        sys_path=tuple(sys_path),
-        version_table=version_table,
-    )
-
-
-def _parse_environments(
-    problems: _Problems, data: dict[str, Any]
-) -> dict[str, EnvironmentSettings]:
-    environments: dict[str, EnvironmentSettings] = {}
-    if not data:
-        problems.add("environments", "name at least the source environment.")
-    for name, raw in data.items():
-        key = f"environments.{name}"
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            problems.add(key, "names are lower-case letters, digits and _ (start with a letter).")
-            continue
-        if raw is not None and not isinstance(raw, dict):
-            problems.add(
-                key,
-                f"must be a mapping such as {{url_env: SOME_VARIABLE}}, got {type(raw).__name__}.",
-            )
-            continue
-        env = _mapping(problems, key, raw)
-        problems.unknown(f"{key}.", env, _ENV_KEYS)
-        if "url" in env:
-            continue
-        url_env = env.get("url_env")
-        if not url_env:
-            problems.add(f"{key}.url_env", "missing: name the environment variable with the URL.")
-            continue
-        if not _check_variable_name(problems, f"{key}.url_env", url_env):
-            continue
-        protected = env.get("protected", False)
-        if not isinstance(protected, bool):
-            problems.add(f"{key}.protected", "must be true or false.")
-            protected = True
-        environments[name] = EnvironmentSettings(
-            name=name,
-            url_env=url_env,
-            protected=protected,
-            schema=str(env.get("schema") or "public"),
+def _check_variable(value: Any) -> Any:
+    """A variable name; a URL in its place is refused without echoing it."""
+    if isinstance(value, str) and _ENV_VAR_RE.match(value):
+        return value
+    if isinstance(value, str) and "://" in value:
+        raise _problem(
+            "holds a URL, not a variable name: export the URL in a variable and name the "
+            "variable here (URLs never go in the file)."
         )
-    return environments
+    raise _problem(f"{value!r} is not a valid variable name (letters, digits, _).")
+
+
+VariableName = Annotated[str, BeforeValidator(_check_variable)]
+EnvironmentName = Annotated[str, Field(pattern=_NAME_PATTERN)]
+
+
+class _EnvironmentFile(_Strict):
+    url_env: VariableName
+    protected: StrictBool = False
+    schema_name: str | None = Field(None, alias="schema")
+    block_on_lint_errors: StrictBool | None = None
+
+
+class _ScratchFile(_Strict):
+    url_env: VariableName | None = None
+
+
+class _ReferenceFile(_Strict):
+    path: str | None = None
+
+
+class _AlembicFile(_Strict):
+    config: Path | None = None
+    script_location: Path | None = None
+    models: str | None = Field(None, pattern=_MODELS_PATTERN)
+    sys_path: tuple[Path, ...] = ()
+    version_table: str | None = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if not value:
+            return None
+        path = _resolve(_base(info), str(value))
+        if not path.is_file():
+            raise _problem(f"no file at {path} (fix the path).")
+        if not os.access(path, os.R_OK):
+            raise _problem(f"{path} is not readable (fix its permissions).")
+        return path
+
+    @field_validator("script_location", mode="before")
+    @classmethod
+    def _script_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        if not value:
+            return None
+        path = _resolve(_base(info), str(value))
+        if not path.is_dir():
+            raise _problem(f"no folder at {path}.")
+        return path
+
+    @field_validator("sys_path", mode="before")
+    @classmethod
+    def _folders(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _as_list(value)
+        if not isinstance(value, list):
+            raise _problem("must be a list of folders.")
+        folders = [_resolve(_base(info), str(entry)) for entry in value]
+        for folder in folders:
+            if not folder.is_dir():
+                raise _problem(f"no folder at {folder} (fix or remove it).")
+        return tuple(folders)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_location(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "config" in data and "script_location" in data:
+                raise _problem("give either `config` or `script_location`, not both.")
+            if not data.get("config") and not data.get("script_location"):
+                raise _problem("set `config` (path to alembic.ini) or `script_location`.")
+        return data
+
+
+def _check_pattern(value: Any) -> Any:
+    try:
+        glob_to_regex(str(value))
+    except ConfigError as exc:
+        raise _problem(str(exc).removeprefix("exclude: ")) from None
+    return str(value)
+
+
+class _File(_Strict):
+    """The whole file. Cross-field rules are in :class:`_CrossFieldRules`."""
+
+    alembic: _AlembicFile
+    source: str | None = None
+    exclude: Annotated[
+        tuple[Annotated[str, BeforeValidator(_check_pattern)], ...], BeforeValidator(_as_list)
+    ] = ()
+    scratch: _ScratchFile = _ScratchFile()
+    environments: dict[EnvironmentName, _EnvironmentFile] = Field(default_factory=dict)
+    schema_name: str | None = Field(None, alias="schema")
+    reference: _ReferenceFile = _ReferenceFile()
+    compare_privileges: StrictBool = False
+    probe: ProbeSettings = ProbeSettings()
+    upgrade: UpgradeSettings = UpgradeSettings()
+
+    @field_validator("alembic", "scratch", "reference", "probe", "upgrade", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any, info: ValidationInfo) -> Any:
+        return {} if value is None else value
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _environment_mappings(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {name: {} if raw is None else raw for name, raw in value.items()}
+        return value
+
+
+def _rule(key: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError("abparts", "{message}", {"message": message, "key": key})
+
+
+class _CrossFieldRules(BaseModel):
+    """The rules that span fields, checked on the raw file even when a field is wrong.
+
+    Separate field validators, so that each rule is reported beside the others.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    environments: Any = Field(None, validate_default=True)
+    source: Any = Field(None, validate_default=True)
+
+    @field_validator("environments")
+    @classmethod
+    def _own_variables(cls, value: Any) -> Any:
+        environments = value if isinstance(value, dict) else {}
+        if not environments:
+            raise _rule("environments", "name at least the source environment.")
+        users: dict[str, list[str]] = {}
+        for name, raw in environments.items():
+            if isinstance(raw, dict) and isinstance(raw.get("url_env"), str):
+                users.setdefault(raw["url_env"], []).append(str(name))
+        for variable, names in users.items():
+            if len(names) > 1:
+                raise _rule(
+                    f"environments.{names[-1]}.url_env",
+                    f"{variable} is also the variable of {', '.join(names[:-1])}: each "
+                    "environment needs its own variable (a stamp must never hit the wrong one).",
+                )
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_an_environment(cls, value: Any, info: ValidationInfo) -> Any:
+        if not value:
+            raise _rule("source", "missing: name the environment whose schema is the reference.")
+        raw = (info.context or {}).get("environments")
+        environments = raw if isinstance(raw, dict) else {}
+        if value not in environments:
+            known = ", ".join(map(str, environments)) or "none"
+            raise _rule(
+                "source",
+                f"{value!r} is not among the environments ({known}): name one of them, or add "
+                "it under `environments`.",
+            )
+        return value
+
+
+# ------------------------------------------------------------------- pydantic -> lines
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that validates the mapping at ``loc`` of the file (None if not one)."""
+    current: Any = _File
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {f.alias or name: f for name, f in current.model_fields.items()}
+            if part not in fields:
+                return None
+            current = fields[part].annotation
+        else:  # a dict[...] or tuple[...]: the key or index picks an item
+            args = [a for a in typing.get_args(current) if a is not Ellipsis]
+            if not args:
+                return None
+            current = args[-1]
+        if typing.get_origin(current) in (typing.Union, types.UnionType):
+            current = next(a for a in typing.get_args(current) if a is not type(None))
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _allowed(model: type[BaseModel]) -> list[str]:
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if not isinstance(part, int)) or "<file>"
+
+
+_MESSAGES = {
+    "bool_type": "must be true or false.",
+    "missing": "missing.",
+    "string_type": "must be a string.",
+    "float_parsing": "must be a number.",
+    "float_type": "must be a number.",
+    "greater_than": "must be greater than {gt:g}.",
+    "less_than_equal": "must be at most {le:g}.",
+    "too_short": "must not be empty.",
+    "string_too_short": "must not be empty.",
+}
+_MISSING = {
+    "alembic": "set `config` (path to alembic.ini) or `script_location`.",
+    "url_env": "missing: name the environment variable with the URL.",
+    "rule": "missing: name the squawk rule (e.g. prefer-robust-stmts).",
+    "reason": "missing: say why the rule is left out (a reason is required).",
+}
+_PATTERNS = {
+    "models": "must look like `package.module:Base` (import path).",
+    "rule": "must be a squawk rule name such as prefer-robust-stmts.",
+}
+_NAME_MESSAGE = "names are lower-case letters, digits and _ (start with a letter)."
+
+
+def _format_error(error: Mapping[str, Any]) -> tuple[str, str] | None:
+    """One pydantic error as (dotted key, message); None for an error already told."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "abparts":
+        return str(ctx.get("key") or _dotted(loc)), str(ctx["message"])
+    if loc and loc[-1] == "[key]":
+        return _dotted(loc[:-1]), _NAME_MESSAGE
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        if key == "url":  # its value is never echoed
+            return (
+                _dotted(loc),
+                "URLs never go in the file: use `url_env: SOME_VARIABLE` and export it.",
+            )
+        model = _model_at(loc[:-1])
+        allowed = _allowed(model) if model else []
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        return (
+            _dotted(loc),
+            f"unknown key ({hint}allowed: {', '.join(allowed)}); remove or rename it.",
+        )
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        got = type(error.get("input")).__name__
+        if len(loc) == 2 and loc[0] == "environments":
+            return (
+                _dotted(loc),
+                f"must be a mapping such as {{url_env: SOME_VARIABLE}}, got {got}.",
+            )
+        return _dotted(loc), f"must be a mapping, got {got}."
+    if kind in ("tuple_type", "list_type"):
+        return _dotted(loc), "must be a list."
+    if kind == "missing" and loc and loc[-1] in _MISSING:
+        return _dotted(loc), _MISSING[str(loc[-1])]
+    if kind == "string_pattern_mismatch":
+        return _dotted(loc), _PATTERNS.get(str(loc[-1]), _NAME_MESSAGE)
+    template = _MESSAGES.get(kind)
+    if template is None:
+        return _dotted(loc), str(error.get("msg", "is not valid")).rstrip(".") + "."
+    return _dotted(loc), template.format(**ctx)
+
+
+def _problems_of(exc: ValidationError) -> list[tuple[str, str]]:
+    found = [
+        item for error in exc.errors(include_url=False) if (item := _format_error(error))
+    ]
+    # An environment with a `url` key has already been told where its URL goes.
+    told = {key.removesuffix(".url") for key, _ in found if key.endswith(".url")}
+    return [(k, m) for k, m in found if not (k.endswith(".url_env") and k[:-8] in told)]
+
+
+# ------------------------------------------------------------------------- the loaders
 
 
 def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings:
@@ -269,79 +509,124 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
 
     With ``check_env`` every named environment variable must be set and non-empty.
     """
-    problems = _Problems(path)
     if not isinstance(data, dict):
-        problems.add("<file>", "must be a YAML mapping (see README: Configuration).")
-        problems.raise_if_any()
-    base = path.parent
-    problems.unknown("", data, _TOP_KEYS)
-    alembic = _parse_alembic(problems, base, _mapping(problems, "alembic", data.get("alembic")))
-    raw_envs = _mapping(problems, "environments", data.get("environments"))
-    environments = _parse_environments(problems, raw_envs)
-    users: dict[str, list[str]] = {}
-    for env in environments.values():
-        users.setdefault(env.url_env, []).append(env.name)
-    for variable, names in users.items():
-        if len(names) > 1:
-            problems.add(
-                f"environments.{names[-1]}.url_env",
-                f"{variable} is also the variable of {', '.join(names[:-1])}: each "
-                "environment needs its own variable (a stamp must never hit the wrong one).",
-            )
-    source = data.get("source")
-    if not source:
-        problems.add("source", "missing: name the environment whose schema is the reference.")
-    elif source not in raw_envs:
-        problems.add(
-            "source",
-            f"{source!r} is not among the environments ({', '.join(map(str, raw_envs)) or 'none'}"
-            "): name one of them, or add it under `environments`.",
+        raise ConfigError(
+            f"{path.name}: <file>: must be a YAML mapping (see README: Configuration)."
         )
-    raw_exclude = data.get("exclude") or []
-    if isinstance(raw_exclude, str):
-        raw_exclude = [raw_exclude]
-    exclude: list[str] = []
-    if not isinstance(raw_exclude, list):
-        problems.add("exclude", "must be a list of table names or globs.")
-        raw_exclude = []
-    for pattern in raw_exclude:
-        try:
-            glob_to_regex(str(pattern))
-        except ConfigError as exc:
-            problems.add("exclude", str(exc).removeprefix("exclude: "))
-            continue
-        exclude.append(str(pattern))
-    scratch = _mapping(problems, "scratch", data.get("scratch"))
-    problems.unknown("scratch.", scratch, _SCRATCH_KEYS)
-    scratch_url_env = scratch.get("url_env")
-    if scratch_url_env is not None and not _check_variable_name(
-        problems, "scratch.url_env", scratch_url_env
-    ):
-        scratch_url_env = None
-    reference = _mapping(problems, "reference", data.get("reference"))
-    problems.unknown("reference.", reference, _REFERENCE_KEYS)
-    reference_path = _resolve(base, str(reference["path"])) if reference.get("path") else None
+    problems: list[tuple[str, str]] = []
+    model: _File | None = None
+    try:
+        model = _File.model_validate(data, context={"base": path.parent})
+    except ValidationError as exc:
+        problems.extend(_problems_of(exc))
+    try:
+        _CrossFieldRules.model_validate(data, context={"environments": data.get("environments")})
+    except ValidationError as exc:
+        problems.extend(_problems_of(exc))
     if check_env:
-        variables = [(f"environments.{e.name}.url_env", e.url_env) for e in environments.values()]
-        if scratch_url_env:
-            variables.append(("scratch.url_env", str(scratch_url_env)))
-        for key, variable in variables:
-            value = os.environ.get(variable)
-            if value is None:
-                problems.add(key, f"environment variable {variable} is not set (export it).")
-            elif not value.strip():
-                problems.add(key, f"environment variable {variable} is empty (set it to a URL).")
-    problems.raise_if_any()
+        problems.extend(_variable_problems(data))
+    if problems:
+        raise ConfigError("\n".join(f"{path.name}: {key}: {message}" for key, message in problems))
+    assert model is not None
+    return _settings_from(model, path)
+
+
+def _variable_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each variable the file names (validly) that is unset or empty: one problem each."""
+    named: list[tuple[str, Any]] = []
+    environments = data.get("environments")
+    if isinstance(environments, dict):
+        for name, raw in environments.items():
+            if isinstance(raw, dict) and re.match(_NAME_PATTERN, str(name)):
+                named.append((f"environments.{name}.url_env", raw.get("url_env")))
+    scratch = data.get("scratch")
+    if isinstance(scratch, dict):
+        named.append(("scratch.url_env", scratch.get("url_env")))
+    problems: list[tuple[str, str]] = []
+    for key, variable in named:
+        if not (isinstance(variable, str) and _ENV_VAR_RE.match(variable)):
+            continue
+        value = os.environ.get(variable)
+        if value is None:
+            problems.append((key, f"environment variable {variable} is not set (export it)."))
+        elif not value.strip():
+            problems.append((key, f"environment variable {variable} is empty (set it to a URL)."))
+    return problems
+
+
+def _settings_from(model: _File, path: Path) -> Settings:
+    alembic = model.alembic
+    environments = {
+        name: EnvironmentSettings(
+            name=name,
+            url_env=env.url_env,
+            protected=env.protected,
+            schema=env.schema_name or "public",
+            block_on_lint_errors=env.block_on_lint_errors,
+        )
+        for name, env in model.environments.items()
+    }
+    reference = model.reference.path
     return Settings(
         path=path,
-        alembic=alembic,
-        source=str(source),
+        alembic=AlembicSettings(
+            ini_path=alembic.config,
+            script_location=alembic.script_location,
+            models=alembic.models,
+            sys_path=alembic.sys_path,
+            version_table=alembic.version_table or "alembic_version",
+        ),
+        source=str(model.source),
         environments=environments,
-        exclude=tuple(exclude),
-        scratch_url_env=str(scratch_url_env) if scratch_url_env else None,
-        schema=str(data.get("schema") or "public"),
-        reference_path=reference_path,
+        exclude=model.exclude,
+        scratch_url_env=model.scratch.url_env,
+        schema=model.schema_name or "public",
+        reference_path=_resolve(path.parent, reference) if reference else None,
+        compare_privileges=model.compare_privileges,
+        probe=model.probe,
+        upgrade=model.upgrade,
     )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping, naming both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+            if first is not None:
+                raise _DuplicateKey(key, line, first)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document at ``path``; a duplicate key or bad syntax is a ConfigError line."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{path.name}: line {dup.line}: key `{dup.key}` is given twice (first at line "
+            f"{dup.first}); YAML would silently keep only the last one: merge them into one."
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path.name}: not valid YAML{where} (fix the syntax).") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}).") from None
 
 
 def load_settings(path: Path | str | None = None, *, check_env: bool = True) -> Settings:
@@ -357,12 +642,4 @@ def load_settings(path: Path | str | None = None, *, check_env: bool = True) -> 
     config_path = Path(path).expanduser().resolve()
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: no configuration file there (fix {CONFIG_ENV}).")
-    try:
-        data = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{config_path.name}: not valid YAML{where} (fix the syntax).") from None
-    except OSError as exc:
-        raise ConfigError(f"{config_path}: cannot read it ({exc.strerror}).") from None
-    return parse_settings(data, config_path, check_env=check_env)
+    return parse_settings(read_yaml(config_path), config_path, check_env=check_env)

@@ -32,7 +32,9 @@ from abparts_ops.core.drift import (
     ProbeTarget,
     TickPlan,
     classify,
+    decode_probe_statuses,
     describe_revisions,
+    encode_probe_statuses,
     plan_tick,
     probe_all,
     script_heads,
@@ -65,6 +67,8 @@ from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource
 
 TICK_BUDGET_S = 50.0
 """Probing stops after this long, under Dagster's default 60 s sensor evaluation limit."""
+PROBE_ORDER_KEY = "abparts_ops/schema_drift_sensor/probe_order"
+"""Instance key-value entry: how each environment's last probe went (sets the next order)."""
 
 
 def is_demo() -> bool:
@@ -326,6 +330,7 @@ def build_schema_drift_sensor(
     (less event-log volume with hundreds of environments).
     """
     environments = list(settings.environments.values())
+    connect_timeout_s = settings.probe.connect_timeout_s
 
     @dg.sensor(
         name=SCHEMA_DRIFT_SENSOR,
@@ -372,9 +377,13 @@ def build_schema_drift_sensor(
             )
             for env in environments
         ]
+        storage = context.instance.run_storage  # the previous tick's probe order (12.6)
+        last = storage.get_cursor_values({PROBE_ORDER_KEY}).get(PROBE_ORDER_KEY)
         outcomes = probe_all(
-            targets, max_workers=max_workers, timeout_s=timeout_s, budget_s=TICK_BUDGET_S
+            targets, max_workers=max_workers, timeout_s=timeout_s, budget_s=TICK_BUDGET_S,
+            last=decode_probe_statuses(last), connect_timeout_s=connect_timeout_s,
         )
+        storage.set_cursor_values({PROBE_ORDER_KEY: encode_probe_statuses(outcomes)})
         states = [classify(o, index, archived=archived) for o in outcomes]
         head = index.heads[0] if len(index.heads) == 1 else None
         no_runs = {env.name for env in environments} if problem else set()

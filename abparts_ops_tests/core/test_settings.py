@@ -116,13 +116,15 @@ def test_any_number_of_environments(project: Path) -> None:
         (
             lambda d: d.update(enviroments={}),
             "abparts_ops.yaml: enviroments: unknown key (did you mean `environments`? "
-            "allowed: alembic, environments, exclude, reference, schema, scratch, source); "
+            "allowed: alembic, compare_privileges, environments, exclude, probe, reference, "
+            "schema, scratch, source, upgrade); "
             "remove or rename it.",
         ),
         (
             lambda d: d["environments"]["prod"].update(protect=True),
             "abparts_ops.yaml: environments.prod.protect: unknown key (did you mean "
-            "`protected`? allowed: protected, schema, url_env); remove or rename it.",
+            "`protected`? allowed: block_on_lint_errors, protected, schema, url_env); remove or "
+            "rename it.",
         ),
         (
             lambda d: d["alembic"].update(script_locaton="x"),
@@ -343,3 +345,95 @@ def test_parse_settings_without_env_check(tmp_path: Path) -> None:
         check_env=False,
     )
     assert settings.targets == []
+
+
+def test_duplicate_key_is_refused_with_its_line(project: Path) -> None:
+    """`prod:` twice, the second without `protected`: refused, naming both lines."""
+    text = (
+        "alembic: {config: backend/alembic.ini}\n"
+        "source: dev\n"
+        "environments:\n"
+        f"  dev: {{url_env: {VARIABLES['dev']}}}\n"
+        f"  prod: {{url_env: {VARIABLES['prod']}, protected: true}}\n"
+        f"  staging: {{url_env: {VARIABLES['staging']}}}\n"
+        f"  prod: {{url_env: {VARIABLES['prod']}}}\n"
+    )
+    path = project / "abparts_ops.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value) == (
+        "abparts_ops.yaml: line 7: key `prod` is given twice (first at line 5); YAML would "
+        "silently keep only the last one: merge them into one."
+    )
+    path.write_text("source: dev\nsource: qa\n" + text.split("\n", 2)[2])
+    with pytest.raises(ConfigError, match=r"^abparts_ops.yaml: line 2: key `source`"):
+        load_settings(path)
+
+
+def test_new_keys_and_their_defaults(project: Path) -> None:
+    """compare_privileges, probe, upgrade (squawk exclusions), block_on_lint_errors."""
+    settings = load_settings(write(project, good_config()))
+    assert settings.compare_privileges is False
+    assert settings.probe.connect_timeout_s == 3
+    assert settings.upgrade.lock_timeout_s == 5 and settings.upgrade.statement_timeout_s == 900
+    assert settings.upgrade.squawk.exclude == ()
+    assert settings.environments["prod"].block_on_lint_errors is True  # protected
+    assert settings.environments["staging"].block_on_lint_errors is False
+    data = good_config()
+    data["compare_privileges"] = True
+    data["probe"] = {"connect_timeout_s": 1.5}
+    data["upgrade"] = {
+        "lock_timeout_s": 2,
+        "squawk": {"exclude": [{"rule": "prefer-robust-stmts", "reason": "one transaction"}]},
+    }
+    data["environments"]["staging"]["block_on_lint_errors"] = True
+    data["environments"]["prod"]["block_on_lint_errors"] = False
+    settings = load_settings(write(project, data))
+    assert settings.compare_privileges and settings.probe.connect_timeout_s == 1.5
+    assert settings.upgrade.lock_timeout_s == 2 and settings.upgrade.statement_timeout_s == 900
+    (excluded,) = settings.upgrade.squawk.exclude
+    assert (excluded.rule, excluded.reason) == ("prefer-robust-stmts", "one transaction")
+    assert settings.environments["staging"].block_on_lint_errors is True
+    assert settings.environments["prod"].block_on_lint_errors is False
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d.update(upgrade={"squawk": {"exclude": [{"rule": "prefer-robust-stmts"}]}}),
+            "abparts_ops.yaml: upgrade.squawk.exclude.reason: missing: say why the rule is left "
+            "out (a reason is required).",
+        ),
+        (
+            lambda d: d.update(upgrade={"squawk": {"exclude": [{"rule": "x", "reason": " "}]}}),
+            "abparts_ops.yaml: upgrade.squawk.exclude.reason: give the reason for leaving the "
+            "rule out.",
+        ),
+        (
+            lambda d: d.update(upgrade={"lock_timeout": 3}),
+            "abparts_ops.yaml: upgrade.lock_timeout: unknown key (did you mean "
+            "`lock_timeout_s`? allowed: lock_timeout_s, squawk, statement_timeout_s); remove "
+            "or rename it.",
+        ),
+        (
+            lambda d: d.update(probe={"connect_timeout_s": 0}),
+            "abparts_ops.yaml: probe.connect_timeout_s: must be greater than 0.",
+        ),
+        (
+            lambda d: d.update(compare_privileges="no"),
+            "abparts_ops.yaml: compare_privileges: must be true or false.",
+        ),
+        (
+            lambda d: d["environments"]["prod"].update(block_on_lint_errors=1),
+            "abparts_ops.yaml: environments.prod.block_on_lint_errors: must be true or false.",
+        ),
+    ],
+    ids=lambda value: "" if callable(value) else value.split(": ")[1],
+)
+def test_new_keys_problems(project: Path, change: Any, expected: str) -> None:
+    """The new keys' mistakes: one line each, key and fix, like the others."""
+    data = good_config()
+    change(data)
+    assert problems(project, data) == [expected]

@@ -90,6 +90,7 @@ def probe(
     version_table_schema: str | None = None,
     timeout_s: float = 10.0,
     known: KnownSchema | None = None,
+    connect_timeout_s: float | None = None,
 ) -> ProbeResult:
     """Probe one environment: its version rows and its schema fingerprint.
 
@@ -97,7 +98,8 @@ def probe(
     :meth:`ProbeResult.known` of an earlier probe of the same environment), a short
     statement reads the version rows and the catalog token first, and the full query
     runs only when the catalogs changed since; otherwise ``known``'s fingerprint is
-    returned (``reused``). ``timeout_s`` bounds the connection and each statement.
+    returned (``reused``). ``timeout_s`` bounds the connection and each statement;
+    ``connect_timeout_s``, when given, bounds the connection alone.
     Errors are :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming
     ``environment``.
     """
@@ -121,7 +123,7 @@ def probe(
         connection = connect_dbapi(
             parsed,
             label=environment,
-            connect_timeout=max(1, int(timeout_s)),
+            connect_timeout=max(1, round(connect_timeout_s or timeout_s)),
             statement_timeout_ms=int(timeout_s * 1000),
         )
         with connection.cursor() as cur:
