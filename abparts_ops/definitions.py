@@ -26,7 +26,6 @@ from abparts_ops.defs.schema_assets import reference_dump, source_schema
 from abparts_ops.defs.sensors import build_sensors
 
 
-
 def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Definitions:
     """Every asset, check, job, sensor, schedule and resource for ``settings``.
 
