@@ -286,7 +286,7 @@ def _refusal(assessment: Assessment, target: str, moved_on: bool, allow: bool) -
     if state is EnvironmentState.BEHIND:
         return (
             f"{env}: refusing to stamp: {assessment.reason}. A stamp only writes the "
-            f"baseline {target}; {assessment.advice} (nothing was written)."
+            f"baseline {target}; {assessment.advice.rstrip('.')} (nothing was written)."
         )
     if state is EnvironmentState.UNKNOWN_REVISION and assessment.schema_matches is not True:
         return f"{env}: refusing to stamp: {assessment.reason} (nothing was written)."
