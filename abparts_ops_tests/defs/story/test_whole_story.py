@@ -16,6 +16,7 @@ story writes a revision into the project, so it shares nothing with other packag
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from abparts_ops.embedded.demo import (
     build_template,
     demo_database_name,
     prepare_demo_project,
+    write_stamp_configs,
 )
 from abparts_ops_tests.defs.environments.conftest import check_results, read_revisions, stamp_op
 from abparts_ops_tests.sql import run_sql
@@ -285,3 +287,20 @@ def test_a_configuration_naming_only_the_source_works(
     with dg.build_sensor_context(instance=story.instance, resources=resources) as context:
         data = sensor.evaluate_tick(context)
     assert [line.split(":")[0] for line in data.skip_message.splitlines()[1:]] == ["dev"]
+
+
+def test_the_demo_stamp_configs_are_the_stamp_jobs_run_configs(
+    story: Story, tmp_path: Path
+) -> None:
+    """scripts/demo stamps every environment with these files: they must validate."""
+    paths = write_stamp_configs(prepare_demo_project(tmp_path))
+    assert list(paths) == list(NAMES)  # the source first
+    for env, path in paths.items():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        assert config["ops"][stamp_op(env)]["config"]["dry_run"] is False
+        assert dg.validate_run_config(story.defs.resolve_job_def(stamp_job_name(env)), config)
+    assert json.loads(paths["prod"].read_text())["ops"][stamp_op("prod")]["config"] == {
+        "dry_run": False,
+        "confirm": "prod",
+    }
+    assert write_stamp_configs(prepare_demo_project(tmp_path)) == paths  # idempotent
