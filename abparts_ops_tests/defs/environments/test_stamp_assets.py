@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from abparts_ops.core.identity import database_identity
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.defs.environment_assets import (
     STAMP_POOL,
@@ -28,6 +29,7 @@ from abparts_ops.embedded.demo import (
     remove_drift,
 )
 from abparts_ops_tests.defs.environments.conftest import (
+    VARIABLES,
     Pipeline,
     check_results,
     failure_description,
@@ -330,3 +332,40 @@ def test_real_failing_round_trip_stops_the_stamp(pipeline: Pipeline, staging_env
     assert restored.success
     assert all(e.passed for e in restored.get_asset_check_evaluations())
     assert read_revisions(staging_env) == (pipeline.baseline_revision,)
+
+
+def test_a_stamp_refuses_when_two_environments_are_one_database(
+    pipeline: Pipeline, envs: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12.4: staging's variable points at prod's database: no stamp, no confirmation
+    bypass; nothing written."""
+    monkeypatch.setenv(VARIABLES["staging"], envs["prod"])
+    for config in ({}, {"dry_run": False}):
+        result = pipeline.stamp("staging", **config)
+        assert not result.success
+        description = failure_description(result)
+        assert description.startswith("staging: refusing to stamp: database ")
+        assert "is also the database of prod" in description
+    assert read_revisions(envs["prod"]) == (DEMO_UNKNOWN_REVISION,)
+
+
+def test_a_protected_database_that_changed_needs_its_new_identity_acknowledged(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12.4: prod's identity is recorded at its stamp; another database under the
+    name prod is refused until run config acknowledges its identity."""
+    first = pipeline.fresh_environments(monkeypatch, names=("prod",))["prod"]
+    key = database_identity(first).key
+    stamped = pipeline.stamp("prod", dry_run=False, confirm="prod", acknowledge_identity=key)
+    assert stamped.success
+    assert materializations(stamped, "prod")[0]["identity_key"] == key
+    second = pipeline.fresh_environments(monkeypatch, names=("prod",))["prod"]
+    new_key = database_identity(second).key
+    refused = pipeline.stamp("prod", dry_run=False, confirm="prod")
+    assert not refused.success
+    description = failure_description(refused)
+    assert f"identity {key} then, {new_key} now" in description
+    assert f"acknowledge_identity: {new_key}" in description
+    assert read_revisions(second) == (DEMO_UNKNOWN_REVISION,)
+    ok = pipeline.stamp("prod", dry_run=False, confirm="prod", acknowledge_identity=new_key)
+    assert ok.success and read_revisions(second) == (pipeline.baseline_revision,)
