@@ -40,7 +40,7 @@ from abparts_ops.core.db import (  # noqa: E402
     drop_database,
     make_engine,
 )
-from abparts_ops.core.migrations.baseline import render_baseline  # noqa: E402
+from abparts_ops.core.migrations.baseline_render import render_baseline  # noqa: E402
 from abparts_ops.core.migrations.migrate import upgrade  # noqa: E402
 from abparts_ops.core.migrations.project import AlembicProject  # noqa: E402
 from abparts_ops.core.schema.diff import diff_snapshots  # noqa: E402

@@ -170,6 +170,7 @@ def serial_floor(url: str, repeat: int = 15) -> dict[str, float]:
         "schema": "public",
         "excl": compile_patterns(exclusion_patterns(EXCLUDE)),
         "version_table": '"public"."alembic_version"',
+        "privileges": False,
     }
     query_ms = []
     try:

@@ -22,12 +22,13 @@ reset_baseline_job = dg.define_asset_job(
     ),
     executor_def=dg.in_process_executor,
     description=(
-        "Snapshot the source, write the reference dump, read the old history, write the "
-        "new baseline revision (old files archived) and prove it, then build the expected "
-        "schemas of the new history (the reference of every environment from now on). "
-        "Never stamps anything: stamp_<env> follows, for every environment, the source "
-        "included. Runs in one process: its steps form a chain, and a process per step "
-        "would only add start-up time."
+        "Snapshot and dump the source, read the old history, render the new baseline and "
+        "prove it on a temporary copy of the project; only when every blocking proof passed "
+        "are the old files archived and the baseline and reference dump written; then build "
+        "the expected schemas of the new history (the reference of every environment from "
+        "now on). Never stamps anything: stamp_<env> follows, for every environment, the "
+        "source included. Runs in one process: its steps form a chain, and a process per "
+        "step would only add start-up time."
     ),
 )
 

@@ -48,7 +48,7 @@ DUMP_PARITY = "dump_parity"
 DOWNGRADE_CLEAN = "downgrade_clean"
 SINGLE_HEAD = "single_head"
 MODELS_MATCH = "models_match"
-REQUIRED_PROOFS = (ROUND_TRIP, DOWNGRADE_CLEAN, SINGLE_HEAD)
+REQUIRED_PROOFS = (ROUND_TRIP, DUMP_PARITY, DOWNGRADE_CLEAN, SINGLE_HEAD)
 """Blocking checks on ``baseline_revision`` that must have passed before any stamp."""
 OPTIONAL_PROOFS = (MODELS_MATCH,)
 """Required too, when defined (only when the application's models are configured)."""

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import os
+import sys
 
+from abparts_ops.core.errors import AbpartsOpsError, ConfigError
 from abparts_ops.core.settings import CONFIG_ENV, Settings, load_settings
 
 
 def load_project_settings() -> Settings:
+    """The code location's settings; a bad configuration fails with its lines first.
+
+    Dagster's commands print the whole import traceback (about 60 lines) and only then
+    the error; the lines that say what to fix are written to stderr first, and the error
+    raised again from here, so the traceback that follows is short.
+    """
+    try:
+        return _load()
+    except AbpartsOpsError as exc:
+        message = str(exc)
+        print(f"abparts_ops: configuration error:\n{message}", file=sys.stderr, flush=True)
+        raise ConfigError(message) from None
+
+
+def _load() -> Settings:
     """Settings from ``$ABPARTS_OPS_CONFIG``; without it, the embedded demo's.
 
     The demo path starts the embedded PostgreSQL, copies the sample Alembic project into

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from abparts_ops.core.schema.dump import reference_dump as build_reference_dump
-from abparts_ops.core.schema.dump import write_reference
+from abparts_ops.core.schema.exclusions import unused_patterns
 from abparts_ops.core.schema.frame import columns_frame
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
@@ -40,6 +40,12 @@ def source_schema(
         f"{policy.source}: {counts['table']} tables, {len(frame)} columns, "
         f"fingerprint {snapshot.fingerprint[:12]}"
     )
+    unused = unused_patterns(policy.exclude, snapshot.excluded)
+    if unused:
+        context.log.warning(
+            f"{policy.source}: exclude pattern(s) {', '.join(map(repr, unused))} matched no "
+            "table (a typo? the table meant is compared after all); fix or remove them."
+        )
     return dg.Output(
         snapshot,
         data_version=dg.DataVersion(snapshot.fingerprint),
@@ -56,6 +62,7 @@ def source_schema(
             "foreign_keys": counts["foreign_key"],
             "views": counts["view"],
             "excluded": ", ".join(sorted(snapshot.excluded)),
+            "unused_exclude_patterns": ", ".join(unused),
             "summary": md(snapshot_summary(snapshot, frame)),
         },
     )
@@ -71,8 +78,9 @@ def reference_dump(
 ) -> dg.Output[str]:
     """Canonical, checksummed schema-only DDL of the source schema minus exclusions.
 
-    Written next to the Alembic project (``schema/reference.sql`` by default) so it can be
-    reviewed in a pull request; rewritten only when its content changes.
+    Nothing is written here: ``baseline_revision`` writes it next to the Alembic project
+    (``schema/reference.sql`` by default, for review in a pull request) together with the
+    baseline, once the proofs passed, and only when its content changes.
     """
     dump = build_reference_dump(
         source_db.get_url(),
@@ -82,11 +90,9 @@ def reference_dump(
         version_table=alembic.version_table,
     )
     path = Path(policy.reference_path)
-    written = write_reference(dump, path)
     context.log.info(
-        f"reference dump {dump.sha256[:12]} via {dump.method}: "
-        + ("written" if written else "unchanged")
-        + f" at {path}"
+        f"reference dump {dump.sha256[:12]} via {dump.method} (written to {path} with the "
+        "proven baseline)"
     )
     preview = "\n".join(dump.text.splitlines()[:80])
     return dg.Output(
@@ -97,7 +103,6 @@ def reference_dump(
             "method": dump.method,
             "pg_dump_version": dump.pg_dump_version or "",
             "path": dg.MetadataValue.path(str(path)),
-            "written": written,
             "lines": len(dump.text.splitlines()),
             "source_fingerprint": source_schema.fingerprint,
             "probe_fingerprint": source_schema.probe_fingerprint or "",

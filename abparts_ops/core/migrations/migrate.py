@@ -15,6 +15,8 @@ process (Dagster's default multiprocess executor does).
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,16 +39,39 @@ class RevisionFailed(MigrationError):
 
     ``revision`` is the failing revision id, ``detail`` the first line of its error
     (for a database error, the server's message) and ``applied`` the revisions that ran
-    successfully before it, in order.
+    successfully before it, in order. ``path`` is the revision's file and ``line`` the
+    line of that file the error came from (None when the traceback does not pass
+    through it).
     """
 
     def __init__(
-        self, message: str, *, revision: str, detail: str, applied: tuple[str, ...]
+        self,
+        message: str,
+        *,
+        revision: str,
+        detail: str,
+        applied: tuple[str, ...],
+        path: str | None = None,
+        line: int | None = None,
     ) -> None:
         super().__init__(message)
         self.revision = revision
         self.detail = detail
         self.applied = applied
+        self.path = path
+        self.line = line
+
+
+def failing_line(exc: BaseException, path: str | None) -> int | None:
+    """The line of file ``path`` nearest the error in ``exc``'s traceback (None if none)."""
+    if not path:
+        return None
+    target = os.path.realpath(path)
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.realpath(frame.filename) == target:
+            line = frame.lineno
+    return line
 
 
 @dataclass
@@ -131,7 +156,10 @@ def _run(
                 ) from None
             raise
         detail = scrub(_first_line(exc), url)
-        where = f" ({progress.current_file})" if progress.current_file else ""
+        line = failing_line(exc, progress.current_file)
+        where = ""
+        if progress.current_file:
+            where = f" ({progress.current_file}" + (f", line {line})" if line else ")")
         kind = "database error" if isinstance(exc, DBAPIError) else exc.__class__.__name__
         raise RevisionFailed(
             f"{project.label}: {verb} of revision {failing}{where} failed on "
@@ -140,6 +168,8 @@ def _run(
             revision=failing,
             detail=detail,
             applied=tuple(progress.applied),
+            path=progress.current_file,
+            line=line,
         ) from exc
     return tuple(progress.applied)
 
@@ -231,13 +261,24 @@ class BuildResult:
     """Outcome of building the whole history on an empty database.
 
     ``failed_revision`` and ``error`` (first line of the database's message) are set when
-    a revision failed; ``applied`` lists the revisions that ran before, in order.
+    a revision failed, with the revision's file (``failed_file``) and the line of it the
+    error came from (``failed_line``); ``applied`` lists the revisions that ran before,
+    in order.
     """
 
     ok: bool
     failed_revision: str | None
     error: str | None
     applied: tuple[str, ...]
+    failed_file: str | None = None
+    failed_line: int | None = None
+
+    def where(self) -> str:
+        """``file.py, line N`` of the failure (the file's name only; empty when unknown)."""
+        if not self.failed_file:
+            return ""
+        name = os.path.basename(self.failed_file)
+        return f"{name}, line {self.failed_line}" if self.failed_line else name
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -246,6 +287,8 @@ class BuildResult:
             "failed_revision": self.failed_revision,
             "error": self.error,
             "applied": list(self.applied),
+            "failed_file": self.failed_file,
+            "failed_line": self.failed_line,
         }
 
 
@@ -270,7 +313,12 @@ def _build(conn: Connection, project: AlembicProject) -> BuildResult:
         applied = _run(conn, project, "heads", script, steps, "upgrade")
     except RevisionFailed as exc:
         return BuildResult(
-            ok=False, failed_revision=exc.revision, error=exc.detail, applied=exc.applied
+            ok=False,
+            failed_revision=exc.revision,
+            error=exc.detail,
+            applied=exc.applied,
+            failed_file=exc.path,
+            failed_line=exc.line,
         )
     except MigrationError as exc:
         return BuildResult(ok=False, failed_revision=None, error=str(exc), applied=())

@@ -1,13 +1,22 @@
 """Canonical, schema-only DDL rendered from a :class:`~abparts_ops.core.schema.model.Snapshot`.
 
 :func:`render_ddl` turns a snapshot into executable SQL that recreates every compared
-object in an empty database, in a fixed order:
+object in an empty database. Every kind of the registry
+(:mod:`abparts_ops.core.schema.kinds`) has a renderer in :data:`DDL` (or is declared by
+another kind's, as columns are by their table's) that returns :class:`Section` s; the
+sections come in the order of their phase (:data:`~abparts_ops.core.schema.kinds.PHASE`):
 
-extensions, enum types, domains, sequences, tables (columns, primary key, unique, check and
-exclusion constraints inline), foreign keys (``ALTER TABLE ... ADD CONSTRAINT``, so cycles
-work), constraints that cannot be declared inline (``NOT VALID``), ``ALTER SEQUENCE ...
-OWNED BY``, views (dependency order), indexes (after the views, so indexes of materialized
-views work) and comments.
+extensions, enum types, domains, range and composite types, functions and procedures (before
+the tables: defaults and checks call them; ``check_function_bodies`` is off, as in
+``pg_dump``), sequences, tables (columns, primary key, unique, check and exclusion
+constraints inline), partitions (``PARTITION OF``, after their parents), foreign keys
+(``ALTER TABLE ... ADD CONSTRAINT``, so cycles work), constraints that cannot be declared
+inline (``NOT VALID``), functions whose signature names a table's row type, ``ALTER
+SEQUENCE ... OWNED BY``, views (dependency order), indexes (after the views, so indexes
+of materialized views work; a partition's attached index comes with its parent's),
+row-level security, triggers, policies, rules, comments and, when the snapshot has them,
+privileges. :data:`DROP` says how the kinds that are not removed together with their
+table are dropped (the baseline's downgrade, in reverse order).
 
 Within each section objects are sorted by name; identifiers are quoted the way PostgreSQL's
 ``quote_ident`` does; the same snapshot always gives byte-identical text. Expressions are
@@ -15,16 +24,18 @@ the catalog's own text, rendered with ``search_path`` pinned to the schema, so t
 sets the same ``search_path`` before it creates anything.
 
 The helpers used for it (quoting, sequence options, view and table order) are shared with
-the baseline renderer in :mod:`abparts_ops.core.migrations.baseline`.
+the baseline renderer in :mod:`abparts_ops.core.migrations.baseline_render`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from abparts_ops.core.errors import SchemaError
+from abparts_ops.core.schema.kinds import PHASE, REGISTRY
 from abparts_ops.core.schema.model import KINDS, Snapshot
 
 #: Keywords that PostgreSQL's ``quote_ident`` quotes (every category but unreserved;
@@ -303,6 +314,599 @@ def _header(snapshot: Snapshot) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Section:
+    """Statements (without semicolons) of one step of the DDL, in dependency order.
+
+    ``phase`` orders the steps (:data:`~abparts_ops.core.schema.kinds.PHASE`); ``tag`` is
+    the kind that produced it, or ``kind:part`` for a later part of a kind (``table:late``
+    for constraints added after all tables, ``sequence:owner``, ``table:row_security``,
+    ``<kind>:comment``); the baseline renderer replaces some tags with Alembic operations.
+    """
+
+    phase: int
+    title: str
+    tag: str
+    statements: tuple[str, ...]
+
+
+def _extension_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for name in sorted(snapshot.kind("extension")):
+        ext = snapshot.kind("extension")[name]
+        statement = (
+            f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} "
+            f"WITH SCHEMA {quote_ident(ext.get('schema') or snapshot.schema)}"
+        )
+        if ext.get("version"):
+            statement += f" VERSION {quote_literal(ext['version'])}"
+        statements.append(statement)
+    return [Section(PHASE["extension"], "Extensions", "extension", tuple(statements))]
+
+
+def _enum_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = [
+        f"CREATE TYPE {quote_ident(name)} AS ENUM ("
+        + ", ".join(quote_literal(v) for v in snapshot.kind("enum")[name]["labels"] or [])
+        + ")"
+        for name in sorted(snapshot.kind("enum"))
+    ]
+    return [
+        Section(PHASE["enum"], "Enum types", "enum", tuple(statements)),
+        _comments(snapshot, "enum", lambda name, _a: f"TYPE {quote_ident(name)}"),
+    ]
+
+
+def _domain_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = tuple(render_domain(snapshot, name) for name in domain_order(snapshot))
+    return [Section(PHASE["domain"], "Domains", "domain", statements)]
+
+
+def _range_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for name in sorted(snapshot.kind("range")):
+        rng = snapshot.kind("range")[name]
+        options = [f"SUBTYPE = {rng['subtype']}"]
+        if rng.get("subtype_opclass"):
+            options.append(f"SUBTYPE_OPCLASS = {quote_ident(rng['subtype_opclass'])}")
+        if rng.get("collation"):
+            options.append(f"COLLATION = {quote_collation(rng['collation'])}")
+        if rng.get("canonical"):
+            options.append(f"CANONICAL = {rng['canonical']}")
+        if rng.get("subtype_diff"):
+            options.append(f"SUBTYPE_DIFF = {rng['subtype_diff']}")
+        if rng.get("multirange"):
+            options.append(f"MULTIRANGE_TYPE_NAME = {quote_ident(rng['multirange'])}")
+        statements.append(f"CREATE TYPE {quote_ident(name)} AS RANGE ({', '.join(options)})")
+    return [
+        Section(PHASE["range"], "Range types", "range", tuple(statements)),
+        _comments(snapshot, "range", lambda name, _a: f"TYPE {quote_ident(name)}"),
+    ]
+
+
+def _composite_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for name in sorted(snapshot.kind("composite")):
+        attributes = []
+        for attr in snapshot.kind("composite")[name].get("attributes") or []:
+            text = f"{quote_ident(attr['name'])} {attr['type']}"
+            if attr.get("collation"):
+                text += f" COLLATE {quote_collation(attr['collation'])}"
+            attributes.append(text)
+        statements.append(f"CREATE TYPE {quote_ident(name)} AS ({', '.join(attributes)})")
+    return [
+        Section(PHASE["composite"], "Composite types", "composite", tuple(statements)),
+        _comments(snapshot, "composite", lambda name, _a: f"TYPE {quote_ident(name)}"),
+    ]
+
+
+def function_signature(attrs: Mapping[str, Any]) -> str:
+    """``[PROCEDURE|FUNCTION] name(arguments)`` of a function row, for DROP/COMMENT/GRANT."""
+    what = "PROCEDURE" if attrs.get("procedure") else "FUNCTION"
+    return f"{what} {quote_ident(attrs['name'])}({attrs.get('arguments') or ''})"
+
+
+def _names_a_table(snapshot: Snapshot, definition: str) -> bool:
+    """Whether a function's signature (the lines before its body) names a table's type."""
+    head = definition.split("\nAS ", 1)[0].split("\n BEGIN ATOMIC", 1)[0]
+    head = "\n".join(line for line in head.split("\n") if not line.startswith(" SET "))
+    return any(_mentions(head, table) for table in snapshot.kind("table"))
+
+
+def function_phases(snapshot: Snapshot) -> dict[str, int]:
+    """The phase of every function: before the tables, or after them when its signature
+    uses a table's row type (``RETURNS SETOF parts``)."""
+    return {
+        key: PHASE["table_function"]
+        if _names_a_table(snapshot, attrs.get("definition") or "")
+        else PHASE["function"]
+        for key, attrs in snapshot.kind("function").items()
+    }
+
+
+def _function_ddl(snapshot: Snapshot) -> list[Section]:
+    phases = function_phases(snapshot)
+    functions = snapshot.kind("function")
+
+    def defs(phase: int) -> tuple[str, ...]:
+        return tuple(
+            functions[key]["definition"].rstrip().rstrip(";")
+            for key in sorted(functions)
+            if phases[key] == phase
+        )
+
+    return [
+        Section(PHASE["function"], "Functions and procedures", "function",
+                defs(PHASE["function"])),
+        Section(PHASE["table_function"], "Functions that use a table's row type",
+                "function", defs(PHASE["table_function"])),
+        _comments(snapshot, "function", lambda _k, attrs: function_signature(attrs)),
+    ]
+
+
+def _sequence_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    owned = []
+    columns = snapshot.kind("column")
+    for name in sorted(snapshot.kind("sequence")):
+        seq = snapshot.kind("sequence")[name]
+        clauses = [f"AS {seq['data_type']}"] + _sequence_clauses(
+            sequence_options(seq["data_type"], seq)
+        )
+        statements.append(f"CREATE SEQUENCE {quote_ident(name)} " + " ".join(clauses))
+        owner = seq.get("owned_by")
+        if owner and owner in columns:
+            col = columns[owner]
+            owned.append(
+                f"ALTER SEQUENCE {quote_ident(name)} OWNED BY "
+                f"{quote_ident(col['table'])}.{quote_ident(col['name'])}"
+            )
+    return [
+        Section(PHASE["sequence"], "Sequences", "sequence", tuple(statements)),
+        Section(PHASE["sequence_owner"], "Sequence ownership", "sequence:owner", tuple(owned)),
+        _comments(snapshot, "sequence", lambda name, _a: f"SEQUENCE {quote_ident(name)}"),
+    ]
+
+
+def partition_order(snapshot: Snapshot) -> list[str]:
+    """Partitions in creation order: after their parent (sorted by depth, then name)."""
+    tables = snapshot.kind("table")
+
+    def depth(name: str) -> int:
+        seen = 0
+        while tables.get(name, {}).get("partition_of") in tables and seen < len(tables):
+            name = tables[name]["partition_of"]
+            seen += 1
+        return seen
+
+    parts = [name for name, attrs in tables.items() if attrs.get("partition_of") in tables]
+    return sorted(parts, key=lambda name: (depth(name), name))
+
+
+def is_partition(snapshot: Snapshot, name: str) -> bool:
+    """Whether table ``name`` is a partition of a table of the snapshot."""
+    return snapshot.kind("table")[name].get("partition_of") in snapshot.kind("table")
+
+
+def partition_statements(snapshot: Snapshot, name: str) -> list[str]:
+    """``CREATE TABLE ... PARTITION OF`` for one partition, and the column settings where
+    it differs from its parent (NOT NULL, defaults)."""
+    attrs = snapshot.kind("table")[name]
+    parent = attrs["partition_of"]
+    head = "CREATE UNLOGGED TABLE" if attrs.get("unlogged") else "CREATE TABLE"
+    statement = (
+        f"{head} {quote_ident(name)} PARTITION OF {quote_ident(parent)} "
+        f"{attrs.get('partition_bound') or 'DEFAULT'}"
+    )
+    if attrs.get("partitioned"):
+        statement += f" PARTITION BY {attrs['partition_key']}"
+    out = [statement]
+    columns = snapshot.kind("column")
+    for col in columns_of(snapshot, name):
+        inherited = columns.get(f"{parent}.{col['name']}")
+        if inherited is None:
+            continue
+        where = f"ALTER TABLE {quote_ident(name)} ALTER COLUMN {quote_ident(col['name'])}"
+        if not col.get("nullable", True) and inherited.get("nullable", True):
+            out.append(f"{where} SET NOT NULL")
+        if col.get("default") != inherited.get("default") and col.get("generated") is None:
+            if col.get("default") is None:
+                out.append(f"{where} DROP DEFAULT")
+            else:
+                out.append(f"{where} SET DEFAULT {col['default']}")
+    return out
+
+
+def _table_ddl(snapshot: Snapshot) -> list[Section]:
+    inline_kinds = ("primary_key", "unique", "check", "exclusion")
+    grouped = {kind: by_table(snapshot, kind) for kind in inline_kinds}
+    tables = []
+    later = []
+    partition_constraints = []
+    partitions = []
+    for name in sorted(snapshot.kind("table")):
+        attrs = snapshot.kind("table")[name]
+        if attrs.get("foreign"):
+            raise SchemaError(
+                f"table {name!r} is a foreign table; its server and options are not in the "
+                "snapshot, so it cannot be rendered (exclude it)."
+            )
+        partition = is_partition(snapshot, name)
+        lines = [] if partition else [f"    {_column_sql(c)}" for c in columns_of(snapshot, name)]
+        for kind in inline_kinds:
+            for con in grouped[kind].get(name, []):
+                if con.get("inherited"):
+                    continue
+                statement = (
+                    f"CONSTRAINT {quote_ident(con['name'])} {stable_expression(con['definition'])}"
+                )
+                if partition:
+                    partition_constraints.append(f"ALTER TABLE {quote_ident(name)} ADD {statement}")
+                elif _inline_constraint(con):
+                    lines.append(f"    {statement}")
+                else:
+                    later.append(f"ALTER TABLE {quote_ident(name)} ADD {statement}")
+        if partition:
+            continue
+        prefix = "CREATE UNLOGGED TABLE" if attrs.get("unlogged") else "CREATE TABLE"
+        suffix = f" PARTITION BY {attrs['partition_key']}" if attrs.get("partitioned") else ""
+        body = ",\n".join(lines)
+        tables.append(f"{prefix} {quote_ident(name)} (\n{body}\n){suffix}")
+    for name in partition_order(snapshot):
+        partitions.extend(partition_statements(snapshot, name))
+    security = []
+    for name in sorted(snapshot.kind("table")):
+        attrs = snapshot.kind("table")[name]
+        if attrs.get("row_security"):
+            security.append(f"ALTER TABLE {quote_ident(name)} ENABLE ROW LEVEL SECURITY")
+        if attrs.get("force_row_security"):
+            security.append(f"ALTER TABLE {quote_ident(name)} FORCE ROW LEVEL SECURITY")
+    return [
+        Section(PHASE["table"], "Tables", "table", tuple(tables)),
+        Section(PHASE["partition"], "Partitions (after their partitioned tables)",
+                "table:partition", tuple(partitions)),
+        Section(PHASE["late_constraint"], "Constraints added after the tables",
+                "table:late", tuple(later)),
+        Section(PHASE["late_constraint"], "Constraints of partitions",
+                "table:partition_constraint", tuple(partition_constraints)),
+        Section(PHASE["row_security"], "Row-level security", "table:row_security",
+                tuple(security)),
+        *_table_comments(snapshot),
+        *[
+            _comments(snapshot, kind, lambda _k, con: (
+                f"CONSTRAINT {quote_ident(con['name'])} ON {quote_ident(con['table'])}"
+            ))
+            for kind in inline_kinds
+        ],
+    ]
+
+
+def _table_comments(snapshot: Snapshot) -> list[Section]:
+    """Comments on tables and columns; those of partitions in a section of their own
+    (the baseline sets the others in ``op.create_table``)."""
+    tables = snapshot.kind("table")
+    partitions = set(partition_order(snapshot))
+    own: dict[str, list[str]] = {"table": [], "column": [], "partition": []}
+    for name in sorted(tables):
+        if tables[name].get("comment") is not None:
+            own["partition" if name in partitions else "table"].append(
+                f"COMMENT ON TABLE {quote_ident(name)} IS {quote_literal(tables[name]['comment'])}"
+            )
+    for key in sorted(snapshot.kind("column"), key=lambda k: _column_sort(snapshot, k)):
+        col = snapshot.kind("column")[key]
+        if col.get("comment") is not None:
+            own["partition" if col["table"] in partitions else "column"].append(
+                f"COMMENT ON COLUMN {quote_ident(col['table'])}.{quote_ident(col['name'])} "
+                f"IS {quote_literal(col['comment'])}"
+            )
+    return [
+        Section(PHASE["comment"], "Comments", "table:comment", tuple(own["table"])),
+        Section(PHASE["comment"], "Comments", "column:comment", tuple(own["column"])),
+        Section(PHASE["comment"], "Comments", "table:partition_comment",
+                tuple(own["partition"])),
+    ]
+
+
+def _foreign_key_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = tuple(
+        f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT {quote_ident(fk['name'])} "
+        f"{fk['definition']}"
+        for key in sorted(snapshot.kind("foreign_key"))
+        if not (fk := snapshot.kind("foreign_key")[key]).get("inherited")
+    )
+    return [
+        Section(PHASE["foreign_key"], "Foreign keys", "foreign_key", statements),
+        _comments(snapshot, "foreign_key", lambda _k, con: (
+            f"CONSTRAINT {quote_ident(con['name'])} ON {quote_ident(con['table'])}"
+        )),
+    ]
+
+
+def _view_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for name in view_order(snapshot):
+        view = snapshot.kind("view")[name]
+        what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
+        statements.append(
+            f"CREATE {what} {quote_ident(name)} AS\n{strip_view_definition(view['definition'])}"
+        )
+
+    def target(name: str, view: Mapping[str, Any]) -> str:
+        what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
+        return f"{what} {quote_ident(name)}"
+
+    return [
+        Section(PHASE["view"], "Views (dependency order)", "view", tuple(statements)),
+        _comments(snapshot, "view", target),
+    ]
+
+
+def index_statement(idx: Mapping[str, Any]) -> str:
+    """The ``CREATE INDEX`` that recreates an index (a partitioned table's index without
+    ``ONLY``, so that it is created on every partition too, as the source has it)."""
+    return stable_expression(idx["definition"].replace(" ON ONLY ", " ON ", 1))
+
+
+def rendered_indexes(snapshot: Snapshot) -> list[str]:
+    """Names of the indexes created of their own (not a partition's attached index)."""
+    indexes = snapshot.kind("index")
+    return [name for name in sorted(indexes) if not indexes[name].get("parent_index")]
+
+
+def _index_ddl(snapshot: Snapshot) -> list[Section]:
+    indexes = snapshot.kind("index")
+    statements = tuple(index_statement(indexes[name]) for name in rendered_indexes(snapshot))
+    return [
+        Section(PHASE["index"], "Indexes", "index", statements),
+        _comments(snapshot, "index", lambda name, _a: f"INDEX {quote_ident(name)}"),
+    ]
+
+
+_TRIGGER_ENABLED = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
+
+
+def _trigger_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for key in sorted(snapshot.kind("trigger")):
+        trigger = snapshot.kind("trigger")[key]
+        statements.append(trigger["definition"])
+        state = _TRIGGER_ENABLED.get(trigger.get("enabled") or "O")
+        if state:
+            statements.append(
+                f"ALTER TABLE {quote_ident(trigger['table'])} {state} TRIGGER "
+                f"{quote_ident(trigger['name'])}"
+            )
+    return [
+        Section(PHASE["trigger"], "Triggers", "trigger", tuple(statements)),
+        _comments(snapshot, "trigger", lambda _k, t: (
+            f"TRIGGER {quote_ident(t['name'])} ON {quote_ident(t['table'])}"
+        )),
+    ]
+
+
+def _role(name: str) -> str:
+    return "PUBLIC" if name == "PUBLIC" else quote_ident(name)
+
+
+def policy_statement(policy: Mapping[str, Any]) -> str:
+    """``CREATE POLICY`` for one policy of the snapshot."""
+    text = f"CREATE POLICY {quote_ident(policy['name'])} ON {quote_ident(policy['table'])}"
+    if not policy.get("permissive", True):
+        text += " AS RESTRICTIVE"
+    text += f" FOR {policy.get('command') or 'ALL'}"
+    text += " TO " + ", ".join(_role(r) for r in policy.get("roles") or ["PUBLIC"])
+    if policy.get("using") is not None:
+        text += f" USING ({policy['using']})"
+    if policy.get("with_check") is not None:
+        text += f" WITH CHECK ({policy['with_check']})"
+    return text
+
+
+def _policy_ddl(snapshot: Snapshot) -> list[Section]:
+    policies = snapshot.kind("policy")
+    return [
+        Section(PHASE["policy"], "Row-level security policies", "policy",
+                tuple(policy_statement(policies[key]) for key in sorted(policies))),
+        _comments(snapshot, "policy", lambda _k, p: (
+            f"POLICY {quote_ident(p['name'])} ON {quote_ident(p['table'])}"
+        )),
+    ]
+
+
+def _rule_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for key in sorted(snapshot.kind("rule")):
+        rule = snapshot.kind("rule")[key]
+        statements.append(rule["definition"].rstrip().rstrip(";"))
+        state = _TRIGGER_ENABLED.get(rule.get("enabled") or "O")
+        if state:
+            statements.append(
+                f"ALTER TABLE {quote_ident(rule['table'])} {state} RULE "
+                f"{quote_ident(rule['name'])}"
+            )
+    return [
+        Section(PHASE["rule"], "Rules", "rule", tuple(statements)),
+        _comments(snapshot, "rule", lambda _k, r: (
+            f"RULE {quote_ident(r['name'])} ON {quote_ident(r['table'])}"
+        )),
+    ]
+
+
+def privilege_target(snapshot: Snapshot, attrs: Mapping[str, Any]) -> str:
+    """``TABLE t`` / ``SEQUENCE s`` / ``FUNCTION f(args)`` of a privilege row."""
+    what, obj = attrs["object_type"], attrs["object"]
+    if what in ("FUNCTION", "PROCEDURE"):
+        function = snapshot.kind("function").get(obj)
+        if function is not None:
+            return function_signature(function)
+        name, _, args = obj.partition("(")
+        return f"{what} {quote_ident(name)}({args}"
+    return f"{what} {quote_ident(obj)}"
+
+
+def _privilege_ddl(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for key in sorted(snapshot.kind("privilege")):
+        grant = snapshot.kind("privilege")[key]
+        target = privilege_target(snapshot, grant)
+        grantee = _role(grant["grantee"])
+        grantable = set(grant.get("grantable") or [])
+        plain = [p for p in grant.get("privileges") or [] if p not in grantable]
+        if plain:
+            statements.append(f"GRANT {', '.join(plain)} ON {target} TO {grantee}")
+        if grantable:
+            statements.append(
+                f"GRANT {', '.join(sorted(grantable))} ON {target} TO {grantee} "
+                "WITH GRANT OPTION"
+            )
+    return [Section(PHASE["privilege"], "Privileges", "privilege", tuple(statements))]
+
+
+def _comments(snapshot: Snapshot, kind: str, target: Any) -> Section:
+    """The ``COMMENT ON`` statements of one kind (``target(key, attrs)`` names the object)."""
+    objects = snapshot.kind(kind)
+    return Section(
+        PHASE["comment"],
+        "Comments",
+        f"{kind}:comment",
+        tuple(
+            f"COMMENT ON {target(key, objects[key])} IS {quote_literal(objects[key]['comment'])}"
+            for key in sorted(objects)
+            if objects[key].get("comment") is not None
+        ),
+    )
+
+
+#: The canonical DDL of every kind that is not declared by another kind's renderer
+#: (``Kind.rendered_with``): a function from the snapshot to its sections.
+DDL: Mapping[str, Callable[[Snapshot], list[Section]]] = {
+    "extension": _extension_ddl,
+    "enum": _enum_ddl,
+    "domain": _domain_ddl,
+    "range": _range_ddl,
+    "composite": _composite_ddl,
+    "function": _function_ddl,
+    "sequence": _sequence_ddl,
+    "table": _table_ddl,
+    "foreign_key": _foreign_key_ddl,
+    "index": _index_ddl,
+    "view": _view_ddl,
+    "trigger": _trigger_ddl,
+    "policy": _policy_ddl,
+    "rule": _rule_ddl,
+    "privilege": _privilege_ddl,
+}
+
+
+def ddl_sections(snapshot: Snapshot) -> list[Section]:
+    """Every kind's sections, in dependency order (by phase; registry order within one)."""
+    sections: list[Section] = []
+    for kind in REGISTRY:
+        if kind.rendered_with is None:
+            sections.extend(DDL[kind.name](snapshot))
+    return sorted(sections, key=lambda s: s.phase)  # stable: registry order kept
+
+
+def drop_statements(snapshot: Snapshot) -> list[Section]:
+    """The statements that remove what the DDL created, for kinds removed by a statement
+    of their own (rules, policies, views, functions, sequences, types, extensions), in
+    reverse dependency order. Tables are dropped by the caller (the baseline uses
+    ``op.drop_table``) at ``PHASE['table']``; everything with ``dropped_with`` goes with
+    its owner."""
+    return sorted(
+        (s for kind in REGISTRY if kind.name in DROP for s in DROP[kind.name](snapshot)),
+        key=lambda s: -s.phase,
+    )
+
+
+def _drop_views(snapshot: Snapshot) -> list[Section]:
+    statements = []
+    for name in reversed(view_order(snapshot)):
+        what = "MATERIALIZED VIEW" if snapshot.kind("view")[name].get("materialized") else "VIEW"
+        statements.append(f"DROP {what} {quote_ident(name)}")
+    return [Section(PHASE["view"], "Views", "view", tuple(statements))]
+
+
+def _drop_functions(snapshot: Snapshot) -> list[Section]:
+    phases = function_phases(snapshot)
+    functions = snapshot.kind("function")
+    return [
+        Section(phase, title, "function", tuple(
+            f"DROP {function_signature(functions[key])}"
+            for key in sorted(functions, reverse=True)
+            if phases[key] == phase
+        ))
+        for phase, title in (
+            (PHASE["table_function"], "Functions that use a table's row type"),
+            (PHASE["function"], "Functions and procedures"),
+        )
+    ]
+
+
+def _drop_on_table(kind: str, what: str, title: str) -> Callable[[Snapshot], list[Section]]:
+    def drop(snapshot: Snapshot) -> list[Section]:
+        objects = snapshot.kind(kind)
+        return [Section(PHASE[kind], title, kind, tuple(
+            f"DROP {what} {quote_ident(objects[key]['name'])} "
+            f"ON {quote_ident(objects[key]['table'])}"
+            for key in sorted(objects, reverse=True)
+        ))]
+
+    return drop
+
+
+def _drop_named(kind: str, what: str, title: str) -> Callable[[Snapshot], list[Section]]:
+    def drop(snapshot: Snapshot) -> list[Section]:
+        return [Section(PHASE[kind], title, kind, tuple(
+            f"{what} {quote_ident(name)}" for name in sorted(snapshot.kind(kind), reverse=True)
+        ))]
+
+    return drop
+
+
+def _drop_sequences(snapshot: Snapshot) -> list[Section]:
+    sequences = snapshot.kind("sequence")
+    return [Section(PHASE["sequence"], "Sequences", "sequence", tuple(
+        f"DROP SEQUENCE {quote_ident(name)}"
+        for name in sorted(sequences, reverse=True)
+        if not sequences[name].get("owned_by")
+    ))]
+
+
+def _drop_domains(snapshot: Snapshot) -> list[Section]:
+    return [Section(PHASE["domain"], "Domains", "domain", tuple(
+        f"DROP DOMAIN {quote_ident(name)}" for name in reversed(domain_order(snapshot))
+    ))]
+
+
+def _drop_tables(snapshot: Snapshot) -> list[Section]:
+    order, _cycles = table_order(snapshot)
+    partitions = partition_order(snapshot)
+    tables = [t for t in order if t not in partitions]
+    return [
+        Section(PHASE["partition"], "Partitions", "table:partition",
+                tuple(f"DROP TABLE {quote_ident(t)}" for t in reversed(partitions))),
+        Section(PHASE["table"], "Tables", "table",
+                tuple(f"DROP TABLE {quote_ident(t)}" for t in reversed(tables))),
+    ]
+
+
+#: How each kind that is not ``dropped_with`` another is removed (downgrade).
+DROP: Mapping[str, Callable[[Snapshot], list[Section]]] = {
+    "extension": _drop_named("extension", "DROP EXTENSION IF EXISTS", "Extensions"),
+    "enum": _drop_named("enum", "DROP TYPE", "Enum types"),
+    "domain": _drop_domains,
+    "range": _drop_named("range", "DROP TYPE", "Range types"),
+    "composite": _drop_named("composite", "DROP TYPE", "Composite types"),
+    "function": _drop_functions,
+    "sequence": _drop_sequences,
+    "table": _drop_tables,
+    "view": _drop_views,
+    "policy": _drop_on_table("policy", "POLICY", "Row-level security policies"),
+    "rule": _drop_on_table("rule", "RULE", "Rules"),
+}
+
+
 def render_ddl(snapshot: Snapshot) -> str:
     """Render deterministic, schema-only SQL that recreates ``snapshot`` in an empty database.
 
@@ -317,103 +921,16 @@ def render_ddl(snapshot: Snapshot) -> str:
     if schema != "public":
         out.append(f"CREATE SCHEMA IF NOT EXISTS {qschema};")
     out.append(f"SET search_path TO {qschema}, pg_catalog;")
-
-    def section(title: str, statements: list[str]) -> None:
-        if statements:
-            out.extend(["", f"-- {title}"])
-            out.extend(statements)
-
-    extensions = []
-    for name in sorted(snapshot.kind("extension")):
-        ext_schema = snapshot.kind("extension")[name].get("schema") or schema
-        extensions.append(
-            f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} "
-            f"WITH SCHEMA {quote_ident(ext_schema)};"
-        )
-    section("Extensions", extensions)
-
-    enums = []
-    for name in sorted(snapshot.kind("enum")):
-        labels = ", ".join(quote_literal(v) for v in snapshot.kind("enum")[name]["labels"] or [])
-        enums.append(f"CREATE TYPE {quote_ident(name)} AS ENUM ({labels});")
-    section("Enum types", enums)
-
-    section("Domains", [render_domain(snapshot, name) + ";" for name in domain_order(snapshot)])
-
-    sequences = []
-    for name in sorted(snapshot.kind("sequence")):
-        seq = snapshot.kind("sequence")[name]
-        clauses = [f"AS {seq['data_type']}"] + _sequence_clauses(
-            sequence_options(seq["data_type"], seq)
-        )
-        sequences.append(f"CREATE SEQUENCE {quote_ident(name)} " + " ".join(clauses) + ";")
-    section("Sequences", sequences)
-
-    inline_kinds = ("primary_key", "unique", "check", "exclusion")
-    grouped = {kind: by_table(snapshot, kind) for kind in inline_kinds}
-    tables = []
-    later = []
-    for name in sorted(snapshot.kind("table")):
-        attrs = snapshot.kind("table")[name]
-        if attrs.get("foreign"):
-            raise SchemaError(
-                f"table {name!r} is a foreign table; its server and options are not in the "
-                "snapshot, so it cannot be rendered (exclude it)."
-            )
-        lines = [f"    {_column_sql(col)}" for col in columns_of(snapshot, name)]
-        for kind in inline_kinds:
-            for con in grouped[kind].get(name, []):
-                statement = (
-                    f"CONSTRAINT {quote_ident(con['name'])} {stable_expression(con['definition'])}"
-                )
-                if _inline_constraint(con):
-                    lines.append(f"    {statement}")
-                else:
-                    later.append(f"ALTER TABLE {quote_ident(name)} ADD {statement};")
-        prefix = "CREATE UNLOGGED TABLE" if attrs.get("unlogged") else "CREATE TABLE"
-        suffix = f" PARTITION BY {attrs['partition_key']}" if attrs.get("partitioned") else ""
-        body = ",\n".join(lines)
-        tables.append(f"{prefix} {quote_ident(name)} (\n{body}\n){suffix};")
-    section("Tables", tables)
-
-    fks = []
-    for key in sorted(snapshot.kind("foreign_key")):
-        fk = snapshot.kind("foreign_key")[key]
-        fks.append(
-            f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT {quote_ident(fk['name'])} "
-            f"{fk['definition']};"
-        )
-    section("Foreign keys", fks)
-    section("Constraints added after the tables (not valid)", later)
-
-    owned = []
-    columns = snapshot.kind("column")
-    for name in sorted(snapshot.kind("sequence")):
-        owner = snapshot.kind("sequence")[name].get("owned_by")
-        if owner and owner in columns:
-            col = columns[owner]
-            owned.append(
-                f"ALTER SEQUENCE {quote_ident(name)} OWNED BY "
-                f"{quote_ident(col['table'])}.{quote_ident(col['name'])};"
-            )
-    section("Sequence ownership", owned)
-
-    views = []
-    for name in view_order(snapshot):
-        view = snapshot.kind("view")[name]
-        what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
-        views.append(
-            f"CREATE {what} {quote_ident(name)} AS\n{strip_view_definition(view['definition'])};"
-        )
-    section("Views (dependency order)", views)
-
-    indexes = [
-        stable_expression(snapshot.kind("index")[name]["definition"]) + ";"
-        for name in sorted(snapshot.kind("index"))
-    ]
-    section("Indexes", indexes)
-
-    section("Comments", [statement + ";" for statement in comment_statements(snapshot)])
+    if snapshot.kind("function"):
+        out.append("SET check_function_bodies = false;")
+    last: tuple[int, str] | None = None
+    for section in ddl_sections(snapshot):
+        if not section.statements:
+            continue
+        if (section.phase, section.title) != last:
+            out.extend(["", f"-- {section.title}"])
+            last = (section.phase, section.title)
+        out.extend(statement + ";" for statement in section.statements)
     return "\n".join(out) + "\n"
 
 
@@ -445,58 +962,6 @@ def render_domain(snapshot: Snapshot, name: str) -> str:
     return " ".join(parts)
 
 
-def comment_statements(snapshot: Snapshot) -> list[str]:
-    """``COMMENT ON`` statements (no semicolon) for every commented object, in a fixed order.
-
-    Order: tables, columns, enum types, sequences, views, constraints, indexes; by name
-    within each.
-    """
-    statements: list[str] = []
-
-    def add(target: str, comment: str | None) -> None:
-        if comment is not None:
-            statements.append(f"COMMENT ON {target} IS {quote_literal(comment)}")
-
-    for name in sorted(snapshot.kind("table")):
-        add(f"TABLE {quote_ident(name)}", snapshot.kind("table")[name].get("comment"))
-    for key in sorted(snapshot.kind("column"), key=lambda k: _column_sort(snapshot, k)):
-        col = snapshot.kind("column")[key]
-        add(f"COLUMN {quote_ident(col['table'])}.{quote_ident(col['name'])}", col.get("comment"))
-    statements.extend(object_comment_statements(snapshot))
-    return statements
-
-
 def _column_sort(snapshot: Snapshot, key: str) -> tuple[str, int]:
     col = snapshot.kind("column")[key]
     return (col["table"], int(col["position"]))
-
-
-def object_comment_statements(snapshot: Snapshot) -> list[str]:
-    """``COMMENT ON`` statements for enum types, sequences, views, constraints and indexes.
-
-    (Table and column comments are left out: the baseline sets those through Alembic.)
-    """
-    statements: list[str] = []
-
-    def add(target: str, comment: str | None) -> None:
-        if comment is not None:
-            statements.append(f"COMMENT ON {target} IS {quote_literal(comment)}")
-
-    for name in sorted(snapshot.kind("enum")):
-        add(f"TYPE {quote_ident(name)}", snapshot.kind("enum")[name].get("comment"))
-    for name in sorted(snapshot.kind("sequence")):
-        add(f"SEQUENCE {quote_ident(name)}", snapshot.kind("sequence")[name].get("comment"))
-    for name in sorted(snapshot.kind("view")):
-        view = snapshot.kind("view")[name]
-        what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
-        add(f"{what} {quote_ident(name)}", view.get("comment"))
-    for kind in ("primary_key", "unique", "check", "exclusion", "foreign_key"):
-        for key in sorted(snapshot.kind(kind)):
-            con = snapshot.kind(kind)[key]
-            add(
-                f"CONSTRAINT {quote_ident(con['name'])} ON {quote_ident(con['table'])}",
-                con.get("comment"),
-            )
-    for name in sorted(snapshot.kind("index")):
-        add(f"INDEX {quote_ident(name)}", snapshot.kind("index")[name].get("comment"))
-    return statements

@@ -5,7 +5,9 @@ database) or ``extra`` (in the actual database only); an object on both sides wi
 attributes is ``changed``, with the attributes that differ. A change is *destructive*
 when bringing the actual database back to the reference would lose data or could fail on
 existing rows (dropping a table or column, changing a type, tightening nullability,
-removing enum labels). The diff is empty if and only if the fingerprints are equal.
+removing enum labels), or when an environment lacks a trigger or a row-level security
+policy of the reference (its data is then no longer guarded as the reference guards it).
+The diff is empty if and only if the fingerprints are equal.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from abparts_ops.core.schema.kinds import REGISTRY
 from abparts_ops.core.schema.model import KINDS, Snapshot
 
-_DATA_KINDS = {"table", "column", "sequence", "enum", "domain"}
+# From the registry: kinds whose extra objects hold data (dropping them would lose it),
+# and kinds whose missing objects silently remove a safeguard (a trigger, a policy).
+_DATA_KINDS = {kind.name for kind in REGISTRY if kind.extra_destructive}
+_SAFEGUARD_KINDS = {kind.name for kind in REGISTRY if kind.missing_destructive}
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def _is_destructive(kind: str, change: str, fields: Mapping[str, tuple[Any, Any]
     if change == "extra":
         return kind in _DATA_KINDS
     if change == "missing":
-        return False
+        return kind in _SAFEGUARD_KINDS
     if kind == "column":
         if "type" in fields:
             return True

@@ -62,3 +62,14 @@ def compile_patterns(patterns: Iterable[str]) -> list[str]:
 def is_excluded(name: str, patterns: Iterable[str]) -> bool:
     """True when ``name`` matches one of the glob ``patterns`` (same rule as the SQL)."""
     return any(re.match(glob_to_regex(p), name) for p in patterns)
+
+
+def unused_patterns(patterns: Iterable[str], names: Iterable[str]) -> list[str]:
+    """The ``patterns`` that match none of ``names`` (in the patterns' order).
+
+    ``names`` are the tables the snapshot left out; a pattern matching none of them is
+    most likely a typo (``knowledge_document`` for ``knowledge_documents``), and the
+    table it meant is then compared after all.
+    """
+    present = list(names)
+    return [p for p in patterns if not any(re.match(glob_to_regex(p), n) for n in present)]

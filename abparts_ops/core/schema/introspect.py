@@ -57,12 +57,13 @@ def fetch_rows(
     patterns: list[str],
     label: str | None = None,
     parallel: bool = False,
+    privileges: bool = False,
 ) -> list[tuple[str, str, str | None, Any, str | None]]:
     """Run the catalog query on ``conn``: rows of ``(kind, key, owner, attrs, digest)``.
 
     ``attrs`` is parsed; ``digest`` (compared rows only) is the row's probe digest. Pins
     ``search_path`` (and turns JIT off) for the current transaction only. ``label`` (the
-    environment) prefixes errors.
+    environment) prefixes errors. ``privileges`` also reads the granted privileges.
 
     With ``parallel`` (for a top-level, read-only transaction such as
     :func:`snapshot_connection`'s), large schemas (``PARALLEL_MIN_RELATIONS`` relations
@@ -73,7 +74,7 @@ def fetch_rows(
     raw = conn.connection.dbapi_connection
     assert raw is not None
     prefix = f"{label}: " if label else ""
-    params = {"schema": schema, "excl": compile_patterns(patterns)}
+    params = {"schema": schema, "excl": compile_patterns(patterns), "privileges": privileges}
     try:
         with raw.cursor() as cur:
             cur.execute(SCHEMA_EXISTS_SQL, {"schema": schema})
@@ -269,13 +270,16 @@ def snapshot_connection(
     version_table: str = "alembic_version",
     source: str | None = None,
     require_tables: bool = True,
+    privileges: bool = False,
 ) -> Snapshot:
     """Snapshot ``schema`` through an open connection (in its own read-only transaction).
 
     ``exclude`` holds names or globs of tables, views, sequences and types to leave out
     of the comparison (their columns, constraints, indexes and owned sequences follow).
     With ``require_tables`` an empty schema is an error (a source with no tables is
-    almost always the wrong database).
+    almost always the wrong database). ``privileges`` adds the ``privilege`` kind (the
+    GRANTs on tables, sequences and functions; config ``compare_privileges``), off by
+    default because roles differ between environments.
     """
     patterns = exclusion_patterns(exclude, version_table)
     label = source or "database"
@@ -284,7 +288,14 @@ def snapshot_connection(
     with conn.begin():
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         version = conn.exec_driver_sql("SHOW server_version").scalar()
-        rows = fetch_rows(conn, schema=schema, patterns=patterns, label=label, parallel=True)
+        rows = fetch_rows(
+            conn,
+            schema=schema,
+            patterns=patterns,
+            label=label,
+            parallel=True,
+            privileges=privileges,
+        )
     snapshot = snapshot_from_rows(
         rows, schema=schema, source=source, server_version=str(version).split()[0]
     )
@@ -305,6 +316,7 @@ def take_snapshot(
     source: str | None = None,
     require_tables: bool = True,
     connect_timeout: int = 5,
+    privileges: bool = False,
 ) -> Snapshot:
     """Connect to ``url`` and snapshot ``schema`` (see :func:`snapshot_connection`).
 
@@ -321,6 +333,7 @@ def take_snapshot(
                 version_table=version_table,
                 source=source,
                 require_tables=require_tables,
+                privileges=privileges,
             )
     finally:
         engine.dispose()

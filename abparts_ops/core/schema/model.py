@@ -7,24 +7,8 @@ as JSON with sorted keys; the fingerprint is its sha256. Excluded objects are no
 compared, but they are listed, each with a fingerprint of its own, so an excluded table
 that changes is still visible.
 
-Kinds and their attributes (as produced by :mod:`abparts_ops.core.schema.catalog_sql`):
-
-- ``extension``: schema
-- ``enum``: labels (ordered), comment
-- ``domain``: type, nullable, default, checks
-- ``sequence``: data_type, start, increment, min_value, max_value, cache, cycle,
-  owned_by (``table.column`` or None), comment
-- ``table``: partitioned, partition_key, unlogged, foreign, comment
-- ``column``: table, name, position, type, nullable, default, generated,
-  identity (None or {always, start, increment, min_value, max_value, cache, cycle}),
-  collation, comment
-- ``primary_key`` / ``unique`` / ``check`` / ``exclusion`` / ``foreign_key``: table, name,
-  columns, definition; checks add expression; foreign keys add ref_table, ref_columns,
-  on_update, on_delete, match; all add deferrable, initially_deferred, validated,
-  no_inherit and comment when set
-- ``index``: table, unique, method, keys, include, predicate, nulls_not_distinct,
-  definition, comment
-- ``view``: materialized, definition, comment
+The kinds and their attributes are declared in :mod:`abparts_ops.core.schema.kinds` and
+listed below (this list is generated from that registry when the module loads).
 """
 
 from __future__ import annotations
@@ -37,25 +21,15 @@ from functools import cached_property
 from typing import Any
 
 from abparts_ops.core.errors import SchemaError
+from abparts_ops.core.schema.kinds import KINDS, format_doc
 
 FORMAT = "abparts-ops/schema-snapshot"
-FORMAT_VERSION = 1
+# 2: functions, triggers, policies, rules, composite and range types, privileges;
+# tables record partitions and row security, extensions their version.
+FORMAT_VERSION = 2
 
-KINDS: tuple[str, ...] = (
-    "extension",
-    "enum",
-    "domain",
-    "sequence",
-    "table",
-    "column",
-    "primary_key",
-    "unique",
-    "check",
-    "exclusion",
-    "foreign_key",
-    "index",
-    "view",
-)
+__doc__ = (__doc__ or "") + "\nKinds (key): attributes\n\n" + format_doc() + "\n"
+__all__ = ["FORMAT", "FORMAT_VERSION", "KINDS", "Snapshot", "canonical_json", "sha256_text"]
 
 Attrs = Mapping[str, Any]
 Objects = Mapping[str, Mapping[str, Attrs]]

@@ -91,6 +91,7 @@ def probe(
     timeout_s: float = 10.0,
     known: KnownSchema | None = None,
     connect_timeout_s: float | None = None,
+    privileges: bool = False,
 ) -> ProbeResult:
     """Probe one environment: its version rows and its schema fingerprint.
 
@@ -98,8 +99,10 @@ def probe(
     :meth:`ProbeResult.known` of an earlier probe of the same environment), a short
     statement reads the version rows and the catalog token first, and the full query
     runs only when the catalogs changed since; otherwise ``known``'s fingerprint is
-    returned (``reused``). ``timeout_s`` bounds the connection and each statement;
-    ``connect_timeout_s``, when given, bounds the connection alone.
+    returned (``reused``). ``privileges`` includes the granted privileges (as the
+    snapshot's ``privileges`` does; both must agree). ``timeout_s`` bounds the
+    connection and each statement; ``connect_timeout_s``, when given, bounds the
+    connection alone.
     Errors are :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming
     ``environment``.
     """
@@ -110,6 +113,7 @@ def probe(
         "schema": schema,
         "excl": compile_patterns(exclusion_patterns(exclude, version_table)),
         "version_table": qualified,
+        "privileges": privileges,
     }
     key = query_key(params)
     prefix = f"{key}:"

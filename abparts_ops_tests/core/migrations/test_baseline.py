@@ -25,16 +25,16 @@ from sqlalchemy.engine import Engine
 from abparts_ops.core.db import connect, create_database, drop_database, make_engine
 from abparts_ops.core.errors import MigrationError
 from abparts_ops.core.migrations import migrate
-from abparts_ops.core.migrations.baseline import (
+from abparts_ops.core.migrations.baseline_files import (
     BaselinePlan,
     apply_baseline,
     baseline_filename,
     new_revision_id,
     plan_baseline,
     read_baseline_header,
-    render_baseline,
     write_baseline,
 )
+from abparts_ops.core.migrations.baseline_render import render_baseline
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.migrations.typemap import py_string, render_type
 from abparts_ops.core.schema.diff import diff_snapshots

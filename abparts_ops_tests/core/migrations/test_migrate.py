@@ -174,6 +174,11 @@ def test_build_from_empty_fails_on_a_diff_baseline(tmp_path: Path, conn: Connect
     assert result.applied == ()
     assert current_revisions(conn) is None  # rolled back, version table included
     assert _tables(conn) == set()
+    # The file and the line of the failing operation, not only the revision.
+    assert result.failed_file is not None and result.failed_line is not None
+    lines = Path(result.failed_file).read_text().splitlines()
+    assert "op.drop_index('ix_users_email'" in lines[result.failed_line - 1]
+    assert result.where() == f"{Path(result.failed_file).name}, line {result.failed_line}"
 
 
 def test_build_from_empty_reports_a_later_failure(tmp_path: Path, conn: Connection) -> None:

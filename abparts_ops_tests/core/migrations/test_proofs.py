@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.migrations.baseline import render_baseline
+from abparts_ops.core.migrations.baseline_render import render_baseline
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.migrations.proofs import load_metadata, prove_baseline
 from abparts_ops.core.schema.introspect import take_snapshot
@@ -83,21 +83,30 @@ def _render(snapshot) -> str:
     )
 
 
-def _prove(tmp_path, admin_url, root, snapshot, models=None):
+def _prove(tmp_path, admin_url, root, snapshot, models=None, source_url=None):
     project = load_project(ini_path=root / "alembic.ini")
     return prove_baseline(
-        admin_url, project, snapshot, exclude=EXCLUDE, models=models, sys_path=[str(tmp_path)]
+        admin_url,
+        project,
+        snapshot,
+        exclude=EXCLUDE,
+        models=models,
+        sys_path=[str(tmp_path)],
+        source_url=source_url,
     )
 
 
 def test_good_baseline_passes_every_proof(tmp_path, admin_url, source):
-    _url, snapshot = source
+    url, snapshot = source
     root = _project(tmp_path, _render(snapshot))
     (tmp_path / "proof_models_ok.py").write_text(MODELS.format(extra=""))
-    results = _prove(tmp_path, admin_url, root, snapshot, models="proof_models_ok:metadata")
+    results = _prove(
+        tmp_path, admin_url, root, snapshot, models="proof_models_ok:metadata", source_url=url
+    )
     assert {name: r.passed for name, r in results.items()} == {
         "single_head": True,
         "round_trip": True,
+        "dump_parity": True,
         "models_match": True,
         "downgrade_clean": True,
     }, {name: r.details for name, r in results.items()}
@@ -140,6 +149,11 @@ def test_models_that_differ_fail_models_match(tmp_path, admin_url, source):
     results = _prove(tmp_path, admin_url, root, snapshot, models="proof_models_extra:metadata")
     assert not results["models_match"].passed
     assert "weight_kg" in results["models_match"].details
+    # Alembic's own operation text, as a revision file would hold it.
+    assert "op.add_column('parts', sa.Column('weight_kg', sa.Numeric(precision=8, scale=3)" in (
+        results["models_match"].details
+    ), results["models_match"].details
+    assert "add_column None" not in results["models_match"].details
 
 
 def test_two_heads_fail_single_head(tmp_path, admin_url, source):

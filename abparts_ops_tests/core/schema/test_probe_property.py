@@ -56,7 +56,20 @@ CREATE TABLE document_chunks (
 );
 CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('base0001');
+CREATE TYPE money_amount AS (currency char(3), amount numeric(12,2));
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER parts_touch BEFORE UPDATE OF code ON parts
+    FOR EACH ROW WHEN (OLD.code IS DISTINCT FROM NEW.code) EXECUTE FUNCTION touch();
+CREATE TABLE notes (id int PRIMARY KEY, author text);
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notes_own ON notes USING (author = current_user);
+CREATE TABLE events (at date NOT NULL, v int) PARTITION BY RANGE (at);
+CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE INDEX events_v_idx ON events (v);
+CREATE MATERIALIZED VIEW note_counts AS SELECT author, count(*) AS n FROM notes GROUP BY author;
 """
+
+TOUCH = "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ {} $$"
 
 # (name, sql, revert sql, changes the compared schema?). Each touches objects no other
 # one touches (rows go into orgs, whose constraints no mutation tightens), so any subset
@@ -134,7 +147,87 @@ MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
         "ALTER TABLE orgs DROP CONSTRAINT orgs_name_key",
         True,
     ),
+    (
+        "function_body",
+        TOUCH.format("BEGIN NEW.code := upper(NEW.code); RETURN NEW; END"),
+        TOUCH.format("BEGIN RETURN NEW; END"),
+        True,
+    ),
+    (
+        "function_comment",
+        "COMMENT ON FUNCTION touch() IS 'trigger'",
+        "COMMENT ON FUNCTION touch() IS NULL",
+        True,
+    ),
+    (
+        "trigger_dropped",
+        "DROP TRIGGER parts_touch ON parts",
+        "CREATE TRIGGER parts_touch BEFORE UPDATE OF code ON parts FOR EACH ROW"
+        " WHEN (OLD.code IS DISTINCT FROM NEW.code) EXECUTE FUNCTION touch()",
+        True,
+    ),
+    (
+        "trigger_disabled",
+        "ALTER TABLE parts DISABLE TRIGGER parts_touch",
+        "ALTER TABLE parts ENABLE TRIGGER parts_touch",
+        True,
+    ),
+    (
+        "policy_added",
+        "CREATE POLICY notes_read ON notes AS RESTRICTIVE FOR SELECT USING (id > 0)",
+        "DROP POLICY notes_read ON notes",
+        True,
+    ),
+    (
+        "policy_changed",
+        "ALTER POLICY notes_own ON notes USING (author <> '')",
+        "ALTER POLICY notes_own ON notes USING (author = current_user)",
+        True,
+    ),
+    (
+        "rls_forced",
+        "ALTER TABLE notes FORCE ROW LEVEL SECURITY",
+        "ALTER TABLE notes NO FORCE ROW LEVEL SECURITY",
+        True,
+    ),
+    (
+        "composite_attribute",
+        "ALTER TYPE money_amount ADD ATTRIBUTE note text",
+        "ALTER TYPE money_amount DROP ATTRIBUTE note",
+        True,
+    ),
+    (
+        "partition_detached",
+        "ALTER TABLE events DETACH PARTITION events_2024",
+        "ALTER TABLE events ATTACH PARTITION events_2024"
+        " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        True,
+    ),
+    (
+        "matview_index",
+        "CREATE UNIQUE INDEX note_counts_author ON note_counts (author)",
+        "DROP INDEX note_counts_author",
+        True,
+    ),
+    (
+        "rule_added",
+        "CREATE RULE notes_keep AS ON DELETE TO notes DO INSTEAD NOTHING",
+        "DROP RULE notes_keep ON notes",
+        True,
+    ),
     # schema-neutral: none of these may move the fingerprint
+    (
+        "function_replaced_as_is",
+        TOUCH.format("BEGIN RETURN NEW; END"),
+        "SELECT 1",
+        False,
+    ),
+    (
+        "grant_not_compared",
+        "GRANT SELECT ON notes TO PUBLIC",
+        "REVOKE SELECT ON notes FROM PUBLIC",
+        False,
+    ),
     (
         "rows_inserted",
         "INSERT INTO orgs (name) SELECT 'org ' || g FROM generate_series(1, 50) g; ANALYZE orgs",
@@ -253,6 +346,8 @@ def test_probe_changes_iff_snapshot_differs(base: Base, chosen: set[int]) -> Non
 
 
 DATA_ONLY = frozenset({"rows_inserted", "version_row", "sequence_used"})
+# (function_replaced_as_is and grant_not_compared write catalog rows: the token moves,
+# the fingerprint does not)
 """Mutations that write no catalog row: the catalog token must not move for them."""
 
 
@@ -283,3 +378,28 @@ def test_each_mutation_alone(base: Base) -> None:
     assert probe(url, environment="mutant", exclude=EXCLUDE).fingerprint == (
         reference.probe_fingerprint
     )
+
+
+def test_grants_move_the_probe_only_when_privileges_are_compared(base: Base) -> None:
+    """With ``privileges=True`` a GRANT is a schema difference for the probe and the
+    snapshot alike (and the cached probe does not reuse the old fingerprint)."""
+    url = base.url
+    before = probe(url, environment="grants", exclude=EXCLUDE, privileges=True)
+    reference = take_snapshot(url, exclude=EXCLUDE, source="base", privileges=True)
+    assert before.fingerprint == reference.probe_fingerprint
+    assert before.fingerprint == base.reference.probe_fingerprint  # no grant in the base yet
+    _run(url, "GRANT SELECT ON notes TO PUBLIC")
+    try:
+        after = probe(url, environment="grants", exclude=EXCLUDE, privileges=True)
+        cached = probe(
+            url, environment="grants", exclude=EXCLUDE, privileges=True, known=before.known()
+        )
+        plain = probe(url, environment="grants", exclude=EXCLUDE)
+        actual = take_snapshot(url, exclude=EXCLUDE, source="grants", privileges=True)
+    finally:
+        _run(url, "REVOKE SELECT ON notes FROM PUBLIC")
+    assert after.fingerprint == actual.probe_fingerprint != before.fingerprint
+    assert not cached.reused and cached.fingerprint == after.fingerprint
+    assert plain.fingerprint == base.reference.probe_fingerprint
+    changes = diff_snapshots(reference, actual).changes
+    assert [(c.kind, c.key) for c in changes] == [("privilege", "TABLE notes PUBLIC")]

@@ -206,6 +206,7 @@ def snapshot_and_probe_inside(conn: Connection) -> tuple[Snapshot, str]:
                 "schema": "public",
                 "excl": compile_patterns(exclusion_patterns(())),
                 "version_table": '"public"."alembic_version"',
+                "privileges": False,
             },
         )
         fingerprint = cur.fetchone()[0]

@@ -287,13 +287,19 @@ def test_tables_partitioned_unlogged_comment(rich: Snapshot) -> None:
     assert tables["orgs"] == {
         "partitioned": False,
         "partition_key": None,
+        "partition_of": None,
+        "partition_bound": None,
         "unlogged": False,
         "foreign": False,
+        "row_security": False,
+        "force_row_security": False,
         "comment": "organisations",
     }
     assert tables["events"]["partitioned"] is True
     assert tables["events"]["partition_key"] == "RANGE (at)"
     assert tables["events_2024"]["partitioned"] is False
+    assert tables["events_2024"]["partition_of"] == "events"
+    assert tables["events_2024"]["partition_bound"].startswith("FOR VALUES FROM (")
     assert tables["cache_entries"]["unlogged"] is True
     assert rich.kind("column")["events_2024.at"]["nullable"] is False
 
@@ -378,6 +384,7 @@ def test_indexes(rich: Snapshot) -> None:
         "include": ["org_id"],
         "predicate": "code IS NOT NULL",
         "nulls_not_distinct": False,
+        "parent_index": None,
         "definition": "CREATE INDEX parts_code_lower ON parts USING btree "
         "(lower(code) DESC NULLS LAST) INCLUDE (org_id) WHERE (code IS NOT NULL)",
         "comment": "search",
@@ -438,7 +445,10 @@ def test_extensions(db_factory: Callable[..., str], admin_url: str) -> None:
         + "CREATE TABLE t (id int PRIMARY KEY);",
     )
     snap = take_snapshot(url)
-    assert snap.kind("extension") == {name: {"schema": "public"} for name in wanted}
+    versions = dict(query(url, "SELECT extname::text, extversion FROM pg_extension"))
+    assert snap.kind("extension") == {
+        name: {"schema": "public", "version": versions[name]} for name in wanted
+    }
     assert "plpgsql" not in snap.kind("extension")
 
 

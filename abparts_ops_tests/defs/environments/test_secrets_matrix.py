@@ -23,7 +23,7 @@ from dagster._serdes import serialize_value
 from abparts_ops.cli import main
 from abparts_ops.core.db import redact_url, scrub
 from abparts_ops.core.settings import CONFIG_ENV
-from abparts_ops_tests.defs.environments.conftest import VARIABLES, Pipeline
+from abparts_ops_tests.defs.environments.conftest import VARIABLES, Pipeline, failure_description
 
 TOKEN = uuid.uuid4().hex[:12]
 SECRET = f"Sx{TOKEN}Pw"
@@ -60,6 +60,13 @@ def _forms(url: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     }
 
 
+REFUSED = {
+    "unencoded_at": "unencoded '@'",
+    "dsn": "key=value connection string",
+    "dsn_quoted": "key=value connection string",
+    "bad_port": "has a port that is not a number",
+    "asyncpg": "names the driver 'asyncpg'",
+}
 FORMS = sorted(_forms("postgresql://u@h:1/d"))
 
 
@@ -118,6 +125,10 @@ def test_no_secret_on_any_failing_path(
         if not e.passed
     }
     assert ("staging", "revision_is_head") in failed
+    if form in REFUSED:  # refused before connecting: one line naming the variable
+        description = failure_description(results["stamp"])
+        assert REFUSED[form] in description and VARIABLES["staging"] in description
+        assert VARIABLES["staging"] in tick and REFUSED[form] in tick
 
     texts: dict[str, str] = {"sensor tick": tick, "log records": caplog.text}
     instance = pipeline.instance

@@ -1,0 +1,545 @@
+"""The baseline renderer: a snapshot becomes the source text of a new Alembic root revision.
+
+:func:`render_baseline` writes the Python source of a revision whose ``upgrade()`` creates
+every compared object of a :class:`~abparts_ops.core.schema.model.Snapshot` on an empty
+database, and whose ``downgrade()`` removes all of it again. Order of ``upgrade()``:
+extensions, enum types, domains, sequences, tables (``op.create_table`` with columns,
+primary key, unique and check constraints, comments), foreign keys
+(``op.create_foreign_key``, after every table, so cycles work), constraints Alembic cannot
+declare (exclusion, ``NOT VALID``, ``NULLS NOT DISTINCT``, ...), ``ALTER SEQUENCE ... OWNED
+BY``, views (dependency order), indexes (``op.create_index``, or the catalog's own
+``CREATE INDEX`` where a key has an operator class, a sort order, a collation ...), and
+the remaining comments.
+
+The file is plain, formatted Python (one call per object, short section comments, printed
+by :mod:`abparts_ops.core.migrations.pyformat`); types are mapped by
+:mod:`abparts_ops.core.migrations.typemap`. It records the snapshot's fingerprint as
+``source_fingerprint``, which makes a rerun on an unchanged schema a no-op (see
+:mod:`abparts_ops.core.migrations.baseline_files`, which plans and writes the file).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from abparts_ops.core.errors import MigrationError
+from abparts_ops.core.migrations.pyformat import (
+    Call,
+    ListExpr,
+    fmt,
+    name_list,
+    noqa_long_lines,
+    op_execute,
+    sa_text,
+    sql_literal,
+)
+from abparts_ops.core.migrations.typemap import RAW_TYPE_SOURCE, py_string, render_type
+from abparts_ops.core.schema.ddl import (
+    Section,
+    by_table,
+    columns_of,
+    ddl_sections,
+    drop_statements,
+    foreign_keys_outside,
+    index_statement,
+    is_partition,
+    partition_order,
+    quote_ident,
+    rendered_indexes,
+    sequence_options,
+    stable_expression,
+    table_order,
+)
+from abparts_ops.core.schema.kinds import BY_NAME
+from abparts_ops.core.schema.model import KINDS, Snapshot
+
+_INTEGER_TYPES = {"smallint", "integer", "bigint"}
+
+
+def _own(constraints: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The constraints a table declares itself (not those inherited from a parent)."""
+    return [con for con in constraints if not con.get("inherited")]
+
+
+@dataclass
+class _Body:
+    """Statements of ``upgrade()`` or ``downgrade()``, grouped in commented sections."""
+
+    lines: list[str]
+    last_title: str | None = None
+
+    def section(self, title: str, calls: Sequence[Call]) -> None:
+        if not calls:
+            return
+        if title != self.last_title:  # consecutive parts of one section share its title
+            self.lines.extend(["", f"    # {title}"])
+            self.last_title = title
+        for call in calls:
+            self.lines.extend(noqa_long_lines("    " + fmt(call, 4)).split("\n"))
+
+
+class _Renderer:
+    """Builds the calls of one baseline revision from a snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.enums = sorted(snapshot.kind("enum"))
+        self.uses_raw = False
+        self.uses_postgresql = False
+        self.deferred: list[Call] = []  # constraints added after the tables
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _type(self, col: Mapping[str, Any]) -> str:
+        rendered = render_type(col["type"], enums=self.enums, collation=col.get("collation"))
+        self.uses_raw |= rendered.uses_raw
+        self.uses_postgresql |= rendered.uses_postgresql
+        return rendered.source
+
+    def _add_constraint(self, con: Mapping[str, Any]) -> None:
+        self.deferred.append(
+            op_execute(
+                f"ALTER TABLE {quote_ident(con['table'])} ADD CONSTRAINT "
+                f"{quote_ident(con['name'])} {stable_expression(con['definition'])}"
+            )
+        )
+
+    # -- tables --------------------------------------------------------------------------
+
+    def column(self, col: Mapping[str, Any], pk_columns: Collection[str]) -> Call:
+        call = Call("sa.Column", py_string(col["name"]), self._type(col))
+        identity = col.get("identity")
+        if identity:
+            data_type = col["type"] if col["type"] in _INTEGER_TYPES else "bigint"
+            options = sequence_options(data_type, identity)
+            call.add(None, Call("sa.Identity", always=bool(identity.get("always")), **options))
+        if col.get("generated") is not None:
+            call.add(None, Call("sa.Computed", sql_literal(col["generated"]), persisted="True"))
+        if col.get("default") is not None:
+            call.add("server_default", sa_text(col["default"]))
+        call.add("nullable", str(bool(col.get("nullable", True))))
+        if (
+            col["name"] in pk_columns
+            and col["type"] in _INTEGER_TYPES
+            and col.get("default") is None
+            and not identity
+        ):
+            call.add("autoincrement", "False")  # else SQLAlchemy would make it SERIAL
+        if col.get("comment") is not None:
+            call.add("comment", py_string(col["comment"]))
+        return call
+
+    def table(self, name: str) -> Call:
+        snap = self.snapshot
+        attrs = snap.kind("table")[name]
+        if attrs.get("foreign"):
+            raise MigrationError(
+                f"table {name!r} is a foreign table; its server and options are not in the "
+                "snapshot, so the baseline cannot create it (exclude it)."
+            )
+        pks = _own(by_table(snap, "primary_key").get(name, []))
+        pk_columns = set(pks[0]["columns"]) if pks else set()
+        call = Call("op.create_table", py_string(name))
+        for col in columns_of(snap, name):
+            call.add(None, self.column(col, pk_columns))
+        for pk in pks:
+            self._key_constraint(call, pk, "sa.PrimaryKeyConstraint", "PRIMARY KEY")
+        for uq in _own(by_table(snap, "unique").get(name, [])):
+            self._key_constraint(call, uq, "sa.UniqueConstraint", "UNIQUE")
+        for check in _own(by_table(snap, "check").get(name, [])):
+            expected = f"CHECK ({check.get('expression')})"
+            if check.get("definition") == expected:
+                call.add(
+                    None,
+                    Call(
+                        "sa.CheckConstraint",
+                        sql_literal(stable_expression(check["expression"])),
+                        name=py_string(check["name"]),
+                    ),
+                )
+            else:
+                self._add_constraint(check)
+        for excl in _own(by_table(snap, "exclusion").get(name, [])):
+            self._add_constraint(excl)
+        if attrs.get("comment") is not None:
+            call.add("comment", py_string(attrs["comment"]))
+        if attrs.get("unlogged"):
+            call.add("prefixes", ListExpr([py_string("UNLOGGED")]))
+        if attrs.get("partitioned"):
+            call.add("postgresql_partition_by", py_string(attrs["partition_key"]))
+        return call
+
+    def _key_constraint(self, call: Call, con: Mapping[str, Any], func: str, keyword: str) -> None:
+        cols = con.get("columns") or []
+        expected = f"{keyword} ({', '.join(quote_ident(c) for c in cols)})"
+        if con.get("deferrable"):
+            expected += " DEFERRABLE"
+            if con.get("initially_deferred"):
+                expected += " INITIALLY DEFERRED"
+        if con.get("definition") != expected:
+            self._add_constraint(con)
+            return
+        entry = Call(func, *[py_string(c) for c in cols], name=py_string(con["name"]))
+        if con.get("deferrable"):
+            entry.add("deferrable", "True")
+            if con.get("initially_deferred"):
+                entry.add("initially", py_string("DEFERRED"))
+        call.add(None, entry)
+
+    # -- foreign keys --------------------------------------------------------------------
+
+    def foreign_key(self, fk: Mapping[str, Any]) -> Call:
+        ref = fk["ref_table"]
+        cols, ref_cols = fk.get("columns") or [], fk.get("ref_columns") or []
+        expected = (
+            f"FOREIGN KEY ({', '.join(quote_ident(c) for c in cols)}) REFERENCES "
+            f"{quote_ident(ref)}({', '.join(quote_ident(c) for c in ref_cols)})"
+        )
+        if fk.get("match") not in (None, "SIMPLE"):
+            expected += f" MATCH {fk['match']}"
+        for clause, key in (("ON UPDATE", "on_update"), ("ON DELETE", "on_delete")):
+            if fk.get(key) not in (None, "NO ACTION"):
+                expected += f" {clause} {fk[key]}"
+        if fk.get("deferrable"):
+            expected += " DEFERRABLE"
+            if fk.get("initially_deferred"):
+                expected += " INITIALLY DEFERRED"
+        if fk.get("definition") != expected or ref not in self.snapshot.kind("table"):
+            return op_execute(
+                f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT "
+                f"{quote_ident(fk['name'])} {fk['definition']}"
+            )
+        call = Call(
+            "op.create_foreign_key",
+            py_string(fk["name"]),
+            py_string(fk["table"]),
+            py_string(ref),
+            name_list(cols),
+            name_list(ref_cols),
+        )
+        if fk.get("on_update") not in (None, "NO ACTION"):
+            call.add("onupdate", py_string(fk["on_update"]))
+        if fk.get("on_delete") not in (None, "NO ACTION"):
+            call.add("ondelete", py_string(fk["on_delete"]))
+        if fk.get("deferrable"):
+            call.add("deferrable", "True")
+            if fk.get("initially_deferred"):
+                call.add("initially", py_string("DEFERRED"))
+        if fk.get("match") not in (None, "SIMPLE"):
+            call.add("match", py_string(fk["match"]))
+        return call
+
+    # -- indexes -------------------------------------------------------------------------
+
+    def index(self, name: str, idx: Mapping[str, Any]) -> Call:
+        plain = self._index_call(name, idx)
+        return plain if plain is not None else op_execute(index_statement(idx))
+
+    def _index_call(self, name: str, idx: Mapping[str, Any]) -> Call | None:
+        """``op.create_index`` when it recreates exactly the catalog's definition, else None."""
+        definition: str = idx["definition"].replace(" ON ONLY ", " ON ", 1)
+        table = idx["table"]
+        head = (
+            f"CREATE {'UNIQUE ' if idx.get('unique') else ''}INDEX {quote_ident(name)} "
+            f"ON {quote_ident(table)} USING {idx['method']} ("
+        )
+        if not definition.startswith(head) or idx.get("nulls_not_distinct"):
+            return None
+        end = _closing_paren(definition, len(head) - 1)
+        if end is None:
+            return None
+        key_sql, tail = definition[len(head) : end], definition[end + 1 :]
+        if "COLLATE" in key_sql:
+            return None
+        keys: list[Any] = []
+        for key in idx.get("keys") or []:
+            column = unquote_ident(key)
+            if column is not None:
+                keys.append(py_string(column))
+            elif key.endswith(")"):
+                keys.append(sa_text(key))
+            else:
+                return None  # operator class, DESC, NULLS FIRST/LAST
+        include = [unquote_ident(c) for c in idx.get("include") or []]
+        if include:
+            expected = f" INCLUDE ({', '.join(idx['include'])})"
+            if not tail.startswith(expected) or None in include:
+                return None
+            tail = tail[len(expected) :]
+        if tail and not (tail.startswith(" WHERE ") and idx.get("predicate")):
+            return None  # storage parameters, tablespace, ...
+        call = Call("op.create_index", py_string(name), py_string(table), ListExpr(keys))
+        call.add("unique", str(bool(idx.get("unique"))))
+        if idx["method"] != "btree":
+            call.add("postgresql_using", py_string(idx["method"]))
+        if include:
+            call.add("postgresql_include", name_list([c for c in include if c is not None]))
+        if idx.get("predicate"):
+            call.add("postgresql_where", sa_text(stable_expression(idx["predicate"])))
+        return call
+
+    # -- the whole file ------------------------------------------------------------------
+
+    def _sequences(self, section: Section) -> list[Call]:
+        calls = []
+        for name in sorted(self.snapshot.kind("sequence")):
+            seq = self.snapshot.kind("sequence")[name]
+            data_type = {"integer": "sa.Integer()", "smallint": "sa.SmallInteger()"}.get(
+                seq["data_type"]
+            )
+            options = sequence_options(seq["data_type"], seq)
+            sequence = Call("sa.Sequence", py_string(name), data_type=data_type, **options)
+            calls.append(Call("op.execute", Call("sa.schema.CreateSequence", sequence)))
+        return calls
+
+    def _tables(self, section: Section) -> list[Call]:
+        snap = self.snapshot
+        return [self.table(name) for name in sorted(snap.kind("table"))
+                if not is_partition(snap, name)]
+
+    def _late(self, section: Section) -> list[Call]:
+        return self.deferred
+
+    def _nothing(self, section: Section) -> list[Call]:
+        return []
+
+    def _foreign_keys(self, section: Section) -> list[Call]:
+        fks = self.snapshot.kind("foreign_key")
+        return [self.foreign_key(fks[k]) for k in sorted(fks) if not fks[k].get("inherited")]
+
+    def _indexes(self, section: Section) -> list[Call]:
+        indexes = self.snapshot.kind("index")
+        return [self.index(name, indexes[name]) for name in rendered_indexes(self.snapshot)]
+
+    def op_sections(self) -> dict[str, Any]:
+        """DDL section tags that the baseline renders with Alembic operations (the others
+        become ``op.execute`` of the canonical DDL statement)."""
+        return {
+            "sequence": self._sequences,
+            "table": self._tables,
+            "table:late": self._late,
+            "foreign_key": self._foreign_keys,
+            "index": self._indexes,
+            "table:comment": self._nothing,  # set by op.create_table
+            "column:comment": self._nothing,
+        }
+
+    def upgrade(self) -> list[str]:
+        snap = self.snapshot
+        body = _Body([])
+        setup = [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")]
+        if snap.kind("function"):
+            setup.append(op_execute("SET LOCAL check_function_bodies = false"))
+        body.section(
+            "Expressions below were printed with this search_path (for this transaction)", setup
+        )
+        ops = self.op_sections()
+        sections = ddl_sections(snap)
+        # create_table collects the constraints it cannot declare: render the tables first
+        rendered = {id(s): ops[s.tag](s) for s in sections if s.tag == "table"}
+        for section in sections:
+            if id(section) in rendered:
+                calls = rendered[id(section)]
+            elif section.tag in ops:
+                calls = ops[section.tag](section)
+            else:
+                calls = [op_execute(statement) for statement in section.statements]
+            body.section(section.title, calls)
+        return body.lines
+
+    def downgrade(self) -> list[str]:
+        snap = self.snapshot
+        body = _Body([])
+        body.section(
+            "Names below are unqualified (for this transaction)",
+            [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
+        )
+        order, cycle_keys = table_order(snap)
+        partitions = partition_order(snap)
+        fks = snap.kind("foreign_key")
+        for section in drop_statements(snap):
+            if section.tag == "table":
+                body.section(
+                    "Foreign keys that close a cycle between tables",
+                    [
+                        Call(
+                            "op.drop_constraint",
+                            py_string(fks[k]["name"]),
+                            py_string(fks[k]["table"]),
+                            type_=py_string("foreignkey"),
+                        )
+                        for k in cycle_keys
+                    ],
+                )
+                body.section(
+                    "Tables (referencing tables first; owned sequences go with them)",
+                    [Call("op.drop_table", py_string(n)) for n in reversed(order)
+                     if n not in partitions],
+                )
+            elif section.tag == "table:partition":
+                body.section(
+                    "Partitions",
+                    [Call("op.drop_table", py_string(n)) for n in reversed(partitions)],
+                )
+            elif section.tag == "sequence":
+                body.section(
+                    "Sequences",
+                    [
+                        Call(
+                            "op.execute",
+                            Call("sa.schema.DropSequence", Call("sa.Sequence", py_string(name))),
+                        )
+                        for name in sorted(snap.kind("sequence"), reverse=True)
+                        if not snap.kind("sequence")[name].get("owned_by")
+                    ],
+                )
+            else:
+                body.section(section.title, [op_execute(s) for s in section.statements])
+        return body.lines
+
+
+def unquote_ident(text: str) -> str | None:
+    """The name a (possibly quoted) identifier stands for; None if ``text`` is not one."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        inner = text[1:-1]
+        if inner and '"' not in inner.replace('""', ""):
+            return inner.replace('""', '"')
+        return None
+    return text if quote_ident(text) == text else None
+
+
+def _closing_paren(text: str, start: int) -> int | None:
+    """Index of the parenthesis closing the one at ``start`` (quotes respected)."""
+    depth = 0
+    quote: str | None = None
+    i = start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == quote:
+                if i + 1 < len(text) and text[i + 1] == quote:
+                    i += 1
+                else:
+                    quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _safe_label(text: str) -> str:
+    """A one-line label for the docstring, with any URL password masked."""
+    text = " ".join(text.split())
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def _count_label(kind: str, count: int) -> str:
+    entry = BY_NAME.get(kind)
+    singular, plural = (entry.singular, entry.plural) if entry else (kind, kind + "s")
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def _docstring(snapshot: Snapshot, revision: str, message: str, created: datetime) -> str:
+    counts = snapshot.counts()
+    listed = ", ".join(_count_label(kind, counts[kind]) for kind in KINDS if counts[kind])
+    title = _safe_label(message).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    source = _safe_label(snapshot.source or "unnamed source")
+    if snapshot.server_version:
+        source += f" (PostgreSQL {snapshot.server_version})"
+    lines = [
+        f'"""{title}',
+        "",
+        f"Revision ID: {revision}",
+        "Revises:",
+        f"Create Date: {created.isoformat(sep=' ', timespec='seconds')}",
+        "",
+        "A self-contained root revision rendered by abparts_ops from a schema snapshot:",
+        "upgrade() creates the whole schema on an empty database, downgrade() removes it.",
+        "",
+        f"Source: {source}, schema {snapshot.schema}".replace("\\", "\\\\"),
+        f"Source fingerprint: {snapshot.fingerprint}",
+    ]
+    lines += textwrap.wrap(f"Objects: {listed}.", width=88, subsequent_indent="    ")
+    if snapshot.excluded:
+        lines += textwrap.wrap(
+            "Not managed here (excluded): " + ", ".join(sorted(snapshot.excluded)) + ".",
+            width=88,
+            subsequent_indent="    ",
+        )
+    lines.append('"""')
+    return "\n".join(lines)
+
+
+def render_baseline(
+    snapshot: Snapshot,
+    *,
+    revision: str,
+    message: str = "baseline schema",
+    created: datetime,
+) -> str:
+    """Render the Python source of a baseline (root) revision that recreates ``snapshot``.
+
+    The same arguments always give byte-identical text. Raises :class:`MigrationError`
+    when the schema cannot be built from it: a foreign key to an excluded table (or to a
+    table the snapshot does not hold), or a foreign table.
+    """
+    if not re.fullmatch(r"[0-9A-Za-z_]+", revision):
+        raise MigrationError(
+            f"revision id {revision!r} is not valid (use letters, digits and underscores, "
+            "e.g. the 12 hex digits of new_revision_id())."
+        )
+    for key, table, ref in foreign_keys_outside(snapshot):
+        where = "excluded table" if ref in snapshot.excluded else "table not in the snapshot"
+        raise MigrationError(
+            f"foreign key {key.split('.', 1)[-1]!r} of table {table!r} references {where} "
+            f"{ref!r}; a baseline without {ref!r} cannot be built (stop excluding {ref!r}, "
+            f"or exclude {table!r} too)."
+        )
+    renderer = _Renderer(snapshot)
+    upgrade = renderer.upgrade()
+    downgrade = renderer.downgrade()
+    imports = ["import sqlalchemy as sa", "from alembic import op"]
+    if renderer.uses_postgresql:
+        imports.append("from sqlalchemy.dialects import postgresql")
+    parts = [
+        _docstring(snapshot, revision, message, created),
+        "",
+        *imports,
+        "",
+        "# revision identifiers, used by Alembic.",
+        f"revision = {py_string(revision)}",
+        "down_revision = None",
+        "branch_labels = None",
+        "depends_on = None",
+        "",
+        "# sha256 of the schema snapshot this revision was rendered from (abparts_ops).",
+        f"source_fingerprint = {py_string(snapshot.fingerprint)}",
+        "",
+    ]
+    if renderer.uses_raw:
+        parts += ["", RAW_TYPE_SOURCE]
+    parts += [
+        "",
+        "def upgrade() -> None:",
+        '    """Create every object of the source schema, in dependency order."""',
+        *upgrade[1:],
+        "",
+        "",
+        "def downgrade() -> None:",
+        '    """Drop everything upgrade() created, in reverse order."""',
+        *downgrade[1:],
+        "",
+    ]
+    return "\n".join(parts)
+
