@@ -4,7 +4,7 @@
     abparts-ops demo drift [--env staging] add an index by hand, to watch the sensor catch it
     abparts-ops doctor                     every environment reachable, with the privileges,
                                            no two on one database, scratch usable
-    abparts-ops drift ENV                  revision and schema drift of ENV against the source
+    abparts-ops drift ENV                  ENV's state against the migration history
 
 Exit codes: 0 all good, 1 something found (drift, unreachable, missing privilege),
 2 bad input (configuration, arguments).
@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from abparts_ops.core.doctor import run_doctor
 from abparts_ops.core.errors import AbpartsOpsError, ConfigError
 from abparts_ops.core.migrations.project import load_project
-from abparts_ops.core.schema.diff import diff_snapshots
-from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops.core.schema.probe import probe
 from abparts_ops.core.settings import CONFIG_ENV, Settings, load_settings
 
 OK, FOUND, BAD_INPUT = 0, 1, 2
@@ -47,36 +44,57 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    """Print ENV's revision and schema drift against the source environment, live."""
+    """Print ENV's state against the migration history (the reference), live.
+
+    The expected schemas come from the cache (built on the scratch server when the
+    history changed); the environment is read in full, so a drift shows its diff.
+    Exit 0 when in sync, 1 in any other state.
+    """
+    from abparts_ops.core.migrations.expected import (
+        archived_revisions,
+        default_cache_dir,
+        load_or_build_expected,
+    )
+    from abparts_ops.core.verify import snapshot_state
+
     settings = _settings()
     if args.env not in settings.environments:
         print(f"unknown environment {args.env!r} (known: {', '.join(settings.environments)})")
         return BAD_INPUT
     env = settings.environments[args.env]
-    source = settings.source_environment
     project = load_project(
         ini_path=settings.alembic.ini_path,
         script_location=settings.alembic.script_location,
         version_table=settings.alembic.version_table,
     )
-    heads = tuple(sorted(project.script().get_heads()))
-    common = {"exclude": settings.exclude, "version_table": settings.alembic.version_table}
-    seen = probe(env.url(), environment=env.name, schema=env.schema, **common)
-    reference = take_snapshot(source.url(), schema=source.schema, source=source.name, **common)
-    status = OK
-    print(f"{env.name}: revision {', '.join(seen.revisions or ()) or 'none'}; head "
-          f"{', '.join(heads)}")
-    if seen.revisions != heads:
-        print("  revision drift: not at the head")
-        status = FOUND
-    if seen.fingerprint == reference.probe_fingerprint:
-        print(f"  schema equals {source.name}")
-        return status
-    actual = take_snapshot(env.url(), schema=env.schema, source=env.name,
-                           require_tables=False, **common)
-    print(diff_snapshots(reference, actual, reference_label=source.name,
-                         actual_label=env.name).to_markdown())
-    return FOUND
+    expected, _reused = load_or_build_expected(
+        settings.scratch_url(),
+        project,
+        schema=env.schema,
+        exclude=settings.exclude,
+        cache_dir=default_cache_dir(),
+    )
+    try:
+        assessment = snapshot_state(
+            env.url(),
+            environment=env.name,
+            expected=expected,
+            archived=set(archived_revisions(project)),
+            schema=env.schema,
+            exclude=settings.exclude,
+            version_table=project.version_table,
+            version_table_schema=project.version_table_schema,
+        )
+    except AbpartsOpsError as exc:
+        print(f"{env.name}: unreachable: {exc}")
+        return FOUND
+    print(f"{env.name}: {assessment.state.value}")
+    print(f"  {assessment.summary}")
+    if assessment.pending:
+        print(f"  pending: {', '.join(assessment.pending)}")
+    if assessment.diff is not None and not assessment.diff.is_empty:
+        print(assessment.diff.to_markdown())
+    return OK if assessment.state.ok else FOUND
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -114,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.set_defaults(func=cmd_demo)
     doctor = sub.add_parser("doctor", help="reachability and privileges of every environment")
     doctor.set_defaults(func=cmd_doctor)
-    drift = sub.add_parser("drift", help="an environment's drift against the source")
+    drift = sub.add_parser(
+        "drift", help="an environment's state against the migration history (exit 0: in sync)"
+    )
     drift.add_argument("env")
     drift.set_defaults(func=cmd_drift)
     return parser

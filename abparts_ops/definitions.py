@@ -15,21 +15,23 @@ from abparts_ops.defs.baseline_assets import (
     history_checks,
     migration_history,
 )
-from abparts_ops.defs.environment_assets import build_environment_defs
-from abparts_ops.defs.jobs import reset_baseline_job
+from abparts_ops.defs.environment_assets import build_environment_defs, head_matches_source_schema
+from abparts_ops.defs.history_assets import expected_schemas
+from abparts_ops.defs.jobs import refresh_history_job, reset_baseline_job
 from abparts_ops.defs.live_assets import build_live_specs
 from abparts_ops.defs.project_settings import load_project_settings
 from abparts_ops.defs.resources import DatabaseResource, build_resources, env_resource_key
 from abparts_ops.defs.schedules import build_schedules
 from abparts_ops.defs.schema_assets import reference_dump, source_schema
-from abparts_ops.defs.sensors import build_sensors, refresh_history_job
+from abparts_ops.defs.sensors import build_sensors
 
 
 def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Definitions:
     """Every asset, check, job, sensor, schedule and resource for ``settings``.
 
     ``demo`` (default: no ``ABPARTS_OPS_CONFIG``) starts sensors and the schedule running;
-    with a production configuration they start stopped.
+    with a production configuration they start stopped. Every environment, the source
+    included, gets its stamp, checks and ``stamp_<env>`` job.
     """
     resources = build_resources(settings)
     source = resources[env_resource_key(settings.source)]
@@ -43,16 +45,18 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
             reference_dump,
             migration_history,
             baseline_revision,
+            expected_schemas,
             *environment.assets,
             *build_live_specs(settings),
         ],
         asset_checks=[
             *history_checks,
             build_baseline_checks(settings.alembic.models is not None),
+            head_matches_source_schema,
             *environment.checks,
         ],
         jobs=jobs,
-        sensors=[*build_sensors(settings, demo=demo, jobs=jobs), *environment.sensors],
+        sensors=[*build_sensors(settings, demo=demo), *environment.sensors],
         schedules=[*build_schedules(settings, demo=demo), *environment.schedules],
         resources=resources,
     )

@@ -1,8 +1,8 @@
-"""Benchmark: one ``schema_drift_sensor`` tick over 10, 100 and 500 environments.
+"""Benchmark: one ``schema_drift_sensor`` tick over 10, 100, 500 and 1,000 environments.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_sensor_tick.py [--sizes 10,100,500] [--repeat 3]
+    .venv/bin/python benchmarks/bench_sensor_tick.py [--sizes 10,100,500,1000] [--repeat 3]
                                                       [--workers 16] [--drop]
 
 Every environment is a database holding the demo ABParts schema (62 tables, the demo's
@@ -12,8 +12,10 @@ old head), cloned from the demo template on the dedicated embedded server under
 The server runs with ``max_connections=300``: keep ``--workers`` well below it.
 
 A tick is the real sensor, evaluated as the daemon does (``build_sensor_context`` on a
-temporary instance holding a ``source_schema`` materialization as the reference): one
-probe per environment, concurrently, then classification, observations and cursor. Two
+temporary instance holding an ``expected_schemas`` materialization, whose ``index``
+metadata is the reference: the demo history's expected schemas, built once on the bench
+server and cached): one event-log read, one probe per environment, concurrently, then
+the classification by :mod:`abparts_ops.core.reference`, observations and cursor. Two
 kinds of tick are timed: the *first* tick (empty cursor: every probe runs the full
 fingerprint query) and a *steady* tick (the cursor of the tick before, as the daemon
 passes it: every probe checks its catalog token, and reuses the fingerprint when no
@@ -31,7 +33,7 @@ does. Also printed: the same costs one at a time (new connection + ``SELECT 1``;
 catalog query alone on a warm connection) and the load average, since other processes on
 the machine skew every figure.
 
-Targets (2 cores): 100 environments < 3 s, 500 < 15 s per steady tick.
+Targets (2 cores): 100 environments < 3 s, 500 < 15 s, 1,000 < 15 s per steady tick.
 """
 
 from __future__ import annotations
@@ -59,12 +61,15 @@ from abparts_ops.core.db import (  # noqa: E402
     make_engine,
     with_database,
 )
-from abparts_ops.core.drift import IN_SYNC, DriftCursor, ProbeTarget, probe_all  # noqa: E402
+from abparts_ops.core.drift import DriftCursor, ProbeTarget, probe_all  # noqa: E402
+from abparts_ops.core.migrations.expected import load_or_build_expected  # noqa: E402
+from abparts_ops.core.migrations.project import load_project  # noqa: E402
 from abparts_ops.core.schema.catalog_sql import PROBE_SQL  # noqa: E402
 from abparts_ops.core.schema.exclusions import compile_patterns  # noqa: E402
 from abparts_ops.core.schema.introspect import exclusion_patterns  # noqa: E402
 from abparts_ops.core.schema.probe import ProbeResult, probe  # noqa: E402
 from abparts_ops.core.settings import load_settings  # noqa: E402
+from abparts_ops.core.states import EnvironmentState  # noqa: E402
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource  # noqa: E402
 from abparts_ops.defs.sensors import build_schema_drift_sensor  # noqa: E402
 from abparts_ops.embedded.demo import (  # noqa: E402
@@ -77,7 +82,7 @@ from abparts_ops.embedded.server import EmbeddedPostgres  # noqa: E402
 BENCH_HOME = REPO / ".abparts_ops" / "bench"
 PREFIX = "bench_drift_env_"
 EXCLUDE = ("knowledge_documents", "document_chunks")
-TARGETS = {100: 3.0, 500: 15.0}
+TARGETS = {100: 3.0, 500: 15.0, 1000: 15.0}
 
 
 def env_name(index: int) -> str:
@@ -237,7 +242,7 @@ def timed(fn: Callable[[], Any], repeat: int, cpu: CpuMeter) -> tuple[float, flo
 def main() -> None:
     """Build (or reuse) the environments, tick, measure, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10,100,500")
+    parser.add_argument("--sizes", default="10,100,500,1000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--drop", action="store_true", help="drop the databases at the end")
@@ -263,12 +268,26 @@ def main() -> None:
         flush=True,
     )
 
+    expected, reused = load_or_build_expected(
+        admin_url,
+        load_project(ini_path=layout.alembic_ini),
+        exclude=EXCLUDE,
+        cache_dir=BENCH_HOME / "expected_cache",
+    )
+    head = expected.heads[0]
+    assert expected.probe_fingerprint(head) == reference.fingerprint, "template is not the head"
+    print(
+        f"expected schemas: {len(expected.order)} revisions, head {head} "
+        f"({'reused from the cache' if reused else 'built'})",
+        flush=True,
+    )
     floor = serial_floor(urls[0])
     rows = []
     with dg.instance_for_test() as instance:
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
-                "source_schema", metadata={"probe_fingerprint": reference.fingerprint}
+                "expected_schemas",
+                metadata={"index": dg.MetadataValue.json(expected.index().to_dict())},
             )
         )
         for size in sizes:
@@ -313,7 +332,7 @@ def main() -> None:
             statuses = [
                 memory.status for memory in DriftCursor.decode(data.cursor).environments.values()
             ]
-            in_sync = statuses.count(IN_SYNC)
+            in_sync = statuses.count(EnvironmentState.IN_SYNC)
             failed = sum(1 for o in outcomes if not o.ok)
             rows.append(
                 {

@@ -3,10 +3,13 @@
 :func:`probe_all` runs the cheap probe (:func:`abparts_ops.core.schema.probe.probe`) for
 every environment concurrently, each in a thread of its own with its own deadline: a dead
 or hanging server becomes an outcome with a one-line ``error`` and never delays or stops
-the others. :func:`classify` compares an outcome with the Alembic head and the reference
-probe fingerprint. :class:`DriftCursor` is the memory kept between sensor ticks, and
-:func:`plan_tick` decides, from the states of one tick and that memory, which
-environments need a verification run (the same drift never twice).
+the others. :func:`classify` puts an outcome into one
+:class:`~abparts_ops.core.states.EnvironmentState` by asking the one reference
+(:func:`abparts_ops.core.reference.assess_fingerprint`): the expected schema of the
+environment's own revision, from the migration history. :class:`DriftCursor` is the
+memory kept between sensor ticks, and :func:`plan_tick` decides, from the states of one
+tick and that memory, which environments need a verification run (the same drift never
+twice).
 
 The versions-folder helpers (:func:`versions_signature`, :func:`versions_fingerprint`,
 :func:`script_heads`) let a sensor notice new revision files with a few ``stat`` calls
@@ -32,14 +35,17 @@ from abparts_ops.core.db import explain_error, scrub
 from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.migrations.history import file_sha256, fingerprint_files
 from abparts_ops.core.migrations.project import AlembicProject, revision_files
+from abparts_ops.core.reference import (
+    ExpectedView,
+    assess_fingerprint,
+    describe_revisions,
+    unreachable,
+)
 from abparts_ops.core.schema.probe import KnownSchema, ProbeResult, probe
+from abparts_ops.core.states import EnvironmentState
 
-IN_SYNC = "in_sync"
-REVISION_DRIFT = "revision_drift"
-SCHEMA_DRIFT = "schema_drift"
-UNREACHABLE = "unreachable"
-STATUSES: tuple[str, ...] = (IN_SYNC, REVISION_DRIFT, SCHEMA_DRIFT, UNREACHABLE)
-DRIFT_STATUSES = frozenset({REVISION_DRIFT, SCHEMA_DRIFT})
+__all__ = ["describe_revisions"]  # re-exported: the sensor words revisions the same way
+STATUSES: tuple[str, ...] = tuple(state.value for state in EnvironmentState)
 
 #: Extra time a probe thread gets beyond its own timeout before it is abandoned.
 GRACE_S = 1.0
@@ -289,19 +295,23 @@ def probe_all(
 class DriftState:
     """One environment's classified state at one tick.
 
-    ``status`` is one of :data:`STATUSES`; ``reason`` is one readable line. The in-sync
-    flags are None when they could not be judged (unreachable, no single head, no
-    reference). When both revision and schema drift, ``status`` is ``revision_drift``
-    and ``reason`` names both.
+    ``status`` is its :class:`~abparts_ops.core.states.EnvironmentState`; ``reason`` is
+    one readable line (the reference's reason, then the advice unless in sync).
+    ``reference`` is the expected probe fingerprint of ``expected_revision`` (the
+    revision whose schema the environment must have); ``pending`` lists the revisions
+    between its own and the head. The in-sync flags are None when they could not be
+    judged.
     """
 
     environment: str
-    status: str
+    status: EnvironmentState
     reason: str
     revisions: tuple[str, ...] | None = None
     fingerprint: str | None = None
     head: str | None = None
     reference: str | None = None
+    expected_revision: str | None = None
+    pending: tuple[str, ...] = ()
     revision_in_sync: bool | None = None
     schema_in_sync: bool | None = None
     table_count: int | None = None
@@ -312,8 +322,8 @@ class DriftState:
 
     @property
     def drifting(self) -> bool:
-        """True for revision or schema drift (not for unreachable)."""
-        return self.status in DRIFT_STATUSES
+        """True for the states a verification run is requested for."""
+        return self.status.requests_verification
 
 
 def short(value: str | None, n: int = 12) -> str:
@@ -321,84 +331,46 @@ def short(value: str | None, n: int = 12) -> str:
     return "-" if value is None else value[:n]
 
 
-def describe_revisions(revisions: tuple[str, ...] | None) -> str:
-    """Human words for an environment's version rows."""
-    if revisions is None:
-        return "no version table"
-    if not revisions:
-        return "an empty version table"
-    if len(revisions) == 1:
-        return f"revision {revisions[0]}"
-    return f"{len(revisions)} revisions ({', '.join(revisions)})"
-
-
 def classify(
     outcome: ProbeOutcome,
+    expected: ExpectedView,
     *,
-    head: str | None,
-    reference_probe: str | None,
-    source: bool = False,
+    archived: Collection[str] = (),
+    baseline: str | None = None,
 ) -> DriftState:
-    """Classify one probe outcome against the Alembic ``head`` and the reference.
+    """Classify one probe outcome with the one reference (``expected``: the history).
 
-    ``head`` None (no single head) skips the revision comparison; ``reference_probe``
-    None skips the schema comparison. ``source`` marks the environment the reference
-    was taken from (its schema drift means the reference is stale).
+    ``archived`` are the ids of the archived history and ``baseline`` the proven
+    baseline revision (see :func:`abparts_ops.core.reference.expected_for`).
     """
     env = outcome.environment
     if not outcome.ok:
         error = outcome.error or f"{env}: unreachable"
-        detail = error[len(env) + 2 :] if error.startswith(f"{env}: ") else error
+        assessment = unreachable(env, error)
         return DriftState(
             environment=env,
-            status=UNREACHABLE,
-            reason=f"{env}: unreachable: {detail}",
-            head=head,
-            reference=reference_probe,
+            status=assessment.state,
+            reason=assessment.reason,
             elapsed_ms=outcome.elapsed_ms,
             error=error,
         )
     result = outcome.result
     assert result is not None
-    revisions = result.revisions
-    revision_ok = None if head is None else revisions == (head,)
-    schema_ok = None if reference_probe is None else result.fingerprint == reference_probe
-    problems: list[str] = []
-    if revision_ok is False:
-        problems.append(f"revision drift: at {describe_revisions(revisions)}, head is {head}")
-    if schema_ok is False:
-        what = (
-            "schema moved since source_schema was materialized (rematerialize it)"
-            if source
-            else "schema differs from the reference"
-        )
-        problems.append(
-            f"schema drift: {what} (probe {short(result.fingerprint)}, "
-            f"reference {short(reference_probe)})"
-        )
-    if revision_ok is False:
-        status = REVISION_DRIFT
-    elif schema_ok is False:
-        status = SCHEMA_DRIFT
-    else:
-        status = IN_SYNC
-    if problems:
-        reason = f"{env}: " + "; ".join(problems)
-    else:
-        at = describe_revisions(revisions)
-        parts = [f"at {at}" + (" (head)" if revision_ok else "")]
-        parts.append("schema matches the reference" if schema_ok else "schema not compared")
-        reason = f"{env}: in sync: " + ", ".join(parts)
+    assessment = assess_fingerprint(
+        env, result.revisions, result.fingerprint, expected, archived=archived, baseline=baseline
+    )
     return DriftState(
         environment=env,
-        status=status,
-        reason=reason,
-        revisions=revisions,
+        status=assessment.state,
+        reason=assessment.summary,
+        revisions=result.revisions,
         fingerprint=result.fingerprint,
-        head=head,
-        reference=reference_probe,
-        revision_in_sync=revision_ok,
-        schema_in_sync=schema_ok,
+        head=assessment.head,
+        reference=assessment.expected_fingerprint,
+        expected_revision=assessment.expected_revision,
+        pending=assessment.pending,
+        revision_in_sync=None if assessment.head is None else assessment.at_head,
+        schema_in_sync=assessment.schema_matches,
         table_count=result.table_count,
         elapsed_ms=outcome.elapsed_ms,
         token=result.token,
@@ -470,9 +442,9 @@ class EnvironmentMemory:
     def from_dict(cls, data: Mapping[str, Any]) -> EnvironmentMemory:
         """Read :meth:`to_dict` output (unknown keys ignored)."""
         revisions = data.get("revisions")
-        status = str(data.get("status") or UNREACHABLE)
+        status = str(data.get("status") or EnvironmentState.UNREACHABLE)
         return cls(
-            status=status if status in STATUSES else UNREACHABLE,
+            status=status if status in STATUSES else EnvironmentState.UNREACHABLE.value,
             revisions=None if revisions is None else tuple(str(r) for r in revisions),
             fingerprint=data.get("fingerprint"),
             since=data.get("since"),
@@ -579,9 +551,10 @@ def plan_tick(
 
     A drifting environment (not in ``no_runs_for``) gets a run key from its revisions,
     fingerprint and episode; it is requested unless that key was already requested, so
-    the same drift never asks twice. An environment back in sync after a request starts
-    a new episode. An unreachable environment keeps its last seen revisions and
-    fingerprint (and its pending request), so a short outage requests nothing new.
+    the same drift never asks twice. An environment no longer drifting after a request
+    (in sync, behind or awaiting its stamp) starts a new episode. An unreachable
+    environment keeps its last seen revisions and fingerprint (and its pending request),
+    so a short outage requests nothing new.
     """
     now = time.time() if now is None else now
     memories = dict(cursor.environments)
@@ -592,9 +565,9 @@ def plan_tick(
         since = now if previous is None or previous.status != state.status else previous.since
         episode = previous.episode if previous else 0
         requested = previous.requested if previous else None
-        if state.status == UNREACHABLE:
+        if state.status is EnvironmentState.UNREACHABLE:
             memories[state.environment] = EnvironmentMemory(
-                status=UNREACHABLE,
+                status=state.status.value,
                 revisions=previous.revisions if previous else None,
                 fingerprint=previous.fingerprint if previous else None,
                 since=since,
@@ -605,7 +578,7 @@ def plan_tick(
                 table_count=previous.table_count if previous else None,
             )
             continue
-        if state.status == IN_SYNC and requested is not None:
+        if not state.drifting and requested is not None:
             episode, requested = episode + 1, None
         if state.drifting and state.environment not in no_runs_for:
             key = run_key(state.environment, state.revisions, state.fingerprint, episode)
@@ -617,7 +590,7 @@ def plan_tick(
             state.fingerprint,
         )
         memories[state.environment] = EnvironmentMemory(
-            status=state.status,
+            status=state.status.value,
             revisions=state.revisions,
             fingerprint=state.fingerprint,
             since=since,

@@ -1,15 +1,19 @@
 """Per-environment assets: the guarded stamp and the checks that verify an environment.
 
-For every configured environment other than the source, :func:`build_environment_defs`
+For every configured environment, the source included, :func:`build_environment_defs`
 makes:
 
-* ``<env>/alembic_stamp``: a materialization means *the environment was stamped* (or was
-  already at the baseline). A dry run (the default) materializes nothing: it records an
-  observation saying what would change. Before anything, the blocking proofs on
-  ``baseline_revision`` must have passed on its latest materialization; then
-  :func:`~abparts_ops.core.migrations.stamp.guarded_stamp` does the work.
+* ``<env>/alembic_stamp``: a materialization means *the environment was stamped* with the
+  proven baseline (or was already there). A dry run (the default) materializes nothing:
+  it records an observation saying what would change. Before anything, the blocking
+  proofs on ``baseline_revision`` must have passed on its latest materialization; then
+  :func:`~abparts_ops.core.migrations.stamp.guarded_stamp` does the work, comparing the
+  environment with the expected schema (``expected_schemas``) at that baseline.
 * the checks ``revision_is_head`` and ``schema_matches_reference`` on that asset. They
-  read the live database, so they work whether or not the environment was ever stamped.
+  read the live database and ask the one reference
+  (:mod:`abparts_ops.core.reference`) which state it is in: the revision check passes
+  only at the head, the schema check only when the schema is what the history builds at
+  the environment's own revision (so both pass only on the head's schema).
 * the job ``verify_environments`` (every environment's checks, no stamp) and one job
   ``stamp_<env>`` per environment carrying the run tag ``abparts_ops/stamp=true``.
 
@@ -17,6 +21,9 @@ Stamps are never targeted by a schedule or a sensor. They run one at a time: eac
 asset is in the concurrency pool :data:`STAMP_POOL` and carries the op tag
 :data:`STAMP_TAG`; the ``stamp_<env>`` jobs carry the same tag as a *run* tag, for the
 run queue's tag concurrency limit; and the core takes a PostgreSQL advisory lock anyway.
+An environment is its database: a stamp refuses when another configured environment
+resolves to the same database, and a protected environment whose database identity
+changed since its last stamp needs the new identity acknowledged in run config.
 """
 
 # No ``from __future__ import annotations``: Dagster reads the ``config: StampConfig``
@@ -32,32 +39,46 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 from pydantic import Field
 
-from abparts_ops.core.db import connect, make_engine, scrub
-from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.migrate import current_revisions
+from abparts_ops.core.db import scrub
+from abparts_ops.core.errors import AbpartsOpsError, StampRefused
+from abparts_ops.core.identity import DatabaseIdentity, database_identity
+from abparts_ops.core.migrations.expected import ExpectedSchemas, archived_revisions
 from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
+from abparts_ops.core.reference import Assessment, baseline_of, describe_revisions
 from abparts_ops.core.schema.diff import diff_snapshots
-from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.settings import EnvironmentSettings, Settings
+from abparts_ops.core.verify import probe_state, snapshot_state
 from abparts_ops.defs.metadata import diff_metadata, md
+from abparts_ops.defs.names import (
+    BASELINE_REVISION,
+    ENVIRONMENT_CHECKS,
+    ENVIRONMENTS_GROUP,
+    EXPECTED_SCHEMAS,
+    HEAD_MATCHES_SOURCE,
+    OPTIONAL_PROOFS,
+    REQUIRED_PROOFS,
+    REVISION_IS_HEAD,
+    SCHEMA_MATCHES_REFERENCE,
+    SOURCE_SCHEMA,
+    STAMP_POOL,
+    STAMP_TAG,
+    VERIFY_JOB,
+    check_keys,
+    stamp_job_name,
+    stamp_key,
+)
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, env_resource_key
 
-GROUP = "environments"
-STAMP_ASSET = "alembic_stamp"
-STAMP_TAG_KEY = "abparts_ops/stamp"
-STAMP_TAG = {STAMP_TAG_KEY: "true"}
-"""Op tag of every stamp, and run tag of the ``stamp_<env>`` jobs (limit 1 in dagster.yaml)."""
-STAMP_POOL = "abparts_ops_stamp"
-"""Concurrency pool of every stamp asset: limit it to 1 to serialise stamps across runs."""
-VERIFY_JOB = "verify_environments"
-CHECK_NAMES = ("revision_is_head", "schema_matches_reference")
-BASELINE_KEY = dg.AssetKey("baseline_revision")
-SOURCE_SCHEMA_KEY = dg.AssetKey("source_schema")
-REQUIRED_PROOFS = ("round_trip", "dump_parity", "downgrade_clean", "single_head")
-"""Blocking checks on ``baseline_revision`` that must have passed before any stamp."""
-OPTIONAL_PROOFS = ("models_match",)
-"""Required too, when defined (only when the application's models are configured)."""
+__all__ = [
+    "STAMP_POOL",
+    "STAMP_TAG",
+    "VERIFY_JOB",
+    "check_keys",
+    "stamp_key",
+]  # re-exported from names for the modules and tests that import them from here
+BASELINE_KEY = BASELINE_REVISION
+CHECK_NAMES = ENVIRONMENT_CHECKS
 
 
 @dataclass
@@ -86,16 +107,20 @@ class StampConfig(dg.Config):
         default=10.0,
         description="How long to wait for another stamp of this environment to finish.",
     )
-
-
-def stamp_key(environment: str) -> dg.AssetKey:
-    """Asset key of an environment's stamp: ``<env>/alembic_stamp``."""
-    return dg.AssetKey([environment, STAMP_ASSET])
-
-
-def check_keys(environment: str) -> list[dg.AssetCheckKey]:
-    """The verification checks of one environment."""
-    return [dg.AssetCheckKey(stamp_key(environment), name) for name in CHECK_NAMES]
+    allow_behind_head: bool = Field(
+        default=False,
+        description=(
+            "Record the proven baseline although newer revisions exist (the environment is "
+            "then behind; upgrade it next). Without it such a stamp refuses."
+        ),
+    )
+    acknowledge_identity: str = Field(
+        default="",
+        description=(
+            "A protected environment whose database identity changed since its last stamp "
+            "is stamped only when this is the new identity key (shown in the refusal)."
+        ),
+    )
 
 
 def _describe(revisions: tuple[str, ...] | None) -> str:
@@ -187,6 +212,30 @@ def unproven_baseline(
     )
 
 
+def proven_baseline(instance: dg.DagsterInstance) -> str | None:
+    """The revision the latest ``baseline_revision`` materialization names (None: none)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=BASELINE_KEY), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    if materialization is None:
+        return None
+    value = materialization.metadata.get("revision")
+    text = getattr(value, "value", value)
+    return str(text) if text else None
+
+
+def _last_identity(instance: dg.DagsterInstance, environment: str) -> str | None:
+    """The database identity key recorded by ``environment``'s latest stamp, if any."""
+    event = instance.get_latest_materialization_event(stamp_key(environment))
+    materialization = event.asset_materialization if event else None
+    if materialization is None:
+        return None
+    value = materialization.metadata.get("identity_key")
+    text = getattr(value, "value", value)
+    return str(text) if text else None
+
+
 def _defined_checks(context: Any) -> Set[dg.AssetCheckKey]:
     try:
         return context.repository_def.asset_graph.asset_check_keys
@@ -209,19 +258,26 @@ def launched_by(tags: Mapping[str, str]) -> str:
 
 
 def stamp_metadata(result: StampResult, *, run_id: str, user: str, dry_run: bool) -> dict[str, Any]:
-    """The audit record of one stamp (or dry run): what, before/after, who, which run."""
+    """The audit record of one stamp (or dry run): what, before/after, who, which run, where."""
+    identity = result.identity
     return {
         "environment": result.environment,
         "action": result.action,
         "dry_run": dry_run,
+        "state_before": result.state,
         "revision_before": _describe(result.before),
         "revision_after": _describe(result.after) if result.after is not None else "",
         "target": result.target,
+        "head": result.head or "",
         "purged": ", ".join(result.purged),
         "purged_count": len(result.purged),
+        "purged_archived": ", ".join(result.purged_archived),
+        "purged_unknown": ", ".join(result.purged_unknown),
         "creates_version_table": result.creates_version_table,
         "reference_fingerprint": result.reference_fingerprint,
         "actual_fingerprint": result.actual_fingerprint,
+        "identity_key": identity.key if identity else "",
+        "identity": identity.describe() if identity else "",
         "run_id": run_id,
         "launched_by": user,
         "lock_wait_ms": round(float(result.lock_wait_ms), 1),
@@ -242,25 +298,71 @@ def _failure(
     return dg.Failure(description=_first_line(text), metadata=metadata, allow_retries=False)
 
 
+# -- identity ---------------------------------------------------------------------------
+
+
+def _identity_guard(
+    env: EnvironmentSettings,
+    settings: Settings,
+    *,
+    recorded: str | None,
+    acknowledged: str,
+    log: Any,
+) -> Any:
+    """The guard the stamp calls with its database's identity (see the module docstring).
+
+    The other environments' identities are read once, before the stamp's transaction; an
+    unreachable one is logged and cannot be compared.
+    """
+    others: dict[str, DatabaseIdentity] = {}
+    for other in settings.environments.values():
+        if other.name == env.name:
+            continue
+        try:
+            others[other.name] = database_identity(other.url(), label=other.name)
+        except AbpartsOpsError as exc:
+            log.warning(f"{other.name}: identity not compared: {_first_line(str(exc))}")
+
+    def guard(identity: DatabaseIdentity) -> None:
+        shared = [name for name, other in others.items() if other.key == identity.key]
+        if shared:
+            raise StampRefused(
+                f"{env.name}: refusing to stamp: {identity.describe()} is also the database "
+                f"of {', '.join(shared)}; give each environment the URL of its own database "
+                "(nothing was written)."
+            )
+        if env.protected and recorded and recorded != identity.key:
+            if acknowledged != identity.key:
+                raise StampRefused(
+                    f"{env.name} is protected and its database changed since its last stamp "
+                    f"(identity {recorded} then, {identity.key} now: {identity.describe()}); "
+                    f"if this is intended, set run config `acknowledge_identity: "
+                    f"{identity.key}` (nothing was written)."
+                )
+
+    return guard
+
+
 # -- the factory --------------------------------------------------------------------------
 
 
-def _stamp_asset(env: EnvironmentSettings) -> dg.AssetsDefinition:
+def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefinition:
     key = stamp_key(env.name)
     resource_key = env_resource_key(env.name)
+    role = " (the source)" if env.name == settings.source else ""
 
     @dg.asset(
         key=key,
-        group_name=GROUP,
+        group_name=ENVIRONMENTS_GROUP,
         kinds={"postgres", "alembic"},
         deps=[BASELINE_KEY],
-        ins={"source_schema": dg.AssetIn(key=SOURCE_SCHEMA_KEY)},
+        ins={"expected_schemas": dg.AssetIn(key=EXPECTED_SCHEMAS)},
         required_resource_keys={resource_key, "alembic", "policy"},
         output_required=False,
         op_tags=STAMP_TAG,
         pool=STAMP_POOL,
         description=(
-            f"Guarded `alembic stamp` of {env.name} with the baseline"
+            f"Guarded `alembic stamp` of {env.name}{role} with the proven baseline"
             + (" (protected: needs `confirm`)" if env.protected else "")
             + ". A materialization means the environment was stamped; a dry run (the "
             "default) only records an observation of what would change."
@@ -268,32 +370,41 @@ def _stamp_asset(env: EnvironmentSettings) -> dg.AssetsDefinition:
         metadata={"environment": env.name, "protected": env.protected},
     )
     def alembic_stamp(
-        context: dg.AssetExecutionContext, config: StampConfig, source_schema: Snapshot
+        context: dg.AssetExecutionContext, config: StampConfig, expected_schemas: ExpectedSchemas
     ) -> Iterator[Any]:
-        """Stamp this environment with the baseline, guarded and audited.
+        """Stamp this environment with the proven baseline, guarded and audited.
 
         Refuses (a failed run, nothing written) unless the baseline's blocking proofs
-        passed on its latest materialization, the schema equals the reference, and a
-        protected environment got ``confirm: <name>``. The materialization's metadata is
-        the audit record: before/after revisions, fingerprints, run id, who launched it.
+        passed on its latest materialization, the environment is awaiting its stamp (or
+        holds an id in no history) with the baseline's expected schema, the head has not
+        moved past the baseline (else: upgrade), its database is its own, and a protected
+        environment got ``confirm: <name>``. The materialization's metadata is the audit
+        record: before/after revisions, fingerprints, identity, run id, who launched it.
         """
         db: DatabaseResource = getattr(context.resources, resource_key)
         alembic: AlembicResource = context.resources.alembic
         policy = context.resources.policy
-        problem = unproven_baseline(
-            context.instance, _defined_checks(context), source_schema.fingerprint
-        )
+        problem = unproven_baseline(context.instance, _defined_checks(context))
         if problem:
             raise _failure(env.name, f"{env.name}: refusing to stamp: {problem}", None)
         url: str | None = None
         try:
             url = db.get_url()
             project = alembic.project()
+            guard = _identity_guard(
+                env,
+                settings,
+                recorded=_last_identity(context.instance, env.name),
+                acknowledged=config.acknowledge_identity,
+                log=context.log,
+            )
             result = guarded_stamp(
                 url,
                 environment=env.name,
                 script=project.script(),
-                reference=source_schema,
+                expected=expected_schemas,
+                target=proven_baseline(context.instance),
+                archived=set(archived_revisions(project)),
                 exclude=policy.exclude,
                 schema=env.schema,
                 version_table=project.version_table,
@@ -302,6 +413,8 @@ def _stamp_asset(env: EnvironmentSettings) -> dg.AssetsDefinition:
                 confirm=config.confirm or None,
                 dry_run=config.dry_run,
                 lock_timeout_s=config.lock_timeout_s,
+                allow_behind_head=config.allow_behind_head,
+                identity_guard=guard,
             )
         except SchemaDrift as exc:
             raise _failure(env.name, str(exc), url, diff_metadata(exc.diff)) from None
@@ -322,52 +435,95 @@ def _stamp_asset(env: EnvironmentSettings) -> dg.AssetsDefinition:
     return alembic_stamp
 
 
+def _stale(expected: ExpectedSchemas, alembic: AlembicResource) -> str | None:
+    """Why ``expected`` no longer describes the history on disk (None: it does)."""
+    heads = tuple(sorted(alembic.project().script().get_heads()))
+    if heads != tuple(sorted(expected.heads)):
+        return (
+            f"expected_schemas is stale: built for head {', '.join(expected.heads) or '-'}, "
+            f"the versions folder has {', '.join(heads) or 'no head'} (run refresh_history, "
+            "then verify again)."
+        )
+    return None
+
+
+def _state_metadata(assessment: Assessment) -> dict[str, Any]:
+    """The state of an environment as check metadata (the same words as the sensor's)."""
+    return {
+        "environment": assessment.environment,
+        "state": assessment.state.value,
+        "current": _describe(assessment.revisions),
+        "head": assessment.head or "",
+        "expected_revision": assessment.expected_revision or "",
+        "pending": ", ".join(assessment.pending),
+        "pending_count": len(assessment.pending),
+        "advice": assessment.advice,
+    }
+
+
+def _check_inputs(
+    env: EnvironmentSettings, context: Any, resource_key: str
+) -> tuple[str, AlembicResource, Any]:
+    db: DatabaseResource = getattr(context.resources, resource_key)
+    return db.get_url(), context.resources.alembic, context.resources.policy
+
+
 def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
     resource_key = env_resource_key(env.name)
 
     @dg.asset_check(
         asset=stamp_key(env.name),
-        name="revision_is_head",
-        required_resource_keys={resource_key, "alembic"},
+        name=REVISION_IS_HEAD,
+        additional_ins={"expected_schemas": dg.AssetIn(key=EXPECTED_SCHEMAS)},
+        required_resource_keys={resource_key, "alembic", "policy"},
         description=(
-            f"{env.name}'s version table holds exactly the single head of the script "
-            "directory (read live; no stamp needed)."
+            f"{env.name}'s version table holds exactly the single head of the history "
+            "(read live; no stamp needed). On failure the description gives its state: "
+            "behind (pending revisions listed), awaiting its stamp, unknown revision."
         ),
     )
-    def revision_is_head(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        """Pass iff the live version rows equal ``(head,)`` of the Alembic history."""
-        db: DatabaseResource = getattr(context.resources, resource_key)
-        alembic: AlembicResource = context.resources.alembic
+    def revision_is_head(
+        context: dg.AssetCheckExecutionContext, expected_schemas: ExpectedSchemas
+    ) -> dg.AssetCheckResult:
+        """Pass iff the live version rows equal ``(head,)`` of the on-disk history."""
         url: str | None = None
         try:
+            url, alembic, policy = _check_inputs(env, context, resource_key)
+            stale = _stale(expected_schemas, alembic)
+            if stale:
+                return _stale_result(env.name, stale)
             project = alembic.project()
-            heads = tuple(sorted(project.script().get_heads()))
-            url = db.get_url()
-            engine = make_engine(url, label=env.name)
-            try:
-                with connect(engine, label=env.name) as conn:
-                    current = current_revisions(
-                        conn,
-                        version_table=project.version_table,
-                        schema=project.version_table_schema or env.schema,
-                    )
-            finally:
-                engine.dispose()
+            assessment = probe_state(
+                url,
+                environment=env.name,
+                expected=expected_schemas,
+                archived=set(archived_revisions(project)),
+                baseline=proven_baseline(context.instance),
+                schema=env.schema,
+                exclude=policy.exclude,
+                version_table=project.version_table,
+                version_table_schema=project.version_table_schema,
+            )
         except AbpartsOpsError as exc:
             return _error_result(env.name, exc, url)
-        head = ", ".join(heads) or "(none)"
-        passed = len(heads) == 1 and current == heads
+        passed = assessment.at_head
         if passed:
-            description = f"{env.name} is at the head {head}."
-        elif len(heads) != 1:
-            description = f"the history has {len(heads)} heads ({head}); expected one."
+            description = f"{env.name} is at the head {assessment.head}."
+        elif assessment.head is None:
+            description = (
+                f"the history has {len(expected_schemas.heads)} heads "
+                f"({', '.join(expected_schemas.heads)}); expected one (merge them)."
+            )
         else:
-            description = f"{env.name} is at {_describe(current)}; the head is {head}."
+            description = (
+                f"{env.name} is at {describe_revisions(assessment.revisions)}; the head is "
+                f"{assessment.head}. State: {assessment.summary}"
+            )
         return dg.AssetCheckResult(
             passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=description,
-            metadata={"environment": env.name, "current": _describe(current), "head": head},
+            description=description[:1000],
+            metadata=_state_metadata(assessment),
         )
 
     return revision_is_head
@@ -378,54 +534,77 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
 
     @dg.asset_check(
         asset=stamp_key(env.name),
-        name="schema_matches_reference",
-        additional_ins={"source_schema": dg.AssetIn(key=SOURCE_SCHEMA_KEY)},
+        name=SCHEMA_MATCHES_REFERENCE,
+        additional_ins={"expected_schemas": dg.AssetIn(key=EXPECTED_SCHEMAS)},
         required_resource_keys={resource_key, "alembic", "policy"},
         description=(
-            f"{env.name}'s live schema (after exclusions) equals the reference snapshot "
-            "(source_schema); the Markdown diff is attached when it does not."
+            f"{env.name}'s live schema (after exclusions) equals what the migration history "
+            "builds up to its own revision (expected_schemas; the proven baseline while it "
+            "awaits its stamp); the Markdown diff is attached when it does not."
         ),
     )
     def schema_matches_reference(
-        context: dg.AssetCheckExecutionContext, source_schema: Snapshot
+        context: dg.AssetCheckExecutionContext, expected_schemas: ExpectedSchemas
     ) -> dg.AssetCheckResult:
-        """Snapshot the environment and diff it with the reference: pass iff empty."""
-        db: DatabaseResource = getattr(context.resources, resource_key)
-        alembic: AlembicResource = context.resources.alembic
-        policy = context.resources.policy
+        """Snapshot the environment and diff it with its expected schema: pass iff empty."""
         url: str | None = None
         try:
-            url = db.get_url()
-            actual = take_snapshot(
+            url, alembic, policy = _check_inputs(env, context, resource_key)
+            stale = _stale(expected_schemas, alembic)
+            if stale:
+                return _stale_result(env.name, stale)
+            project = alembic.project()
+            assessment = snapshot_state(
                 url,
+                environment=env.name,
+                expected=expected_schemas,
+                archived=set(archived_revisions(project)),
+                baseline=proven_baseline(context.instance),
                 schema=env.schema,
                 exclude=policy.exclude,
-                version_table=alembic.version_table,
-                source=env.name,
+                version_table=project.version_table,
+                version_table_schema=project.version_table_schema,
             )
         except AbpartsOpsError as exc:
             return _error_result(env.name, exc, url)
-        diff = diff_snapshots(
-            source_schema, actual, reference_label="reference", actual_label=env.name
-        )
-        total = diff.counts()["total"]
-        description = (
-            f"{env.name} matches the reference."
-            if diff.is_empty
-            else f"{env.name} differs from the reference in {total} object(s)."
-        )
+        diff = assessment.diff
+        passed = assessment.schema_matches is True
+        if diff is None:
+            description = f"{env.name}: schema not compared: {assessment.summary}"
+        elif passed:
+            description = (
+                f"{env.name} matches the expected schema at {assessment.expected_revision}. "
+                f"State: {assessment.summary}"
+            )
+        else:
+            description = (
+                f"{env.name} differs from the expected schema at "
+                f"{assessment.expected_revision} in {diff.counts()['total']} object(s). "
+                f"State: {assessment.summary}"
+            )
+        metadata: dict[str, Any] = {
+            **_state_metadata(assessment),
+            "actual_probe_fingerprint": assessment.actual_fingerprint or "",
+        }
+        if diff is not None:
+            metadata.update(diff_metadata(diff))
         return dg.AssetCheckResult(
-            passed=diff.is_empty,
+            passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=description,
-            metadata={
-                "environment": env.name,
-                "actual_probe_fingerprint": actual.probe_fingerprint or "",
-                **diff_metadata(diff),
-            },
+            description=description[:1000],
+            metadata=metadata,
         )
 
     return schema_matches_reference
+
+
+def _stale_result(environment: str, message: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{environment}: not verified: {message}",
+        metadata={"environment": environment, "error": message},
+    )
 
 
 def _error_result(environment: str, exc: Exception, url: str | None) -> dg.AssetCheckResult:
@@ -435,41 +614,84 @@ def _error_result(environment: str, exc: Exception, url: str | None) -> dg.Asset
         passed=False,
         severity=dg.AssetCheckSeverity.ERROR,
         description=_first_line(text)[:1000],
-        metadata={"environment": environment, "error": text},
+        metadata={"environment": environment, "state": "unreachable", "error": text},
+    )
+
+
+@dg.asset_check(
+    asset=EXPECTED_SCHEMAS,
+    name=HEAD_MATCHES_SOURCE,
+    additional_ins={"source_schema": dg.AssetIn(key=SOURCE_SCHEMA)},
+    description=(
+        "The expected schema of the proven baseline (the head, right after a reset) equals "
+        "source_schema, the evidence of the reset: the history rebuilds what the source had."
+    ),
+)
+def head_matches_source_schema(
+    context: dg.AssetCheckExecutionContext,
+    expected_schemas: ExpectedSchemas,
+    source_schema: Snapshot,
+) -> dg.AssetCheckResult:
+    """Diff the baseline's expected schema with ``source_schema``; pass iff empty."""
+    baseline = baseline_of(expected_schemas, proven_baseline(context.instance))
+    reference = expected_schemas.snapshot(baseline) if baseline else None
+    if reference is None:
+        return dg.AssetCheckResult(
+            passed=False,
+            description="the history has no revision: nothing to compare with source_schema.",
+        )
+    diff = diff_snapshots(
+        source_schema,
+        reference,
+        reference_label="source_schema",
+        actual_label=f"expected at {baseline}",
+    )
+    head = ", ".join(expected_schemas.heads)
+    return dg.AssetCheckResult(
+        passed=diff.is_empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"the expected schema at the baseline {baseline} (head {head}) equals source_schema."
+            if diff.is_empty
+            else f"the expected schema at the baseline {baseline} differs from source_schema in "
+            f"{diff.counts()['total']} object(s) (was source_schema rematerialized after the "
+            "reset?)."
+        ),
+        metadata={"baseline": baseline, "head": head, **diff_metadata(diff)},
     )
 
 
 def build_environment_defs(settings: Settings) -> EnvironmentDefs:
-    """The stamp asset, its two checks and the jobs, for every non-source environment."""
+    """The stamp asset, its two checks and the jobs, for every environment (the source too)."""
     defs = EnvironmentDefs()
-    for env in settings.targets:
-        asset = _stamp_asset(env)
+    for env in settings.environments.values():
+        asset = _stamp_asset(env, settings)
         checks = [_revision_check(env), _schema_check(env)]
         defs.assets.append(asset)
         defs.checks.extend(checks)
         defs.jobs.append(
             dg.define_asset_job(
-                f"stamp_{env.name}",
+                stamp_job_name(env.name),
                 selection=dg.AssetSelection.assets(asset) | dg.AssetSelection.checks(*checks),
                 tags=STAMP_TAG,
                 executor_def=dg.in_process_executor,
                 description=(
-                    f"Stamp {env.name} (dry run unless run config says `dry_run: false`"
+                    f"Stamp {env.name} with the proven baseline (dry run unless run config "
+                    "says `dry_run: false`"
                     + (f" and `confirm: {env.name}`" if env.protected else "")
                     + "), then run its checks."
                 ),
             )
         )
-    if defs.checks:
-        defs.jobs.append(
-            dg.define_asset_job(
-                VERIFY_JOB,
-                selection=dg.AssetSelection.checks(*defs.checks),
-                executor_def=dg.in_process_executor,
-                description=(
-                    "Run revision_is_head and schema_matches_reference for every "
-                    "environment. Reads only: never stamps or materializes anything."
-                ),
-            )
+    defs.jobs.append(
+        dg.define_asset_job(
+            VERIFY_JOB,
+            selection=dg.AssetSelection.checks(*defs.checks),
+            executor_def=dg.in_process_executor,
+            description=(
+                "Run revision_is_head and schema_matches_reference for every environment, "
+                "the source included. Reads only: never stamps or materializes anything."
+            ),
         )
+    )
     return defs

@@ -13,20 +13,16 @@ from __future__ import annotations
 import dagster as dg
 
 from abparts_ops.core.settings import Settings
+from abparts_ops.defs.names import (
+    ENVIRONMENT_TAG,
+    LIVE_GROUP,
+    LIVE_REVISION,
+    LIVE_SCHEMA,
+    live_revision_key,
+    live_schema_key,
+)
 
-LIVE_GROUP = "live"
-LIVE_REVISION = "live_revision"
-LIVE_SCHEMA = "live_schema"
-
-
-def live_revision_key(environment: str) -> dg.AssetKey:
-    """Asset key of an environment's live revision: ``[env, "live_revision"]``."""
-    return dg.AssetKey([environment, LIVE_REVISION])
-
-
-def live_schema_key(environment: str) -> dg.AssetKey:
-    """Asset key of an environment's live schema: ``[env, "live_schema"]``."""
-    return dg.AssetKey([environment, LIVE_SCHEMA])
+__all__ = ["LIVE_REVISION", "LIVE_SCHEMA", "live_revision_key", "live_schema_key"]
 
 
 def build_live_specs(settings: Settings) -> list[dg.AssetSpec]:
@@ -47,11 +43,14 @@ def build_live_specs(settings: Settings) -> list[dg.AssetSpec]:
                 description=(
                     f"The revision(s) in `{env.name}`'s Alembic version table, as seen by "
                     "`schema_drift_sensor` on each tick. Metadata: `revision`, `head`, "
-                    "`revision_in_sync` (1/0), `reachable` (1/0), `status`, `status_since`, "
+                    "`state` (in_sync, behind, awaiting_stamp, unknown_revision, "
+                    "schema_drift, unreachable), `reason`, `pending` (the revisions between "
+                    "it and the head), `pending_count`, `expected_revision`, "
+                    "`revision_in_sync` (1/0), `reachable` (1/0), `status_since`, "
                     "`elapsed_ms`."
                 ),
                 metadata={"environment": env.name, "role": role + protected},
-                tags={"abparts_ops/environment": env.name},
+                tags={ENVIRONMENT_TAG: env.name},
             )
         )
         specs.append(
@@ -63,14 +62,16 @@ def build_live_specs(settings: Settings) -> list[dg.AssetSpec]:
                     f"The fingerprint of `{env.name}`'s schema (exclusions applied), "
                     "computed by the server in one catalog query and checked on each tick "
                     "of `schema_drift_sensor` (recomputed only when the catalogs changed "
-                    "since the tick before), compared with the probe fingerprint of the "
-                    "latest `source_schema`. Metadata: `fingerprint`, `reference`, "
+                    "since the tick before), compared with the expected probe fingerprint of "
+                    "its own revision (the latest `expected_schemas`: what the history "
+                    "builds up to that revision). Metadata: `fingerprint`, `reference` (the "
+                    "expected fingerprint), `state`, `reason`, `pending`, "
                     "`schema_in_sync` (1/0), `differing_objects` (when known), `tables`, "
                     "`catalogs_unchanged` (1 when the last fingerprint was reused), "
                     "`elapsed_ms`."
                 ),
                 metadata={"environment": env.name, "role": role + protected},
-                tags={"abparts_ops/environment": env.name},
+                tags={ENVIRONMENT_TAG: env.name},
             )
         )
     return specs

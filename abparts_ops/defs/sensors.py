@@ -1,13 +1,14 @@
 """The drift watch: ``schema_drift_sensor`` and ``revision_files_sensor``.
 
 Both are thin: the probing, classification and memory live in
-:mod:`abparts_ops.core.drift`. A tick of ``schema_drift_sensor`` costs one short query
-per environment (run concurrently: version rows and a catalog token) plus one read of
-the instance's event log; only an environment whose catalogs changed since the last tick
-(the token moved, or it is the first tick) runs the full fingerprint query, and the
-expensive snapshot and diff run only in the verification run it requests when a
-fingerprint or revision moves. ``revision_files_sensor`` costs a few ``stat`` calls
-unless the versions folder changed.
+:mod:`abparts_ops.core.drift`, and the state of each environment comes from the one
+reference, :mod:`abparts_ops.core.reference`. A tick of ``schema_drift_sensor`` costs one
+short query per environment (run concurrently: version rows and a catalog token) plus one
+read of the instance's event log (the latest ``expected_schemas`` index); only an
+environment whose catalogs changed since the last tick (the token moved, or it is the
+first tick) runs the full fingerprint query, and the expensive snapshot and diff run
+only in the verification run it requests when a fingerprint or revision moves.
+``revision_files_sensor`` costs a few ``stat`` calls unless the versions folder changed.
 
 Environment URLs are read from their variables inside each probe's thread (not through
 the ``db_<env>`` resources, whose initialisation would fail the whole tick when one
@@ -22,13 +23,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
 from abparts_ops.core.drift import (
-    IN_SYNC,
-    UNREACHABLE,
     DriftCursor,
     DriftState,
     ProbeTarget,
@@ -43,30 +41,34 @@ from abparts_ops.core.drift import (
     versions_fingerprint,
     versions_signature,
 )
+from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.migrations.expected import ExpectedIndex, archived_revisions
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.settings import CONFIG_ENV, Settings
-from abparts_ops.defs.environment_assets import VERIFY_JOB, check_keys, stamp_key
-from abparts_ops.defs.live_assets import live_revision_key, live_schema_key
+from abparts_ops.core.states import EnvironmentState
+from abparts_ops.defs.jobs import refresh_history_job
+from abparts_ops.defs.names import (
+    DRIFT_TAG,
+    ENVIRONMENT_TAG,
+    EXPECTED_SCHEMAS,
+    MIGRATION_HISTORY,
+    REVISION_FILES_SENSOR,
+    SCHEMA_DRIFT_SENSOR,
+    SCHEMA_MATCHES_REFERENCE,
+    TRIGGER_TAG,
+    VERIFY_JOB,
+    VERSIONS_TAG,
+    check_keys,
+    live_revision_key,
+    live_schema_key,
+    stamp_key,
+)
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource
 
-SOURCE_SCHEMA = dg.AssetKey("source_schema")
-MIGRATION_HISTORY = dg.AssetKey("migration_history")
-DRIFT_TAG = "abparts_ops/drift"
-ENVIRONMENT_TAG = "abparts_ops/environment"
 TICK_BUDGET_S = 50.0
 """Probing stops after this long, under Dagster's default 60 s sensor evaluation limit."""
 PROBE_ORDER_KEY = "abparts_ops/schema_drift_sensor/probe_order"
 """Instance key-value entry: how each environment's last probe went (sets the next order)."""
-
-refresh_history_job = dg.define_asset_job(
-    "refresh_history",
-    selection=dg.AssetSelection.assets(MIGRATION_HISTORY),
-    description=(
-        "Re-read the Alembic history (heads, chain, files' hashes) and run its checks. "
-        "Requested by revision_files_sensor when the versions folder changes."
-    ),
-    tags={"abparts_ops/trigger": "revision_files"},
-)
 
 
 def is_demo() -> bool:
@@ -116,15 +118,46 @@ def cached_project(alembic: AlembicResource) -> AlembicProject:
     return project
 
 
-def reference_probe(instance: dg.DagsterInstance) -> str | None:
-    """The ``probe_fingerprint`` of the latest ``source_schema`` materialization, if any."""
-    event = instance.get_latest_materialization_event(SOURCE_SCHEMA)
+def expected_index(instance: dg.DagsterInstance) -> ExpectedIndex | None:
+    """The expected schemas' index from the latest ``expected_schemas`` materialization.
+
+    One event-log read: the ``index`` metadata (heads, order, parents and one probe
+    fingerprint per revision; no snapshots). None when never materialized or unreadable.
+    """
+    event = instance.get_latest_materialization_event(EXPECTED_SCHEMAS)
     materialization = event.asset_materialization if event else None
     if materialization is None:
         return None
-    value = materialization.metadata.get("probe_fingerprint")
-    text = getattr(value, "value", value)
-    return str(text) if text else None
+    value = materialization.metadata.get("index")
+    data = getattr(value, "value", value)
+    if data is None:
+        return None
+    try:
+        return ExpectedIndex.from_dict(data if isinstance(data, dict) else json.loads(data))
+    except (AbpartsOpsError, ValueError, TypeError, KeyError):
+        return None
+
+
+_ARCHIVED_LOCK = threading.Lock()
+_ARCHIVED: dict[tuple[str, ...], tuple[str, frozenset[str]]] = {}
+
+
+def cached_archived(project: AlembicProject) -> frozenset[str]:
+    """Ids of the archived history, re-read only when the versions folders change.
+
+    The archive folders are written by the reset, which also changes the versions folder,
+    so their signature (a few ``stat`` calls) tells when to read the manifests again.
+    """
+    key = tuple(map(str, project.versions_dirs))
+    signature = versions_signature(project.versions_dirs)
+    with _ARCHIVED_LOCK:
+        cached = _ARCHIVED.get(key)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    ids = frozenset(archived_revisions(project))
+    with _ARCHIVED_LOCK:
+        _ARCHIVED[key] = (signature, ids)
+    return ids
 
 
 def known_differences(
@@ -138,9 +171,7 @@ def known_differences(
     read for all drifting environments; none when all in sync.
     """
     keys = {
-        state.environment: dg.AssetCheckKey(
-            stamp_key(state.environment), "schema_matches_reference"
-        )
+        state.environment: dg.AssetCheckKey(stamp_key(state.environment), SCHEMA_MATCHES_REFERENCE)
         for state in states
         if state.schema_in_sync is False
     }
@@ -182,10 +213,13 @@ def _observations(
 ) -> list[dg.AssetObservation]:
     memory = plan.cursor.environments.get(state.environment)
     since = memory.since if memory and memory.since else time.time()
-    reachable = state.status != UNREACHABLE
+    reachable = state.status is not EnvironmentState.UNREACHABLE
     common: dict[str, object] = {
-        "status": state.status,
+        "state": state.status.value,
+        "status": state.status.value,
         "reason": state.reason,
+        "pending": ", ".join(state.pending),
+        "pending_count": len(state.pending),
         "reachable": int(reachable),
         "status_since": dg.MetadataValue.timestamp(since),
         "elapsed_ms": round(state.elapsed_ms, 1),
@@ -193,6 +227,7 @@ def _observations(
     revision_meta: dict[str, object] = {
         "revision": describe_revisions(state.revisions) if reachable else "unknown",
         "head": head or "",
+        "expected_revision": state.expected_revision or "",
         **common,
     }
     schema_meta: dict[str, object] = {
@@ -234,7 +269,7 @@ LOG_LINES = 20
 
 def _log_states(context: dg.SensorEvaluationContext, states: Sequence[DriftState]) -> None:
     """One log line per unreachable or drifting environment, the rest summarised."""
-    for level, wanted in (("warning", UNREACHABLE), ("info", None)):
+    for level, wanted in (("warning", EnvironmentState.UNREACHABLE), ("info", None)):
         chosen = [s for s in states if (s.status == wanted if wanted else s.drifting)]
         log = getattr(context.log, level)
         for state in chosen[:LOG_LINES]:
@@ -248,18 +283,34 @@ def _log_states(context: dg.SensorEvaluationContext, states: Sequence[DriftState
             )
 
 
-def _head(alembic: AlembicResource) -> tuple[str | None, str | None]:
-    """(head, problem): the single head, or None and one line saying why not."""
+def _disk_state(
+    alembic: AlembicResource, index: ExpectedIndex
+) -> tuple[frozenset[str], str | None]:
+    """(archived ids, problem): the problem says why the index cannot be trusted now.
+
+    Compares the heads on disk (cached, a few ``stat`` calls) with the index's: when a
+    revision file was added and ``expected_schemas`` not yet refreshed, the index is
+    stale and no verification is requested until it is.
+    """
     try:
-        heads = script_heads(cached_project(alembic))
+        project = cached_project(alembic)
+        heads = script_heads(project)
+        archived = cached_archived(project)
     except Exception as exc:  # noqa: BLE001 - a broken project must not stop the probes
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return None, f"revisions not compared: the Alembic project cannot be read: {first}"
-    if len(heads) == 1:
-        return heads[0], None
-    if not heads:
-        return None, "revisions not compared: the Alembic project has no revision"
-    return None, f"revisions not compared: {len(heads)} heads ({', '.join(heads)}); merge them"
+        return frozenset(), f"the Alembic project cannot be read: {first}; no run requested"
+    if tuple(heads) != tuple(index.heads):
+        return archived, (
+            f"expected_schemas is stale (built for head {', '.join(index.heads) or '-'}, the "
+            f"versions folder has {', '.join(heads) or 'no head'}): refresh_history rebuilds "
+            "it; no run requested until then"
+        )
+    if len(heads) != 1:
+        return archived, (
+            f"the history has {len(heads)} heads ({', '.join(heads)}); merge them "
+            "(`alembic merge heads`)"
+        )
+    return archived, None
 
 
 def build_schema_drift_sensor(
@@ -271,7 +322,7 @@ def build_schema_drift_sensor(
     timeout_s: float = 10,
     observe_unchanged: bool = True,
 ) -> dg.SensorDefinition:
-    """Build ``schema_drift_sensor`` for the configured environments.
+    """Build ``schema_drift_sensor`` for every configured environment (the source too).
 
     ``max_workers`` bounds concurrent probes (keep it well below the servers'
     ``max_connections``); ``timeout_s`` is each probe's own timeout. With
@@ -279,23 +330,23 @@ def build_schema_drift_sensor(
     (less event-log volume with hundreds of environments).
     """
     environments = list(settings.environments.values())
-    source = settings.source
     connect_timeout_s = settings.probe.connect_timeout_s
 
     @dg.sensor(
-        name="schema_drift_sensor",
+        name=SCHEMA_DRIFT_SENSOR,
         job_name=VERIFY_JOB,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status(demo),
         description=(
             "Every tick, probes every environment (the source too) concurrently: its "
             "Alembic version rows and a server-side fingerprint of its schema (recomputed "
-            "only when its catalogs changed since the last tick). Observes [env, "
-            "live_revision] and [env, live_schema]; requests a "
-            "verify_environments run, for exactly the environments whose revision is not "
-            "the head or whose fingerprint differs from the latest source_schema, once per "
-            "drift (run key from environment, revisions and fingerprint). Unreachable "
-            "environments are reported and never stop the others."
+            "only when its catalogs changed since the last tick), and puts it in one state "
+            "(in sync, behind, awaiting stamp, unknown revision, schema drift, unreachable) "
+            "against the expected schema of its own revision (the latest expected_schemas). "
+            "Observes [env, live_revision] and [env, live_schema] with the state and the "
+            "pending revisions; requests a verify_environments run for schema drift and "
+            "unknown revisions, once per drift. Behind and awaiting stamp are reported, not "
+            "verified. Unreachable environments never stop the others."
         ),
     )
     def schema_drift_sensor(
@@ -303,16 +354,17 @@ def build_schema_drift_sensor(
         alembic: AlembicResource,
         policy: SchemaPolicyResource,
     ) -> dg.SensorResult | dg.SkipReason:
-        """Probe, classify, observe, and request verification of what drifted."""
-        reference = reference_probe(context.instance)
-        if reference is None:
+        """Probe, classify with the reference, observe, and request verification of drift."""
+        index = expected_index(context.instance)
+        if index is None:
             return dg.SkipReason(
-                "materialize source_schema first: the drift reference is its probe "
-                "fingerprint (run the reset_baseline job or materialize source_schema)."
+                "materialize expected_schemas first: the reference is the schema the "
+                "migration history builds up to each revision (run the reset_baseline or "
+                "refresh_history job)."
             )
-        head, head_problem = _head(alembic)
-        if head_problem:
-            context.log.warning(head_problem)
+        archived, problem = _disk_state(alembic, index)
+        if problem:
+            context.log.warning(problem)
         previous = DriftCursor.decode(context.cursor)
         targets = [
             ProbeTarget(
@@ -332,18 +384,23 @@ def build_schema_drift_sensor(
             last=decode_probe_statuses(last), connect_timeout_s=connect_timeout_s,
         )
         storage.set_cursor_values({PROBE_ORDER_KEY: encode_probe_statuses(outcomes)})
-        states = [
-            classify(o, head=head, reference_probe=reference, source=o.environment == source)
-            for o in outcomes
-        ]
-        plan = plan_tick(states, previous, no_runs_for={source}, head=head, reference=reference)
+        states = [classify(o, index, archived=archived) for o in outcomes]
+        head = index.heads[0] if len(index.heads) == 1 else None
+        no_runs = {env.name for env in environments} if problem else set()
+        plan = plan_tick(
+            states,
+            previous,
+            no_runs_for=no_runs,
+            head=head,
+            reference=index.history_fingerprint,
+        )
         differences = known_differences(context.instance, states, plan)
         events: list[dg.AssetObservation] = []
         for state in states:
             before = previous.environments.get(state.environment)
             changed = before is None or (
                 (before.status, before.revisions, before.fingerprint)
-                != (state.status, state.revisions, state.fingerprint)
+                != (state.status.value, state.revisions, state.fingerprint)
             )
             if observe_unchanged or changed:
                 events.extend(_observations(state, plan, head, differences.get(state.environment)))
@@ -354,7 +411,7 @@ def build_schema_drift_sensor(
                 job_name=VERIFY_JOB,
                 asset_selection=[],
                 asset_check_keys=check_keys(env),
-                tags={DRIFT_TAG: plan.state(env).status, ENVIRONMENT_TAG: env},
+                tags={DRIFT_TAG: plan.state(env).status.value, ENVIRONMENT_TAG: env},
             )
             for env, key in plan.requests.items()
         ]
@@ -372,12 +429,17 @@ def build_schema_drift_sensor(
         for state in states:
             line = state.reason
             memory = plan.cursor.environments.get(state.environment)
-            if state.drifting and state.environment != source and memory and memory.requested:
+            if state.drifting and memory and memory.requested:
                 line += f" (verification already requested: {memory.requested})"
             lines.append(line)
-        if head_problem:
-            lines.append(head_problem)
-        summary = "all in sync" if all(s.status == IN_SYNC for s in states) else "no new drift"
+        if problem:
+            lines.append(problem)
+        if all(s.status is EnvironmentState.IN_SYNC for s in states):
+            summary = "all in sync"
+        elif any(s.drifting for s in states):
+            summary = "no new drift"
+        else:
+            summary = "no drift"
         return dg.SensorResult(
             skip_reason=f"{summary}:\n" + "\n".join(lines),
             cursor=cursor,
@@ -391,28 +453,25 @@ def build_revision_files_sensor(
     settings: Settings,
     *,
     demo: bool,
-    verify_job: Any = None,
     minimum_interval_seconds: int = 30,
 ) -> dg.SensorDefinition:
-    """Build ``revision_files_sensor``.
+    """Build ``revision_files_sensor``: a changed versions folder refreshes the reference.
 
-    With ``verify_job`` (the ``verify_environments`` job), a change requests both
-    ``refresh_history`` and the verification; without it only ``refresh_history`` (the
-    drift sensor then sees every environment behind the new head on its next tick).
+    A change requests ``refresh_history`` (``migration_history`` and ``expected_schemas``);
+    the drift sensor then puts each environment in its state against the new history on
+    its next tick (behind, for a new revision: reported, not verified).
     """
-    jobs = [refresh_history_job] + ([verify_job] if verify_job is not None else [])
 
     @dg.sensor(
-        name="revision_files_sensor",
-        jobs=jobs,
+        name=REVISION_FILES_SENSOR,
+        jobs=[refresh_history_job],
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status(demo),
         description=(
             "Watches the Alembic versions folder (names, sizes and mtimes; content hashes "
             "only when those move). When revision files are added, removed or edited, "
-            "requests migration_history (refresh_history job) and the verification of "
-            "every environment (verify_environments): a new revision puts every "
-            "environment behind head."
+            "requests refresh_history: migration_history and expected_schemas (the schema "
+            "per revision, the reference of every environment) are rebuilt."
         ),
     )
     def revision_files_sensor(
@@ -444,21 +503,15 @@ def build_revision_files_sensor(
             return dg.SensorResult(
                 skip_reason=f"files in {where} touched, content unchanged", cursor=cursor
             )
-        tags = {"abparts_ops/trigger": "revision_files", "abparts_ops/versions": fingerprint[:16]}
+        tags = {TRIGGER_TAG: "revision_files", VERSIONS_TAG: fingerprint[:16]}
         requests = [
             dg.RunRequest(
                 run_key=f"history-{fingerprint[:16]}",
                 job_name=refresh_history_job.name,
-                asset_selection=[MIGRATION_HISTORY],
+                asset_selection=[MIGRATION_HISTORY, EXPECTED_SCHEMAS],
                 tags=tags,
             )
         ]
-        if verify_job is not None:
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"verify-{fingerprint[:16]}", job_name=verify_job.name, tags=tags
-                )
-            )
         context.log.info(
             f"revision files changed in {where} (fingerprint {fingerprint[:12]}): requesting "
             + ", ".join(r.job_name or "" for r in requests)
@@ -485,22 +538,16 @@ def build_sensors(
     settings: Settings,
     *,
     demo: bool | None = None,
-    verify_job: Any = None,
-    jobs: Sequence[Any] = (),
     minimum_interval_seconds: int = 60,
     max_workers: int = 16,
     timeout_s: float = 10,
 ) -> list[dg.SensorDefinition]:
     """``schema_drift_sensor`` and ``revision_files_sensor`` for ``settings``.
 
-    ``demo`` (default: :func:`is_demo`) starts them RUNNING, else STOPPED. Pass the
-    ``verify_environments`` job as ``verify_job`` (or among ``jobs``, found by name) so
-    ``revision_files_sensor`` can request it; ``refresh_history_job`` must be in the
-    Definitions too.
+    ``demo`` (default: :func:`is_demo`) starts them RUNNING, else STOPPED. The
+    ``verify_environments`` and ``refresh_history`` jobs must be in the Definitions too.
     """
     demo = is_demo() if demo is None else demo
-    if verify_job is None:
-        verify_job = next((job for job in jobs if getattr(job, "name", None) == VERIFY_JOB), None)
     return [
         build_schema_drift_sensor(
             settings,
@@ -509,5 +556,5 @@ def build_sensors(
             max_workers=max_workers,
             timeout_s=timeout_s,
         ),
-        build_revision_files_sensor(settings, demo=demo, verify_job=verify_job),
+        build_revision_files_sensor(settings, demo=demo),
     ]

@@ -14,6 +14,9 @@ With no configuration at all the project runs against this demo:
   SSH, so a plain ``alembic upgrade head`` there fails with "Can't locate revision".
 * :func:`ensure_demo` does all of it on the embedded server and exports the
   ``ABPARTS_*_URL`` variables the demo configuration names.
+* :func:`write_stamp_configs` writes the run config of each ``stamp_<env>`` job (a real
+  stamp; prod's confirmation included), so ``scripts/demo`` ends the reset with every
+  environment, dev first, stamped at the proven baseline: the head.
 
 Databases are built under a temporary name and renamed when complete, under a Postgres
 advisory lock, so an interrupted or concurrent run never leaves a half-built database
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -421,6 +425,35 @@ def ensure_demo(home: Path | None = None) -> DemoLayout:
     for key, value in demo_environment_variables(urls, admin_url).items():
         os.environ.setdefault(key, value)
     return layout
+
+
+# --------------------------------------------------------------------------- stamps
+def stamp_run_config(environment: str, *, protected: bool = False) -> dict[str, object]:
+    """Run config of ``stamp_<environment>`` for a real stamp (``confirm`` when protected)."""
+    config: dict[str, object] = {"dry_run": False}
+    if protected:
+        config["confirm"] = environment
+    return {"ops": {f"{environment}__alembic_stamp": {"config": config}}}
+
+
+def write_stamp_configs(layout: DemoLayout) -> dict[str, Path]:
+    """Write ``stamp_<env>.yaml`` next to the demo configuration, one per environment.
+
+    The demo's own run configs, in the order the runbook stamps: the source (dev) first,
+    then staging, then prod (protected: its confirmation is in the file, because this is
+    the demo). Returns env -> path; rewritten only when the content differs.
+    """
+    paths: dict[str, Path] = {}
+    for env in DEMO_ENVIRONMENTS:
+        path = layout.root / f"stamp_{env}.yaml"
+        # JSON is YAML: no extra dependency, and `dagster job execute -c` reads it.
+        text = json.dumps(
+            stamp_run_config(env, protected=env == PROTECTED_ENVIRONMENT), indent=2
+        ) + "\n"
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            _write_text_atomic(path, text)
+        paths[env] = path
+    return paths
 
 
 # --------------------------------------------------------------------------- drift

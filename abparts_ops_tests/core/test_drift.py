@@ -19,10 +19,6 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from abparts_ops.core.drift import (
-    IN_SYNC,
-    REVISION_DRIFT,
-    SCHEMA_DRIFT,
-    UNREACHABLE,
     DriftCursor,
     DriftState,
     EnvironmentMemory,
@@ -37,9 +33,11 @@ from abparts_ops.core.drift import (
     versions_signature,
 )
 from abparts_ops.core.errors import ConfigError
+from abparts_ops.core.migrations.expected import ExpectedIndex
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.schema.probe import KnownSchema, ProbeResult, probe
 from abparts_ops.core.settings import resolve_url_env
+from abparts_ops.core.states import EnvironmentState
 from abparts_ops_tests.core.migrations.projects import Rev, write_project, write_rev
 from abparts_ops_tests.sql import run_sql
 
@@ -204,58 +202,74 @@ def outcome(
     return ProbeOutcome(env, ProbeResult(env, fingerprint, revisions, 3, 12.5), None, 12.5)
 
 
+HISTORY = ExpectedIndex(
+    history_fingerprint="h" * 64,
+    schema="public",
+    exclude=(),
+    version_table="alembic_version",
+    heads=("h1",),
+    order=("base", "h1"),
+    parents={"base": (), "h1": ("base",)},
+    probe_fingerprints={"base": "c" * 64, "h1": "a" * 64},
+    table_counts={"base": 2, "h1": 3},
+)
+IN_SYNC = EnvironmentState.IN_SYNC
+BEHIND = EnvironmentState.BEHIND
+SCHEMA_DRIFT = EnvironmentState.SCHEMA_DRIFT
+UNKNOWN_REVISION = EnvironmentState.UNKNOWN_REVISION
+UNREACHABLE = EnvironmentState.UNREACHABLE
+
+
 def test_classify_in_sync() -> None:
-    state = classify(outcome(), head="h1", reference_probe="a" * 64)
-    assert state.status == IN_SYNC and not state.drifting
+    state = classify(outcome(), HISTORY)
+    assert state.status is IN_SYNC and not state.drifting
     assert state.revision_in_sync is True and state.schema_in_sync is True
-    assert state.reason == "staging: in sync: at revision h1 (head), schema matches the reference"
-    assert state.table_count == 3
+    assert state.reason == "staging: in sync: at the head h1, schema matches it"
+    assert state.table_count == 3 and state.reference == "a" * 64
+
+
+def test_classify_behind_is_reported_not_drift() -> None:
+    state = classify(outcome(("base",), "c" * 64), HISTORY)
+    assert state.status is BEHIND and not state.drifting
+    assert state.pending == ("h1",) and state.expected_revision == "base"
+    assert state.revision_in_sync is False and state.schema_in_sync is True
+    assert "1 pending revision(s): h1" in state.reason and "upgrade_staging" in state.reason
 
 
 @pytest.mark.parametrize(
-    ("revisions", "words"),
+    ("revisions", "status"),
     [
-        (("old1",), "at revision old1, head is h1"),
-        (None, "at no version table, head is h1"),
-        ((), "at an empty version table, head is h1"),
-        (("h1", "x2"), "at 2 revisions (h1, x2), head is h1"),
+        (("old1",), UNKNOWN_REVISION),
+        (("archived1",), EnvironmentState.AWAITING_STAMP),
+        (None, EnvironmentState.AWAITING_STAMP),
+        (("h1", "x2"), UNKNOWN_REVISION),
     ],
 )
-def test_classify_revision_drift(revisions: tuple[str, ...] | None, words: str) -> None:
-    state = classify(outcome(revisions), head="h1", reference_probe="a" * 64)
-    assert state.status == REVISION_DRIFT and state.drifting
-    assert state.revision_in_sync is False and state.schema_in_sync is True
-    assert state.reason == f"staging: revision drift: {words}"
+def test_classify_rows_outside_the_history(
+    revisions: tuple[str, ...] | None, status: EnvironmentState
+) -> None:
+    state = classify(outcome(revisions, "c" * 64), HISTORY, archived={"archived1"})
+    assert state.status is status
+    assert state.drifting is (status is UNKNOWN_REVISION)
+    assert state.expected_revision == "base"  # what a stamp would write
 
 
-def test_classify_schema_drift_and_both() -> None:
-    schema = classify(outcome(fingerprint="b" * 64), head="h1", reference_probe="a" * 64)
-    assert schema.status == SCHEMA_DRIFT
-    assert schema.reason == (
-        "staging: schema drift: schema differs from the reference "
-        "(probe bbbbbbbbbbbb, reference aaaaaaaaaaaa)"
+def test_classify_schema_drift_against_its_own_revision() -> None:
+    schema = classify(outcome(fingerprint="b" * 64), HISTORY)
+    assert schema.status is SCHEMA_DRIFT and schema.drifting
+    assert schema.reason.startswith(
+        "staging: schema drift: at revision h1, the schema differs from what the history "
+        "builds up to h1: fingerprints differ (probe bbbbbbbbbbbb, expected aaaaaaaaaaaa)"
     )
-    both = classify(outcome(("old",), "b" * 64), head="h1", reference_probe="a" * 64)
-    assert both.status == REVISION_DRIFT
-    assert "revision drift" in both.reason and "schema drift" in both.reason
-    assert both.schema_in_sync is False
-    source = classify(
-        outcome(fingerprint="b" * 64, env="dev"), head="h1", reference_probe="a" * 64, source=True
-    )
-    assert "rematerialize" in source.reason
-
-
-def test_classify_without_head_or_reference_judges_what_it_can() -> None:
-    state = classify(outcome(("x",)), head=None, reference_probe=None)
-    assert state.status == IN_SYNC
-    assert state.revision_in_sync is None and state.schema_in_sync is None
-    assert "schema not compared" in state.reason
+    behind_and_drifting = classify(outcome(("base",), "a" * 64), HISTORY)
+    assert behind_and_drifting.status is SCHEMA_DRIFT
+    assert behind_and_drifting.pending == ("h1",)
 
 
 def test_classify_unreachable() -> None:
     failed = ProbeOutcome("prod", None, "prod: cannot use x: refused (check the server).", 3.0)
-    state = classify(failed, head="h1", reference_probe="a" * 64)
-    assert state.status == UNREACHABLE and not state.drifting
+    state = classify(failed, HISTORY)
+    assert state.status is UNREACHABLE and not state.drifting
     assert state.reason == "prod: unreachable: cannot use x: refused (check the server)."
     assert state.revision_in_sync is None and state.fingerprint is None
 
@@ -281,8 +295,8 @@ def test_run_key_is_deterministic_and_specific() -> None:
 def test_cursor_round_trips_and_tolerates_garbage() -> None:
     cursor = DriftCursor(
         environments={
-            "staging": EnvironmentMemory(SCHEMA_DRIFT, ("r1",), "f" * 64, 1.5, 2, "drift-x"),
-            "prod": EnvironmentMemory(UNREACHABLE),
+            "staging": EnvironmentMemory("schema_drift", ("r1",), "f" * 64, 1.5, 2, "drift-x"),
+            "prod": EnvironmentMemory("unreachable"),
         },
         head="r1",
         reference="a" * 64,
@@ -305,7 +319,7 @@ def test_the_stored_cursor_stays_small_with_many_environments() -> None:
     """500 environments with tokens: the text Dagster keeps with every tick is compact."""
     memory = {
         f"env{i:03d}": EnvironmentMemory(
-            IN_SYNC,
+            "in_sync",
             ("f2a4c6e8b0d1",),
             "f" * 64,
             since=1_700_000_000 + i * 0.37,
@@ -330,7 +344,7 @@ def state(
     revisions: tuple[str, ...] | None = ("h1",),
     fingerprint: str | None = "a" * 64,
 ) -> DriftState:
-    return DriftState(env, status, f"{env}: {status}", revisions, fingerprint)
+    return DriftState(env, EnvironmentState(status), f"{env}: {status}", revisions, fingerprint)
 
 
 def test_plan_requests_a_drift_once_and_again_only_when_it_comes_back() -> None:
@@ -351,7 +365,7 @@ def test_plan_requests_a_drift_once_and_again_only_when_it_comes_back() -> None:
     again = plan_tick([drift], down.cursor, now=5)
     assert again.requests == {}
     # another drift on top: a new request
-    other = state(REVISION_DRIFT, revisions=("old",), fingerprint="b" * 64)
+    other = state(UNKNOWN_REVISION, revisions=("old",), fingerprint="b" * 64)
     moved = plan_tick([other], again.cursor, now=6)
     assert list(moved.requests) == ["staging"] and moved.requests["staging"] != key
     # fixed, then the very first drift again: a new episode, a new key
@@ -362,8 +376,12 @@ def test_plan_requests_a_drift_once_and_again_only_when_it_comes_back() -> None:
     assert back.requests == {"staging": run_key("staging", ("h1",), "b" * 64, episode=1)}
 
 
-def test_plan_never_requests_for_the_source_and_keeps_head_and_reference() -> None:
-    states = [state(SCHEMA_DRIFT, env="dev"), state(REVISION_DRIFT, env="prod")]
+def test_plan_skips_no_runs_for_and_behind_and_keeps_head_and_reference() -> None:
+    states = [
+        state(SCHEMA_DRIFT, env="dev"),
+        state(UNKNOWN_REVISION, env="prod"),
+        state(BEHIND, env="qa"),
+    ]
     plan = plan_tick(
         states, DriftCursor(), now=1, no_runs_for={"dev"}, head="h1", reference="r" * 64
     )

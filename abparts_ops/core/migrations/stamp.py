@@ -1,19 +1,26 @@
 """The guarded ``alembic stamp``: the one step of the reset that writes to an environment.
 
-In this order, inside one transaction: take a PostgreSQL advisory lock for the
-environment's version table (a concurrent stamp waits a bounded time, then fails);
-read the version rows; snapshot the schema and compare it with the reference (any
-difference refuses the stamp); stop there on a dry run; require the confirmation of a
-protected environment; replace the version rows with the baseline revision through
-Alembic's ``MigrationContext`` with purge semantics (unknown ids from the old history
-go); commit; re-read and verify in a new connection. The only DDL that can ever run is
-the creation of a missing version table, and the result says so.
+A stamp writes only the proven baseline (``target``, the revision ``baseline_revision``
+proved), and only where the schema is what the history builds at that baseline. In this
+order, inside one transaction: take a PostgreSQL advisory lock for the environment's
+version table (a concurrent stamp waits a bounded time, then fails); read the database's
+identity and let the caller's guard refuse it (same database as another environment, a
+protected database that changed); read the version rows; snapshot the schema and ask the
+one reference (:func:`abparts_ops.core.reference.assess_snapshot`) which state the
+environment is in: in sync is a no-op, awaiting its stamp or an unknown id over the
+baseline's schema is stamped, anything else refuses (schema drift with the diff; a
+revision of the current history, or a head that moved past the baseline: upgrade
+instead); stop there on a dry run; require the confirmation of a protected environment;
+replace the version rows with the baseline through Alembic's ``MigrationContext`` with
+purge semantics (ids of the archived history and ids found in no history are listed
+apart); commit; re-read and verify in a new connection. The only DDL that can ever run
+is the creation of a missing version table, and the result says so.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -25,10 +32,12 @@ from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, explain_error, make_engine
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, StampRefused
+from abparts_ops.core.identity import DatabaseIdentity, identity_of_connection
 from abparts_ops.core.migrations.migrate import current_revisions
-from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
+from abparts_ops.core.reference import Assessment, ExpectedSnapshots, assess_snapshot
+from abparts_ops.core.schema.diff import SchemaDiff
 from abparts_ops.core.schema.introspect import exclusion_patterns, fetch_rows, snapshot_from_rows
-from abparts_ops.core.schema.model import Snapshot
+from abparts_ops.core.states import EnvironmentState
 
 LOCK_NAMESPACE = "abparts_ops:stamp"
 
@@ -37,7 +46,10 @@ LOCK_NAMESPACE = "abparts_ops:stamp"
 class StampResult:
     """What a stamp did (or, on a dry run, would do) to one environment.
 
-    ``action`` is ``noop`` (already at the target), ``dry_run`` or ``stamped``.
+    ``action`` is ``noop`` (already at the target, or in sync at the head), ``dry_run``
+    or ``stamped``. ``purged`` lists every id the stamp removes; ``purged_archived`` those
+    of the archived history and ``purged_unknown`` those found in no history. ``state``
+    is the environment's state before the stamp (see :mod:`abparts_ops.core.states`).
     """
 
     environment: str
@@ -52,10 +64,15 @@ class StampResult:
     lock_wait_ms: float
     message: str
     diff: SchemaDiff | None = field(default=None, compare=False)
+    purged_archived: tuple[str, ...] = ()
+    purged_unknown: tuple[str, ...] = ()
+    state: str = ""
+    head: str | None = None
+    identity: DatabaseIdentity | None = None
 
 
 class SchemaDrift(StampRefused):
-    """The environment's schema differs from the reference; ``diff`` says how."""
+    """The environment's schema differs from the expected one; ``diff`` says how."""
 
     def __init__(self, message: str, diff: SchemaDiff) -> None:
         super().__init__(message)
@@ -89,12 +106,30 @@ def _describe(revisions: tuple[str, ...] | None) -> str:
     return ", ".join(revisions) if revisions else "empty version table"
 
 
+IdentityGuard = Callable[[DatabaseIdentity], None]
+"""Called with the database's identity inside the stamp; raises StampRefused to refuse."""
+
+NOTHING_WRITTEN = "nothing was written (the stamp's transaction did not commit)"
+
+
+@dataclass
+class _Progress:
+    """How far a stamp got, so a database error can say whether anything was written."""
+
+    committing: bool = False
+    committed: bool = False
+    before: tuple[str, ...] | None = None
+    reread: tuple[str, ...] | None | str = "unread"
+
+
 def guarded_stamp(
     url: str | sa.URL,
     *,
     environment: str,
     script: ScriptDirectory,
-    reference: Snapshot,
+    expected: ExpectedSnapshots,
+    target: str | None = None,
+    archived: Collection[str] = (),
     exclude: Iterable[str] = (),
     schema: str = "public",
     version_table: str = "alembic_version",
@@ -104,23 +139,38 @@ def guarded_stamp(
     dry_run: bool = True,
     lock_timeout_s: float = 10.0,
     connect_timeout: int = 5,
+    allow_behind_head: bool = False,
+    identity_guard: IdentityGuard | None = None,
 ) -> StampResult:
-    """Stamp ``environment`` with the single head of ``script``, guarded (see module doc).
+    """Stamp ``environment`` with the proven baseline ``target``, guarded (module doc).
 
-    Raises :class:`StampRefused` (nothing written) when the history has several heads,
-    the schema differs from ``reference``, a protected environment lacks
-    ``confirm == environment``, or another stamp holds the lock past ``lock_timeout_s``.
+    ``expected`` are the expected schemas of the on-disk history (``script``);
+    ``target`` the baseline ``baseline_revision`` proved (default: the history's root);
+    ``archived`` the ids of the archived history. Raises :class:`StampRefused` (nothing
+    written) when the target is not in the history, the head moved past it (unless
+    ``allow_behind_head``: the environment is then stamped and left behind, for an
+    upgrade), the environment's state is not one a stamp fixes, the schema differs from
+    the expected schema at ``target``, ``identity_guard`` refuses, a protected
+    environment lacks ``confirm == environment``, or another stamp holds the lock.
     """
-    heads = script.get_heads()
-    if len(heads) != 1:
+    heads = tuple(sorted(script.get_heads()))
+    known = {rev.revision for rev in script.walk_revisions()}
+    target = target or (expected.order[0] if expected.order else None)
+    if not target or target not in known or not expected.knows(target):
+        raise StampRefused(
+            f"{environment}: the proven baseline {target or '(none)'} is not in the history "
+            "on disk (or the expected schemas do not know it); rerun reset_baseline and "
+            "refresh_history before stamping (nothing was written)."
+        )
+    moved_on = heads != (target,)
+    if moved_on and len(heads) != 1:
         raise StampRefused(
             f"{environment}: the Alembic history has {len(heads)} heads "
-            f"({', '.join(sorted(heads)) or 'none'}); a stamp needs exactly one "
-            "(materialize baseline_revision first)."
+            f"({', '.join(heads) or 'none'}); a stamp needs exactly one (merge them with "
+            "`alembic merge heads`; nothing was written)."
         )
-    target = heads[0]
-    known = {rev.revision for rev in script.walk_revisions()}
     vt_schema = version_table_schema or schema
+    progress = _Progress()
     engine = make_engine(url, label=environment, connect_timeout=connect_timeout)
     try:
         # Not db.connect(): when the connection dies mid-transaction, the error that
@@ -132,8 +182,9 @@ def guarded_stamp(
                 environment=environment,
                 script=script,
                 target=target,
-                known=known,
-                reference=reference,
+                head=heads[0],
+                expected=expected,
+                archived=archived,
                 patterns=exclusion_patterns(exclude, version_table),
                 schema=schema,
                 version_table=version_table,
@@ -142,6 +193,9 @@ def guarded_stamp(
                 confirm=confirm,
                 dry_run=dry_run,
                 lock_timeout_s=lock_timeout_s,
+                allow_behind_head=allow_behind_head,
+                identity_guard=identity_guard,
+                progress=progress,
             )
         if result.action != "stamped":
             return result
@@ -154,9 +208,55 @@ def guarded_stamp(
             )
         return StampResult(**{**result.__dict__, "after": after})
     except (DBAPIError, psycopg2.Error) as exc:
-        raise _explain(exc, environment, url) from None
+        error = _explain(exc, environment, url)
+        if progress.committing and not progress.committed:
+            progress.reread = _reread(engine, environment, version_table, vt_schema)
+        raise _with_outcome(error, progress) from None
+    except AbpartsOpsError as exc:
+        if isinstance(exc, (StampRefused, MigrationError)) or progress.committed:
+            raise
+        raise _with_outcome(exc, progress) from None
     finally:
         engine.dispose()
+
+
+def _reread(
+    engine: sa.Engine, environment: str, version_table: str, vt_schema: str
+) -> tuple[str, ...] | None | str:
+    """The version rows read in a new connection, or ``"unread"`` when that fails too."""
+    try:
+        with connect(engine, label=environment) as conn:
+            return current_revisions(conn, version_table=version_table, schema=vt_schema)
+    except (AbpartsOpsError, DBAPIError, psycopg2.Error):
+        return "unread"
+
+
+def _with_outcome(error: AbpartsOpsError, progress: _Progress) -> AbpartsOpsError:
+    """``error`` with one plain sentence saying whether the stamp wrote anything."""
+    text = str(error).rstrip()
+    note = NOTHING_WRITTEN
+    if progress.committing and not progress.committed:
+        if progress.reread == "unread":
+            note = (
+                "the connection failed while committing and the version table could not be "
+                "read again, so the stamp may or may not have been written: run the checks "
+                "(verify_environments) before stamping again"
+            )
+        elif progress.reread == progress.before:
+            note = (
+                "nothing was written (the connection failed before the commit; the version "
+                f"table, read again, still holds {_describe(progress.before)})"
+            )
+        else:
+            note = (
+                "the connection failed while committing, but the version table now reads "
+                f"{_describe(progress.reread)}: the stamp was written; run the checks"
+            )
+    if note in text:
+        return error
+    first, _, rest = text.partition("\n")
+    message = f"{first.rstrip('.')}; {note}." + (f"\n{rest}" if rest else "")
+    return type(error)(message)
 
 
 def _explain(exc: BaseException, environment: str, url: str | sa.URL) -> AbpartsOpsError:
@@ -179,14 +279,38 @@ def _explain(exc: BaseException, environment: str, url: str | sa.URL) -> Abparts
     return explain_error(first, label=environment, url=url)
 
 
+def _refusal(assessment: Assessment, target: str, moved_on: bool, allow: bool) -> str | None:
+    """Why the stamp may not write ``target`` given the environment's state (None: it may)."""
+    env = assessment.environment
+    state = assessment.state
+    if state is EnvironmentState.BEHIND:
+        return (
+            f"{env}: refusing to stamp: {assessment.reason}. A stamp only writes the "
+            f"baseline {target}; {assessment.advice.rstrip('.')} (nothing was written)."
+        )
+    if state is EnvironmentState.UNKNOWN_REVISION and assessment.schema_matches is not True:
+        return f"{env}: refusing to stamp: {assessment.reason} (nothing was written)."
+    if moved_on and not allow and state is not EnvironmentState.IN_SYNC:
+        pending = ", ".join(assessment.pending)
+        return (
+            f"{env}: refusing to stamp: the history has moved on past the proven baseline "
+            f"{target} (head {assessment.head}; {len(assessment.pending)} revision(s) since: "
+            f"{pending}). Upgrade instead: run upgrade_{env} (or `alembic upgrade head`); to "
+            "record the baseline first and upgrade after, set run config "
+            "`allow_behind_head: true` (nothing was written)."
+        )
+    return None
+
+
 def _stamp_in_transaction(
     conn: Connection,
     *,
     environment: str,
     script: ScriptDirectory,
     target: str,
-    known: set[str],
-    reference: Snapshot,
+    head: str,
+    expected: ExpectedSnapshots,
+    archived: Collection[str],
     patterns: list[str],
     schema: str,
     version_table: str,
@@ -195,6 +319,9 @@ def _stamp_in_transaction(
     confirm: str | None,
     dry_run: bool,
     lock_timeout_s: float,
+    allow_behind_head: bool,
+    identity_guard: IdentityGuard | None,
+    progress: _Progress,
 ) -> StampResult:
     if conn.in_transaction():
         conn.commit()
@@ -211,42 +338,67 @@ def _stamp_in_transaction(
         waited = _acquire_lock(
             conn, _lock_key(vt_schema, version_table), lock_timeout_s, environment
         )
+        identity = identity_of_connection(conn)
+        if identity_guard is not None:
+            try:
+                identity_guard(identity)
+            except StampRefused:
+                transaction.rollback()
+                raise
         before = current_revisions(conn, version_table=version_table, schema=vt_schema)
         actual = snapshot_from_rows(
             fetch_rows(conn, schema=schema, patterns=patterns, label=environment),
             schema=schema,
             source=environment,
         )
-        diff = diff_snapshots(
-            reference, actual, reference_label="reference", actual_label=environment
+        assessment = assess_snapshot(
+            environment, before, actual, expected, archived=archived, baseline=target
         )
+        diff = assessment.diff
+        reference = expected.snapshot(assessment.expected_revision or target)
+        archived_set = set(archived)
+        purged = tuple(r for r in (before or ()) if r != target)
         common = {
             "environment": environment,
             "target": target,
             "before": before,
-            "purged": tuple(r for r in (before or ()) if r not in known),
+            "purged": purged,
+            "purged_archived": tuple(r for r in purged if r in archived_set),
+            "purged_unknown": tuple(
+                r for r in purged if r not in archived_set and not expected.knows(r)
+            ),
             "creates_version_table": before is None,
-            "reference_fingerprint": reference.fingerprint,
+            "reference_fingerprint": reference.fingerprint if reference else "",
             "actual_fingerprint": actual.fingerprint,
             "lock_wait_ms": waited,
+            "state": assessment.state.value,
+            "head": head,
+            "identity": identity,
         }
-        if not diff.is_empty:
+        if diff is not None and not diff.is_empty:
             transaction.rollback()
             raise SchemaDrift(
                 f"{environment}: schema differs from the reference in {len(diff.changes)} "
-                "object(s); refusing to stamp (bring the schema in line, or rebuild the "
-                f"baseline from a source that has these changes).\n\n{diff.to_markdown(50)}",
+                f"object(s) (the expected schema at {assessment.expected_revision}); refusing "
+                f"to stamp ({assessment.state.value}: {assessment.advice} Nothing was "
+                f"written.)\n\n{diff.to_markdown(50)}",
                 diff,
             )
-        if before == (target,):
+        refusal = _refusal(assessment, target, head != target, allow_behind_head)
+        if refusal:
             transaction.rollback()
+            raise StampRefused(refusal)
+        if assessment.state is EnvironmentState.IN_SYNC or before == (target,):
+            transaction.rollback()
+            at = before[0] if before else target
             return StampResult(
                 **common,
                 action="noop",
                 after=before,
-                message=f"{environment} is already at {target}; nothing to do.",
+                message=f"{environment} is already at {at}; nothing to do.",
                 diff=diff,
             )
+        notes = _purge_notes(common["purged_archived"], common["purged_unknown"])
         if dry_run:
             transaction.rollback()
             extra = " and create the version table" if before is None else ""
@@ -256,7 +408,7 @@ def _stamp_in_transaction(
                 after=None,
                 message=(
                     f"dry run: would replace {_describe(before)} with {target}{extra} on "
-                    f"{environment}; schema matches the reference. Nothing was written."
+                    f"{environment}; schema matches the reference.{notes} Nothing was written."
                 ),
                 diff=diff,
             )
@@ -276,15 +428,30 @@ def _stamp_in_transaction(
             },
         )
         context.run_migrations()
+        progress.before = before
+        progress.committing = True
         transaction.commit()
+        progress.committed = True
     created = " (created the missing version table)" if before is None else ""
     return StampResult(
         **common,
         action="stamped",
         after=None,
-        message=f"stamped {environment}: {_describe(before)} -> {target}{created}.",
+        message=f"stamped {environment}: {_describe(before)} -> {target}{created}.{notes}",
         diff=diff,
     )
+
+
+def _purge_notes(archived: tuple[str, ...], unknown: tuple[str, ...]) -> str:
+    """Sentences naming the ids a stamp removes, the archived apart from the unknown."""
+    notes = ""
+    if archived:
+        notes += f" Purged from the archived history: {', '.join(archived)}."
+    if unknown:
+        notes += (
+            f" Purged, found in no history (neither on disk nor archived): {', '.join(unknown)}."
+        )
+    return notes
 
 
 def version_table_schema_opt(vt_schema: str, schema: str) -> str | None:

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 import abparts_ops.core.migrations.stamp as stamp_module
 from abparts_ops.core.db import create_database, drop_database, make_engine, with_database
 from abparts_ops.core.errors import AbpartsOpsError, ConfigError, DatabaseError, StampRefused
+from abparts_ops.core.identity import DatabaseIdentity
+from abparts_ops.core.migrations.expected import ExpectedSchemas
 from abparts_ops.core.migrations.project import AlembicProject, load_project
 from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.schema.introspect import take_snapshot
@@ -87,12 +89,27 @@ class Env:
             with_database(admin_url, template), exclude=EXCLUDE, source="dev"
         )
 
+    def expected(self, extra: dict[str, Snapshot] | None = None) -> ExpectedSchemas:
+        """Expected schemas: the reference at BASELINE (+ ``extra`` revisions after it)."""
+        order = (BASELINE, *(extra or {}))
+        parents = {rev: ((order[i - 1],) if i else ()) for i, rev in enumerate(order)}
+        return ExpectedSchemas(
+            history_fingerprint="test",
+            schema="public",
+            exclude=EXCLUDE,
+            version_table="alembic_version",
+            heads=order[-1:],
+            order=order,
+            parents=parents,
+            snapshots={BASELINE: self.reference, **(extra or {})},
+        )
+
     def stamp(self, url: str, **kwargs: Any) -> StampResult:
-        """``guarded_stamp`` with this module's script, reference and exclusions."""
+        """``guarded_stamp`` with this module's script, expected schemas and exclusions."""
         options: dict[str, Any] = {
             "environment": "staging",
             "script": self.project.script(),
-            "reference": self.reference,
+            "expected": self.expected(),
             "exclude": EXCLUDE,
         }
         options.update(kwargs)
@@ -273,6 +290,70 @@ def test_unknown_schema_is_a_clear_error(env: Env, untouched: str) -> None:
     with pytest.raises(AbpartsOpsError, match="schema 'nope' does not exist"):
         env.stamp(untouched, schema="nope", dry_run=False)
     assert state(untouched) == before
+
+
+def test_head_moved_past_the_baseline_refuses_and_says_to_upgrade(
+    env: Env, staging: str, tmp_path: Path
+) -> None:
+    """Issue 12.1: a revision on top of the baseline; the stamp writes only the baseline.
+
+    Without acknowledgement it refuses (upgrade instead); with ``allow_behind_head`` it
+    records the baseline (never the head) and the environment is then behind.
+    """
+    ini = write_project(tmp_path, [Rev(BASELINE, None), Rev("r2r2r2r2r2r2", BASELINE)])
+    script = load_project(ini_path=ini).script()
+    with_column = Snapshot(schema="public", objects={})  # what r2 builds (never matched here)
+    expected = env.expected({"r2r2r2r2r2r2": with_column})
+    before = state(staging)
+    for dry_run in (True, False):
+        with pytest.raises(StampRefused) as caught:
+            env.stamp(staging, script=script, expected=expected, dry_run=dry_run)
+        message = str(caught.value)
+        assert "moved on past the proven baseline " + BASELINE in message
+        assert "upgrade_staging" in message and "r2r2r2r2r2r2" in message
+        assert "nothing was written" in message
+        assert state(staging) == before
+    result = env.stamp(
+        staging, script=script, expected=expected, dry_run=False, allow_behind_head=True
+    )
+    assert result.action == "stamped" and result.target == BASELINE
+    assert version_rows(staging) == (BASELINE,)
+    # now at the baseline, behind the head: a stamp cannot help, an upgrade can
+    with pytest.raises(StampRefused, match="behind.*upgrade_staging"):
+        env.stamp(staging, script=script, expected=expected, allow_behind_head=True)
+
+
+def test_purge_tells_archived_ids_from_ids_in_no_history(env: Env, staging: str) -> None:
+    """Issue 10.5: ids of the archived history and ids found in no history, listed apart."""
+    run_sql(
+        staging,
+        f"DELETE FROM alembic_version; INSERT INTO alembic_version VALUES ('{OLD_HEAD}'), "
+        "('cafe00000002');",
+    )
+    result = env.stamp(staging, dry_run=False, archived={OLD_HEAD})
+    assert result.purged_archived == (OLD_HEAD,)
+    assert result.purged_unknown == ("cafe00000002",)
+    assert f"Purged from the archived history: {OLD_HEAD}." in result.message
+    assert "found in no history (neither on disk nor archived): cafe00000002" in result.message
+    assert result.state == "unknown_revision"
+
+
+def test_the_identity_guard_refuses_before_anything_is_written(
+    env: Env, untouched: str
+) -> None:
+    """The guard sees the database's identity inside the stamp; its refusal stands."""
+    before = state(untouched)
+    seen: list[DatabaseIdentity] = []
+
+    def guard(identity: DatabaseIdentity) -> None:
+        seen.append(identity)
+        raise StampRefused(f"staging: {identity.describe()} is also prod's database")
+
+    with pytest.raises(StampRefused, match="is also prod's database"):
+        env.stamp(untouched, dry_run=False, identity_guard=guard)
+    assert state(untouched) == before
+    assert seen and seen[0].database_name == untouched.rsplit("/", 1)[-1].split("?")[0]
+    assert env.stamp(untouched).identity == seen[0]
 
 
 # -- bad input ---------------------------------------------------------------------------
@@ -504,6 +585,7 @@ def test_connection_killed_mid_transaction(
     assert calls
     assert str(caught.value).startswith("staging: cannot use")
     assert "terminat" in str(caught.value) or "closed the connection" in str(caught.value)
+    assert "nothing was written" in str(caught.value)
     assert state(staging) == before
     monkeypatch.undo()
     assert env.stamp(staging, dry_run=False).action == "stamped"

@@ -4,8 +4,9 @@ Once per package: a copy of the demo Alembic project in a temporary folder, a
 configuration of our own (URLs in variables only this package uses), ``dev``,
 ``staging`` and ``prod`` cloned from the demo template under a unique prefix (prod's
 version row set to the head, as after a stamp, so everything starts in sync), a
-temporary Dagster instance and one real materialization of ``source_schema`` on it: the
-reference the drift sensor compares with.
+temporary Dagster instance and one real materialization of ``source_schema`` and of
+``expected_schemas`` on it: the history's schema per revision, the reference the drift
+sensor compares each environment with.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from abparts_ops.core.db import drop_database, make_engine
 from abparts_ops.core.settings import Settings, load_settings
 from abparts_ops.defs.baseline_assets import migration_history
 from abparts_ops.defs.environment_assets import build_environment_defs
+from abparts_ops.defs.history_assets import expected_schemas
+from abparts_ops.defs.jobs import refresh_history_job
 from abparts_ops.defs.live_assets import build_live_specs
 from abparts_ops.defs.resources import build_resources, env_resource_key
 from abparts_ops.defs.schedules import build_schedules
 from abparts_ops.defs.schema_assets import source_schema
-from abparts_ops.defs.sensors import build_sensors, refresh_history_job
+from abparts_ops.defs.sensors import build_sensors
 from abparts_ops.embedded.demo import (
     DEMO_OLD_HEAD,
     DemoLayout,
@@ -70,10 +73,16 @@ def make_definitions(settings: Settings, *, demo: bool = True) -> dg.Definitions
     resources["source_db"] = resources[env_resource_key(settings.source)]
     environment = build_environment_defs(settings)
     return dg.Definitions(
-        assets=[source_schema, migration_history, *environment.assets, *build_live_specs(settings)],
+        assets=[
+            source_schema,
+            migration_history,
+            expected_schemas,
+            *environment.assets,
+            *build_live_specs(settings),
+        ],
         asset_checks=[*environment.checks],
         jobs=[*environment.jobs, refresh_history_job],
-        sensors=build_sensors(settings, demo=demo, jobs=environment.jobs),
+        sensors=build_sensors(settings, demo=demo),
         schedules=build_schedules(settings, demo=demo),
         resources=resources,
     )
@@ -152,6 +161,7 @@ def watch(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for name, url in urls.items():
             patch.setenv(variable(name), url)
         patch.setenv(variable("scratch"), admin_url)
+        patch.setenv("ABPARTS_OPS_CACHE", str(home / "cache"))
         run_sql(
             urls["prod"], "UPDATE alembic_version SET version_num = %(r)s", {"r": DEMO_OLD_HEAD}
         )
@@ -162,9 +172,11 @@ def watch(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
             resources = defs.resources
             result = dg.materialize(
-                [source_schema],
+                [source_schema, expected_schemas],
                 instance=instance,
-                resources={key: resources[key] for key in ("policy", "source_db", "alembic")},
+                resources={
+                    key: resources[key] for key in ("policy", "source_db", "alembic", "scratch")
+                },
             )
             assert result.success
             yield Watch(

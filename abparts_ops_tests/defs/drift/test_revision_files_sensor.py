@@ -1,6 +1,9 @@
 """Real ticks of ``revision_files_sensor``: a new revision file fires it, once.
 
 The new file goes into the package's copy of the demo project and is removed at the end.
+Behaviour changed by issue 10: the sensor refreshes the reference (migration_history and
+expected_schemas) and no longer requests a verification; a new revision leaves every
+environment *behind* (reported by the drift sensor, not verified).
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ import os
 
 import dagster as dg
 
-from abparts_ops.core.drift import REVISION_DRIFT, DriftCursor
-from abparts_ops.defs.sensors import ENVIRONMENT_TAG
+from abparts_ops.core.drift import DriftCursor
+from abparts_ops.core.states import EnvironmentState
 from abparts_ops.embedded.demo import DEMO_OLD_HEAD
 from abparts_ops_tests.defs.drift.conftest import Watch
 
@@ -57,28 +60,43 @@ def test_a_new_revision_file_fires_the_sensor_once(watch: Watch) -> None:
     new_file.write_text(NEW_FILE, encoding="utf-8")
     try:
         fired = watch.tick(name)
-        requests = {r.job_name: r for r in fired.run_requests}
-        assert set(requests) == {"refresh_history", "verify_environments"}
-        assert requests["refresh_history"].asset_selection == [dg.AssetKey("migration_history")]
-        assert not requests["verify_environments"].asset_check_keys  # every environment
-        assert requests["refresh_history"].run_key != requests["verify_environments"].run_key
+        [request] = fired.run_requests
+        assert request.job_name == "refresh_history"
+        assert request.asset_selection == [
+            dg.AssetKey("migration_history"),
+            dg.AssetKey("expected_schemas"),
+        ]
         assert watch.tick(name).skip_message.startswith("no change in ")
 
+        # before the refresh, the drift sensor knows its reference is stale: no run
+        stale = watch.tick(fresh=True)
+        assert not stale.run_requests
+        assert "expected_schemas is stale" in stale.skip_message
+
         # the requested refresh works and sees the new head
-        result = watch.defs.resolve_job_def("refresh_history").execute_in_process(
-            instance=watch.instance, raise_on_error=False
-        )
+        result = refresh(watch)
         assert result.success
         history = result.output_for_node("migration_history")
         assert history.heads == (NEW_REVISION,)
+        expected = result.output_for_node("expected_schemas")
+        assert expected.heads == (NEW_REVISION,)
 
-        # and the drift sensor now finds every target behind the new head
+        # and the drift sensor now finds every environment behind the new head, by one
         drift = watch.tick(fresh=True)
-        requested = {r.tags[ENVIRONMENT_TAG] for r in drift.run_requests}
-        assert requested == {"staging", "prod"}  # dev is the source: reported, never verified
+        assert not drift.run_requests  # behind is reported, not verified
         cursor = DriftCursor.decode(drift.cursor)
         assert cursor.head == NEW_REVISION
-        assert {m.status for m in cursor.environments.values()} == {REVISION_DRIFT}
+        assert {m.status for m in cursor.environments.values()} == {EnvironmentState.BEHIND}
+        assert "1 pending revision(s): " + NEW_REVISION in drift.skip_message
+        assert "no schema difference" in drift.skip_message
     finally:
         new_file.unlink()
+        assert refresh(watch).success
     assert watch.tick(fresh=True).skip_message.startswith("all in sync:")
+
+
+def refresh(watch: Watch) -> dg.ExecuteInProcessResult:
+    """Run the refresh_history job (migration_history and expected_schemas)."""
+    return watch.defs.resolve_job_def("refresh_history").execute_in_process(
+        instance=watch.instance, raise_on_error=False
+    )

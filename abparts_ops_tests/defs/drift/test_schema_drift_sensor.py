@@ -14,18 +14,16 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import create_database
-from abparts_ops.core.drift import (
-    IN_SYNC,
-    REVISION_DRIFT,
-    SCHEMA_DRIFT,
-    UNREACHABLE,
-    DriftCursor,
-    run_key,
-)
+from abparts_ops.core.drift import DriftCursor, run_key
 from abparts_ops.core.settings import load_settings
-from abparts_ops.defs.environment_assets import check_keys
-from abparts_ops.defs.live_assets import live_revision_key, live_schema_key
-from abparts_ops.defs.sensors import DRIFT_TAG, ENVIRONMENT_TAG
+from abparts_ops.core.states import EnvironmentState
+from abparts_ops.defs.names import (
+    DRIFT_TAG,
+    ENVIRONMENT_TAG,
+    check_keys,
+    live_revision_key,
+    live_schema_key,
+)
 from abparts_ops.embedded.demo import (
     DEMO_DRIFT_REVISION,
     DEMO_OLD_HEAD,
@@ -71,7 +69,7 @@ def assert_all_in_sync(data: Any) -> None:
     assert data.skip_message.startswith("all in sync:")
     lines = data.skip_message.splitlines()[1:]
     assert [line.split(":")[0] for line in lines] == list(NAMES)
-    assert all(": in sync: at revision " + DEMO_OLD_HEAD in line for line in lines)
+    assert all(": in sync: at the head " + DEMO_OLD_HEAD in line for line in lines)
 
 
 def test_all_in_sync_skips_with_one_line_per_environment(watch: Watch) -> None:
@@ -84,13 +82,16 @@ def test_all_in_sync_skips_with_one_line_per_environment(watch: Watch) -> None:
         assert revision["revision"] == f"revision {DEMO_OLD_HEAD}"
         assert revision["head"] == DEMO_OLD_HEAD
         assert revision["revision_in_sync"] == 1 and revision["reachable"] == 1
+        assert revision["state"] == schema["state"] == "in_sync"
+        assert revision["pending"] == "" and revision["pending_count"] == 0
+        assert revision["expected_revision"] == DEMO_OLD_HEAD
         assert schema["schema_in_sync"] == 1 and schema["differing_objects"] == 0
         assert schema["fingerprint"] == schema["reference"] and len(schema["fingerprint"]) == 64
         assert schema["tables"] > 20 and schema["elapsed_ms"] > 0
     cursor = DriftCursor.decode(data.cursor)
     assert cursor.head == DEMO_OLD_HEAD
     assert {env: m.status for env, m in cursor.environments.items()} == dict.fromkeys(
-        NAMES, IN_SYNC
+        NAMES, EnvironmentState.IN_SYNC
     )
     # the observations are on the instance: the live assets' history
     records = watch.instance.fetch_observations(
@@ -109,7 +110,7 @@ def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> No
         assert request.job_name == "verify_environments"
         assert set(request.asset_check_keys) == set(check_keys("staging"))
         assert not request.asset_selection
-        assert request.tags[DRIFT_TAG] == SCHEMA_DRIFT
+        assert request.tags[DRIFT_TAG] == EnvironmentState.SCHEMA_DRIFT
         assert request.tags[ENVIRONMENT_TAG] == "staging"
         seen = observations(data)
         fingerprint = seen[("staging", "live_schema")]["fingerprint"]
@@ -146,7 +147,8 @@ def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> No
     back = watch.tick()
     assert_all_in_sync(back)
     memory = DriftCursor.decode(back.cursor).environments["staging"]
-    assert memory.status == IN_SYNC and memory.episode == 1 and memory.requested is None
+    assert memory.status == EnvironmentState.IN_SYNC
+    assert memory.episode == 1 and memory.requested is None
 
 
 def test_unchanged_catalogs_reuse_the_fingerprint_and_a_change_is_still_caught(
@@ -183,38 +185,56 @@ def test_unchanged_catalogs_reuse_the_fingerprint_and_a_change_is_still_caught(
     assert_all_in_sync(watch.tick())
 
 
-def test_version_row_changed_is_revision_drift(watch: Watch) -> None:
+def test_version_row_moved_back_is_schema_drift_against_that_revision(watch: Watch) -> None:
+    """Behaviour changed by issue 10: prod's row names the head's parent, with the head's
+    schema. Against its own revision that is schema drift (not "revision drift"), with
+    the head listed as pending."""
     introduce_drift(watch.urls["prod"], "revision")
     try:
         data = watch.tick(fresh=True)
         [request] = data.run_requests
-        assert request.tags[DRIFT_TAG] == REVISION_DRIFT
+        assert request.tags[DRIFT_TAG] == EnvironmentState.SCHEMA_DRIFT
         assert request.tags[ENVIRONMENT_TAG] == "prod"
         assert set(request.asset_check_keys) == set(check_keys("prod"))
         seen = observations(data)
         assert seen[("prod", "live_revision")]["revision_in_sync"] == 0
         assert seen[("prod", "live_revision")]["revision"] == f"revision {DEMO_DRIFT_REVISION}"
-        assert seen[("prod", "live_schema")]["schema_in_sync"] == 1
+        assert seen[("prod", "live_revision")]["expected_revision"] == DEMO_DRIFT_REVISION
+        assert DEMO_OLD_HEAD in seen[("prod", "live_revision")]["pending"]
+        assert seen[("prod", "live_schema")]["schema_in_sync"] == 0
         state = DriftCursor.decode(data.cursor).environments["prod"]
-        assert state.status == REVISION_DRIFT and state.revisions == (DEMO_DRIFT_REVISION,)
+        assert state.status == EnvironmentState.SCHEMA_DRIFT
+        assert state.revisions == (DEMO_DRIFT_REVISION,)
+        result = verify(watch, request)
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert not evaluations["revision_is_head"].passed
+        schema_check = evaluations["schema_matches_reference"]
+        assert not schema_check.passed
+        assert schema_check.metadata["state"].value == "schema_drift"
+        assert f"expected schema at {DEMO_DRIFT_REVISION}" in schema_check.description
     finally:
         watch.set_version("prod", DEMO_OLD_HEAD)
     assert_all_in_sync(watch.tick())
 
 
-def test_source_drift_is_reported_but_never_verified(watch: Watch) -> None:
-    """dev is the reference: its drift means "rematerialize source_schema", not a run."""
+def test_the_source_is_watched_like_any_environment(watch: Watch) -> None:
+    """Behaviour changed by issue 10: dev is no longer the reference; its drift is verified."""
     introduce_drift(watch.urls["dev"], "default")
     try:
         data = watch.tick(fresh=True)
-        assert not data.run_requests
-        assert "dev: schema drift: schema moved since source_schema" in data.skip_message
+        [request] = data.run_requests
+        assert request.tags[ENVIRONMENT_TAG] == "dev"
+        assert set(request.asset_check_keys) == set(check_keys("dev"))
+        reason = observations(data)[("dev", "live_schema")]["reason"]
+        assert reason.startswith("dev: schema drift: at revision " + DEMO_OLD_HEAD)
+        assert "source_schema" not in reason
     finally:
         remove_drift(watch.urls["dev"])
+    assert_all_in_sync(watch.tick(fresh=True))
 
 
-def test_without_a_reference_the_sensor_asks_for_source_schema(watch: Watch) -> None:
-    empty = dg.DagsterInstance.ephemeral()  # no source_schema materialization there
+def test_without_a_reference_the_sensor_asks_for_expected_schemas(watch: Watch) -> None:
+    empty = dg.DagsterInstance.ephemeral()  # no expected_schemas materialization there
     sensor = watch.defs.resolve_sensor_def("schema_drift_sensor")
     resources = {key: watch.defs.resources[key] for key in sensor.required_resource_keys}
     with dg.build_sensor_context(
@@ -222,7 +242,7 @@ def test_without_a_reference_the_sensor_asks_for_source_schema(watch: Watch) -> 
     ) as context:
         data = sensor.evaluate_tick(context)
     assert not data.run_requests and not data.asset_events
-    assert data.skip_message.startswith("materialize source_schema first")
+    assert data.skip_message.startswith("materialize expected_schemas first")
 
 
 def test_a_stopped_server_is_unreachable_and_the_others_still_probed(
@@ -256,12 +276,13 @@ def test_a_stopped_server_is_unreachable_and_the_others_still_probed(
         assert password and password not in second.skip_message
         seen = observations(second)
         assert seen[("qa", "live_revision")]["reachable"] == 0
-        assert seen[("qa", "live_revision")]["status"] == UNREACHABLE
+        assert seen[("qa", "live_revision")]["status"] == EnvironmentState.UNREACHABLE
+        assert seen[("qa", "live_revision")]["state"] == "unreachable"
         assert "revision_in_sync" not in seen[("qa", "live_revision")]
         assert all(password not in str(v) for meta in seen.values() for v in meta.values())
         assert seen[("staging", "live_schema")]["schema_in_sync"] == 1
         memory = DriftCursor.decode(second.cursor).environments["qa"]
-        assert memory.status == UNREACHABLE and memory.revisions is None
+        assert memory.status == EnvironmentState.UNREACHABLE and memory.revisions is None
         assert memory.requested == request.run_key
     finally:
         server.stop(mode="immediate")
@@ -278,7 +299,7 @@ def test_live_specs_sensors_and_schedule_are_defined(watch: Watch) -> None:
     assert sensor.minimum_interval_seconds == 60
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     files = watch.defs.resolve_sensor_def("revision_files_sensor")
-    assert {t.job_name for t in files.targets} == {"refresh_history", "verify_environments"}
+    assert {t.job_name for t in files.targets} == {"refresh_history"}
     schedule = watch.defs.resolve_schedule_def("nightly_verification")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "verify_environments"

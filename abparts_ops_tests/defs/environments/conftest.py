@@ -175,6 +175,7 @@ def pipeline(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         for name, url in urls.items():
             patch.setenv(VARIABLES[name], url)
         patch.setenv(VARIABLES["scratch"], admin_url)
+        patch.setenv("ABPARTS_OPS_CACHE", str(home / "cache"))
         settings = load_settings(config_path)
         defs = build_definitions(settings)
         dagster_home = home / "dagster_home"

@@ -33,15 +33,21 @@ def test_doctor_reports_an_unreachable_environment(configured, monkeypatch, caps
 
 
 def test_drift_exit_codes_follow_the_environment(pipeline: Pipeline, configured, capsys):
-    assert main(["drift", "staging"]) == FOUND  # still at the old head: revision drift
-    assert "revision drift" in capsys.readouterr().out
+    """The state from the one reference: awaiting its stamp, then in sync, then drift."""
+    assert main(["drift", "staging"]) == FOUND  # at an archived revision: awaiting stamp
+    out = capsys.readouterr().out
+    assert "staging: awaiting_stamp" in out and "stamp_staging" in out
+    assert main(["drift", "prod"]) == FOUND
+    assert "is in no history" in capsys.readouterr().out
     result = pipeline.stamp("staging", dry_run=False)
     assert result.success
     assert main(["drift", "staging"]) == OK
-    assert "schema equals dev" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"in sync: at the head {pipeline.baseline_revision}, schema matches it" in out
     introduce_drift(configured["staging"], "index")
     assert main(["drift", "staging"]) == FOUND
-    assert "drift_demo_idx" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "staging: schema_drift" in out and "drift_demo_idx" in out
 
 
 def test_bad_input_exits_2(configured, monkeypatch, tmp_path, capsys):

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from abparts_ops.core.identity import database_identity
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.defs.environment_assets import (
     STAMP_POOL,
@@ -28,6 +29,7 @@ from abparts_ops.embedded.demo import (
     remove_drift,
 )
 from abparts_ops_tests.defs.environments.conftest import (
+    VARIABLES,
     Pipeline,
     check_results,
     failure_description,
@@ -62,14 +64,14 @@ def observations(result: dg.ExecuteInProcessResult, env: str) -> list[dg.AssetOb
 
 
 def test_definitions_shape(pipeline: Pipeline) -> None:
-    """One stamp per non-source environment, its checks, the jobs; no schedule/sensor stamps."""
+    """One stamp per environment (the source too), its checks, the jobs; no automatic stamp."""
     defs = pipeline.defs
     graph = defs.resolve_asset_graph()
-    for env in ("staging", "prod"):
+    for env in ("dev", "staging", "prod"):
         node = graph.get(stamp_key(env))
         assert node.group_name == "environments"
         assert dg.AssetKey("baseline_revision") in node.parent_keys
-        assert dg.AssetKey("source_schema") in node.parent_keys
+        assert dg.AssetKey("expected_schemas") in node.parent_keys  # the history is the reference
         assets_def = node.assets_def
         assert assets_def.op.tags[next(iter(STAMP_TAG))] == "true"
         assert assets_def.op.pool == STAMP_POOL
@@ -77,11 +79,13 @@ def test_definitions_shape(pipeline: Pipeline) -> None:
             "revision_is_head",
             "schema_matches_reference",
         }
-    assert not graph.has(stamp_key("dev"))  # the source is never stamped
+    assert defs.resolve_job_def("stamp_dev")  # the source is stamped like the others
+    expected = graph.get(dg.AssetKey("expected_schemas"))
+    assert dg.AssetKey("baseline_revision") in expected.parent_keys  # built after the reset
     verify = defs.resolve_job_def("verify_environments")
     assert sorted(node.name for node in verify.graph.node_defs) == sorted(
         f"{env}__alembic_stamp_{name}"
-        for env in ("staging", "prod")
+        for env in ("dev", "staging", "prod")
         for name in ("revision_is_head", "schema_matches_reference")
     )
     assert defs.resolve_job_def("stamp_prod").tags[next(iter(STAMP_TAG))] == "true"
@@ -118,6 +122,8 @@ def test_dry_run_then_stamp_then_verify_then_drift(
     [meta] = materializations(real, "staging")
     source = pipeline.instance.get_latest_materialization_event(dg.AssetKey("source_schema"))
     assert source is not None and source.asset_materialization is not None
+    assert meta["purged_archived"] == DEMO_OLD_HEAD and meta["purged_unknown"] == ""
+    assert meta["state_before"] == "awaiting_stamp" and meta["identity_key"]
     assert meta == {
         **meta,
         "environment": "staging",
@@ -160,6 +166,8 @@ def test_dry_run_then_stamp_then_verify_then_drift(
         DEMO_UNKNOWN_REVISION,
         head,
     )
+    assert meta["purged_unknown"] == DEMO_UNKNOWN_REVISION  # in no history, said apart
+    assert "found in no history" in meta["message"]
     assert meta["launched_by"] == getpass.getuser()
     assert read_revisions(envs["prod"]) == (head,)
 
@@ -176,10 +184,10 @@ def test_dry_run_then_stamp_then_verify_then_drift(
     results = check_results(verify)
     assert set(results) == {
         (env, name)
-        for env in ("staging", "prod")
+        for env in ("dev", "staging", "prod")
         for name in ("revision_is_head", "schema_matches_reference")
     }
-    assert all(evaluation.passed for evaluation in results.values())
+    assert all(results[(env, name)].passed for env, name in results if env != "dev")
     assert _values(results[("prod", "schema_matches_reference")].metadata)["differences"] == 0
 
     # Drift: an index added by hand on staging fails its schema check, with the diff.
@@ -198,7 +206,8 @@ def test_dry_run_then_stamp_then_verify_then_drift(
     refused = pipeline.stamp("staging", dry_run=False)
     assert not refused.success
     assert failure_description(refused).startswith(
-        "staging: schema differs from the reference in 1 object(s); refusing to stamp"
+        "staging: schema differs from the reference in 1 object(s) (the expected schema at "
+        f"{head}); refusing to stamp"
     )
     meta = failure_metadata(refused)
     assert DRIFT_INDEX in meta["diff"]
@@ -207,17 +216,27 @@ def test_dry_run_then_stamp_then_verify_then_drift(
 
 
 def test_checks_read_live_state_without_a_stamp(pipeline: Pipeline) -> None:
-    """Never stamped: the revision check fails naming both ids, the schema check passes."""
+    """Never stamped: the revision check fails with the state, the schema check passes.
+
+    Staging holds an id of the archived history (awaiting its stamp), prod an id found
+    in no history (unknown revision); both have the baseline's schema.
+    """
     head = pipeline.baseline_revision
     results = check_results(pipeline.verify())
     staging = results[("staging", "revision_is_head")]
     assert not staging.passed
-    assert _values(staging.metadata) == {
+    meta = _values(staging.metadata)
+    assert {k: meta[k] for k in ("environment", "current", "head", "state")} == {
         "environment": "staging",
         "current": DEMO_OLD_HEAD,
         "head": head,
+        "state": "awaiting_stamp",
     }
-    assert staging.description == f"staging is at {DEMO_OLD_HEAD}; the head is {head}."
+    assert staging.description.startswith(f"staging is at revision {DEMO_OLD_HEAD}; the head")
+    assert "awaiting its stamp" in staging.description and "stamp_staging" in staging.description
+    prod = results[("prod", "revision_is_head")]
+    assert _values(prod.metadata)["state"] == "unknown_revision"
+    assert f"{DEMO_UNKNOWN_REVISION} is in no history" in prod.description
     assert not results[("prod", "revision_is_head")].passed
     assert results[("prod", "schema_matches_reference")].passed
     assert results[("staging", "schema_matches_reference")].passed
@@ -304,7 +323,6 @@ def test_real_failing_round_trip_stops_the_stamp(pipeline: Pipeline, staging_env
         assert not later.success
         description = failure_description(later)
         assert "round_trip failed" in description
-        assert "source_schema changed since the baseline was written" in description
         assert read_revisions(staging_env) == (DEMO_OLD_HEAD,)
     finally:
         remove_drift(dev)
@@ -314,3 +332,40 @@ def test_real_failing_round_trip_stops_the_stamp(pipeline: Pipeline, staging_env
     assert restored.success
     assert all(e.passed for e in restored.get_asset_check_evaluations())
     assert read_revisions(staging_env) == (pipeline.baseline_revision,)
+
+
+def test_a_stamp_refuses_when_two_environments_are_one_database(
+    pipeline: Pipeline, envs: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12.4: staging's variable points at prod's database: no stamp, no confirmation
+    bypass; nothing written."""
+    monkeypatch.setenv(VARIABLES["staging"], envs["prod"])
+    for config in ({}, {"dry_run": False}):
+        result = pipeline.stamp("staging", **config)
+        assert not result.success
+        description = failure_description(result)
+        assert description.startswith("staging: refusing to stamp: database ")
+        assert "is also the database of prod" in description
+    assert read_revisions(envs["prod"]) == (DEMO_UNKNOWN_REVISION,)
+
+
+def test_a_protected_database_that_changed_needs_its_new_identity_acknowledged(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12.4: prod's identity is recorded at its stamp; another database under the
+    name prod is refused until run config acknowledges its identity."""
+    first = pipeline.fresh_environments(monkeypatch, names=("prod",))["prod"]
+    key = database_identity(first).key
+    stamped = pipeline.stamp("prod", dry_run=False, confirm="prod", acknowledge_identity=key)
+    assert stamped.success
+    assert materializations(stamped, "prod")[0]["identity_key"] == key
+    second = pipeline.fresh_environments(monkeypatch, names=("prod",))["prod"]
+    new_key = database_identity(second).key
+    refused = pipeline.stamp("prod", dry_run=False, confirm="prod")
+    assert not refused.success
+    description = failure_description(refused)
+    assert f"identity {key} then, {new_key} now" in description
+    assert f"acknowledge_identity: {new_key}" in description
+    assert read_revisions(second) == (DEMO_UNKNOWN_REVISION,)
+    ok = pipeline.stamp("prod", dry_run=False, confirm="prod", acknowledge_identity=new_key)
+    assert ok.success and read_revisions(second) == (pipeline.baseline_revision,)
