@@ -153,7 +153,7 @@ def main() -> int:
                 started = time.perf_counter()
                 result = guarded_upgrade(
                     urls["staging"], environment="staging", project=project,
-                    expected_at=expected.snapshot, scratch_url=admin_url, exclude=EXCLUDE,
+                    expected=expected, scratch_url=admin_url, exclude=EXCLUDE,
                     dry_run=False,
                 )
                 guarded.append(time.perf_counter() - started)

@@ -25,7 +25,11 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.expected import default_cache_dir, load_or_build_expected
+from abparts_ops.core.migrations.expected import (
+    archived_revisions,
+    default_cache_dir,
+    load_or_build_expected,
+)
 from abparts_ops.core.migrations.lint import LintExclusion, LintReport
 from abparts_ops.core.migrations.upgrade import (
     LintBlocked,
@@ -37,7 +41,12 @@ from abparts_ops.core.migrations.upgrade import (
     guarded_upgrade,
 )
 from abparts_ops.core.settings import EnvironmentSettings, Settings
-from abparts_ops.defs.environment_assets import STAMP_POOL, STAMP_TAG, launched_by
+from abparts_ops.defs.environment_assets import (
+    STAMP_POOL,
+    STAMP_TAG,
+    launched_by,
+    proven_baseline,
+)
 from abparts_ops.defs.metadata import diff_metadata, markdown_table, md
 from abparts_ops.defs.resources import (
     AlembicResource,
@@ -276,7 +285,9 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
                 url,
                 environment=env.name,
                 project=project,
-                expected_at=expected.snapshot,
+                expected=expected,
+                archived=set(archived_revisions(project)),
+                baseline=proven_baseline(context.instance),
                 scratch_url=scratch.get_url(),
                 policy=policy,
                 exclude=schema_policy.exclude,

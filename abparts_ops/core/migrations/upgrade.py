@@ -22,15 +22,17 @@ leaves the environment exactly as it was):
 6. **verify**: a new connection reads the version rows (the head) and the schema (the
    head's expected schema).
 
-The expected schemas come from the caller, ``expected_at(revision) -> Snapshot | None``:
-the one reference of the project (what the history builds up to that revision).
+Step 1 asks the project's one reference (:func:`~abparts_ops.core.reference.
+assess_snapshot` over the expected schemas of the history): only an environment in sync
+(nothing to do) or behind with the schema of its own revision may go on; schema drift,
+an unknown revision or one awaiting its stamp are refused with the reference's reason.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ from abparts_ops.core.migrations.locking import LockBusy, acquire_environment_lo
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.rehearsal import RehearsalResult, rehearse
+from abparts_ops.core.reference import ExpectedSnapshots, assess_snapshot
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.introspect import (
     exclusion_patterns,
@@ -63,6 +66,7 @@ from abparts_ops.core.schema.introspect import (
     snapshot_from_rows,
 )
 from abparts_ops.core.schema.model import Snapshot
+from abparts_ops.core.states import EnvironmentState
 
 NOTHING_WRITTEN = "nothing was written"
 _LOCK_TIMEOUT = "55P03"
@@ -425,7 +429,7 @@ def guarded_upgrade(
     *,
     environment: str,
     project: AlembicProject,
-    expected_at: Callable[[str], Snapshot | None],
+    expected: ExpectedSnapshots,
     scratch_url: str,
     policy: UpgradePolicy | None = None,
     script: ScriptDirectory | None = None,
@@ -435,12 +439,17 @@ def guarded_upgrade(
     confirm: str | None = None,
     acknowledge: Iterable[str] = (),
     dry_run: bool = True,
+    archived: Collection[str] = (),
+    baseline: str | None = None,
     connect_timeout: int = 5,
 ) -> UpgradeResult:
     """Upgrade ``environment`` to the single head of the history, guarded (module doc).
 
-    ``expected_at(revision)`` gives the schema the history says a revision has (None when
-    unknown); ``scratch_url`` is a database on the server where the rehearsal's scratch
+    ``expected`` are the expected schemas of the history on disk (an
+    :class:`~abparts_ops.core.migrations.expected.ExpectedSchemas`); the one reference
+    (:func:`~abparts_ops.core.reference.assess_snapshot`, with ``archived`` ids and the
+    ``baseline``) says which revision's schema the environment must have and what is
+    pending. ``scratch_url`` is a database on the server where the rehearsal's scratch
     copy is made. Raises :class:`UpgradeRefused` (nothing written) on every refusal,
     :class:`UpgradeVerificationFailed` when the applied result is not the expected one.
     """
@@ -481,34 +490,33 @@ def guarded_upgrade(
                 source=environment,
             )
         timings["check"] = time.perf_counter() - started
-        if not before or len(before) != 1 or script.get_revision(before[0]) is None:
+        assessment = assess_snapshot(
+            environment, before, actual, expected, archived=archived, baseline=baseline
+        )
+        state = assessment.state
+        if state == EnvironmentState.SCHEMA_DRIFT and assessment.diff is not None:
+            raise UpgradeDrift(
+                f"{assessment.reason}; refusing to upgrade, {NOTHING_WRITTEN} (apply the "
+                "missing change or remove the hand-made one first).\n\n"
+                + assessment.diff.to_markdown(50),
+                assessment.diff,
+            )
+        if state not in (EnvironmentState.BEHIND, EnvironmentState.IN_SYNC) or (
+            assessment.expected_revision is None
+        ):
             raise UpgradeRefused(
-                f"{environment}: its version table holds {_describe(before)}, not one revision "
-                "of this history (stamp it first, or fix the version table); "
+                f"{assessment.summary}; refusing to upgrade, {NOTHING_WRITTEN}."
+            )
+        current = assessment.expected_revision
+        pending = tuple(assessment.pending)
+        if pending != pending_revisions(script, before, target):
+            raise UpgradeRefused(
+                f"{environment}: the expected schemas do not describe the revision files on "
+                "disk now (refresh expected_schemas, then run the upgrade again); "
                 f"{NOTHING_WRITTEN}."
             )
-        current = before[0]
-        expected_now = expected_at(current)
-        expected_head = expected_at(target)
-        if expected_now is None or expected_head is None:
-            missing = current if expected_now is None else target
-            raise UpgradeRefused(
-                f"{environment}: no expected schema for revision {missing} (refresh the "
-                f"expected schemas of the history); {NOTHING_WRITTEN}."
-            )
-        drift = diff_snapshots(
-            expected_now, actual, reference_label=f"expected at {current}",
-            actual_label=environment,
-        )
-        if not drift.is_empty:
-            raise UpgradeDrift(
-                f"{environment}: its schema differs from the schema expected at its revision "
-                f"{current} in {len(drift.changes)} object(s); refusing to upgrade, "
-                f"{NOTHING_WRITTEN} (apply the missing change or remove the hand-made one "
-                f"first).\n\n{drift.to_markdown(50)}",
-                drift,
-            )
-        pending = pending_revisions(script, before, target)
+        expected_now = expected.snapshot(current)
+        expected_head = expected.snapshot(target)
         common: dict[str, Any] = {
             "environment": environment,
             "target": target,

@@ -72,7 +72,7 @@ class Setup:
         options = {
             "environment": "staging",
             "project": self.project,
-            "expected_at": self.expected.snapshot,
+            "expected": self.expected,
             "scratch_url": self.scratch_url,
             **kwargs,
         }
@@ -130,7 +130,7 @@ def test_schema_not_at_its_expected_state_is_refused_with_the_diff(make_setup) -
     with pytest.raises(UpgradeDrift) as caught:
         setup.run(dry_run=False)
     message = str(caught.value)
-    assert "expected at its revision r001" in message and "ix_by_hand" in message
+    assert "schema drift: at revision r001" in message and "ix_by_hand" in message
     assert "nothing was written" in message
     assert any("ix_by_hand" in change.key for change in caught.value.diff.changes)
     assert state(setup.env_url) == before
@@ -334,7 +334,7 @@ def test_dump_and_restore_deparse_noise_on_untouched_objects_is_not_a_failure(
         engine.dispose()
     expected = build_expected_schemas(admin_url, project)
     result = guarded_upgrade(
-        env_url, environment="staging", project=project, expected_at=expected.snapshot,
+        env_url, environment="staging", project=project, expected=expected,
         scratch_url=admin_url, dry_run=False,
     )
     assert result.rehearsal.passed and result.rehearsal.restore_noise == 1
@@ -348,7 +348,7 @@ def test_unreachable_environment_is_one_refusal_without_the_password(make_setup)
     with pytest.raises(UpgradeRefused) as caught:
         guarded_upgrade(
             bad, environment="staging", project=setup.project,
-            expected_at=setup.expected.snapshot, scratch_url=setup.scratch_url,
+            expected=setup.expected, scratch_url=setup.scratch_url,
             dry_run=False,
         )
     message = str(caught.value)
@@ -365,4 +365,16 @@ def test_revision_with_an_autocommit_block_is_refused_up_front(make_setup) -> No
     before = state(setup.env_url)
     with pytest.raises(UpgradeRefused, match="revision r002 .* uses autocommit_block"):
         setup.run(dry_run=False)
+    assert state(setup.env_url) == before
+
+
+def test_states_the_reference_does_not_let_through_are_refused(make_setup) -> None:
+    setup = make_setup(*ADD_COLUMN)
+    run_sql(setup.env_url, "UPDATE alembic_version SET version_num = 'feedface0001'")
+    before = state(setup.env_url)
+    with pytest.raises(UpgradeRefused) as caught:
+        setup.run(dry_run=False)
+    message = str(caught.value)
+    assert "unknown revision" in message and "feedface0001" in message
+    assert "nothing was written" in message
     assert state(setup.env_url) == before
