@@ -3,8 +3,9 @@
 On the package's demo (baseline materialized and proven): fresh staging and prod are
 stamped, a revision is written the normal way into the project copy (removed again at
 the end, so the package's other tests keep their single head), then ``upgrade_staging``
-runs as a dry run and for real, and ``upgrade_prod`` with its confirmation. The
-rehearsal runs on each environment's own ``pg_dump`` of the 62-table ABParts schema.
+runs as a dry run and for real, and ``upgrade_prod`` with its confirmation; then
+``verify_environments`` is green for both. The rehearsal runs on each environment's own
+``pg_dump`` of the 62-table ABParts schema.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from abparts_ops.defs.upgrade_assets import UpgradeConfig, build_upgrade_defs, upgrade_op
 from abparts_ops_tests.defs.environments.conftest import (
     Pipeline,
+    check_results,
     failure_description,
     read_revisions,
 )
@@ -94,5 +96,13 @@ def test_new_revision_reaches_staging_then_prod(
         assert read_revisions(urls["prod"]) == (baseline,)
         assert run("prod", dry_run=False, confirm="prod").success
         assert read_revisions(urls["prod"]) == (NEW,)
+
+        # The history's new expected schema (what revision_files_sensor requests), then
+        # verify_environments: staging and prod are green against the reference.
+        assert pipeline.run("refresh_history").success
+        checks = check_results(pipeline.verify())
+        for env in ("staging", "prod"):
+            for name in ("revision_is_head", "schema_matches_reference"):
+                assert checks[(env, name)].passed, checks[(env, name)].description
     finally:
         path.unlink(missing_ok=True)
