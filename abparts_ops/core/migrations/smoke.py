@@ -24,7 +24,7 @@ import secrets
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic.autogenerate import render_python_code
@@ -38,14 +38,28 @@ from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.migrations.migrate import downgrade, project_revisions, upgrade
 from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.migrations.proofs import ProofResult
 from abparts_ops.core.migrations.scratch import scratch_database
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.exclusions import is_excluded
 from abparts_ops.core.schema.introspect import exclusion_patterns, snapshot_connection
 
+if TYPE_CHECKING:  # proofs.py may import this module to register the proof
+    from abparts_ops.core.migrations.proofs import ProofResult
+
 PROOF_NAME = "smoke_test"
+PROOF_DESCRIPTION = (
+    "On the baseline, autogenerate against the models is empty, and a generated revision "
+    "(one nullable column) upgrades and downgrades."
+)
 PROBE_COLUMN_PREFIX = "abparts_smoke_"
+
+
+def _result(
+    passed: bool, summary: str, details: str = "", metadata: dict[str, Any] | None = None
+) -> ProofResult:
+    from abparts_ops.core.migrations.proofs import ProofResult
+
+    return ProofResult(PROOF_NAME, passed, summary, details, dict(metadata or {}))
 
 
 def _filters(patterns: list[str], schema: str) -> dict[str, Any]:
@@ -158,7 +172,7 @@ def smoke_test(
     script = project.script()
     heads = script.get_heads()
     if len(heads) != 1:
-        return ProofResult(PROOF_NAME, False, f"not run: the history has {len(heads)} heads")
+        return _result(False, f"not run: the history has {len(heads)} heads")
     head = heads[0]
     cfg = project.config()
     lines: list[str] = []
@@ -191,7 +205,7 @@ def smoke_test(
     )
     probe = _with_probe_column(base_metadata, patterns)
     if probe is None:
-        return ProofResult(PROOF_NAME, False, "not run: the schema has no table to alter",
+        return _result(False, "not run: the schema has no table to alter",
                            "\n".join(lines), meta)
     changed, table, column = probe
     with tempfile.TemporaryDirectory(prefix="abparts_smoke_") as folder:
@@ -211,8 +225,8 @@ def smoke_test(
         ops = _ops_text(generated)
         expected_op = f"op.add_column('{table}'"
         if len(scripts) != 1 or expected_op not in ops:
-            return ProofResult(
-                PROOF_NAME, False,
+            return _result(
+                False,
                 f"the generated revision does not add {table}.{column} (see details)",
                 "\n".join(lines + ["", "Generated:", "```python", ops.strip(), "```"]), meta,
             )
@@ -230,7 +244,7 @@ def smoke_test(
             ) == (head,)
         except AbpartsOpsError as exc:
             lines.append(f"- step 2 FAILED: {exc}")
-            return ProofResult(PROOF_NAME, False, str(exc).splitlines()[0],
+            return _result(False, str(exc).splitlines()[0],
                                "\n".join(lines), meta)
     after = snapshot_connection(
         conn, schema=schema, exclude=exclude, version_table=project.version_table,
@@ -253,7 +267,7 @@ def smoke_test(
         )
     else:
         summary = "the smoke test failed on the baseline (see details)"
-    return ProofResult(PROOF_NAME, passed, summary, "\n".join(lines), meta)
+    return _result(passed, summary, "\n".join(lines), meta)
 
 
 def smoke_proof(ctx: Any) -> ProofResult:
@@ -286,8 +300,8 @@ def prove_smoke(
                 try:
                     upgrade(conn, project, "heads")
                 except AbpartsOpsError as exc:
-                    return ProofResult(
-                        PROOF_NAME, False,
+                    return _result(
+                        False,
                         f"not run: upgrade from an empty database failed: "
                         f"{str(exc).splitlines()[0]}",
                     )

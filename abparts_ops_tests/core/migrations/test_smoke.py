@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,8 +11,15 @@ import sqlalchemy as sa
 from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.migrations.migrate import project_revisions, upgrade
 from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.migrations.proofs import Proof, prove_baseline
 from abparts_ops.core.migrations.scratch import scratch_database
-from abparts_ops.core.migrations.smoke import PROOF_NAME, prove_smoke, smoke_proof
+from abparts_ops.core.migrations.smoke import (
+    PROOF_DESCRIPTION,
+    PROOF_NAME,
+    prove_smoke,
+    smoke_proof,
+)
+from abparts_ops.core.schema.model import Snapshot
 from abparts_ops_tests.core.migrations.projects import Rev, write_project
 
 BASE = Rev(
@@ -115,3 +123,23 @@ def test_registry_entry_runs_on_its_own_scratch_database(tmp_path: Path, admin_u
                 assert project_revisions(conn, project) == ("b001",)
         finally:
             engine.dispose()
+
+
+def test_registered_in_the_proofs_registry(tmp_path: Path, admin_url: str) -> None:
+    module = f"smoke_models_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "import sqlalchemy as sa\nmetadata = sa.MetaData()\n"
+        "sa.Table('parts', metadata, sa.Column('id', sa.BigInteger, primary_key=True), "
+        "sa.Column('name', sa.Text, nullable=False))\n",
+        encoding="utf-8",
+    )
+    project = load_project(ini_path=write_project(tmp_path / "project", [BASE]))
+    registry = (Proof(PROOF_NAME, PROOF_DESCRIPTION, smoke_proof),)
+    results = prove_baseline(
+        admin_url, project, Snapshot(schema="public", objects={}),
+        exclude=["knowledge_documents"], models=f"{module}:metadata", sys_path=[tmp_path],
+        proofs=registry,
+    )
+    assert list(results) == [PROOF_NAME]
+    assert results[PROOF_NAME].passed, results[PROOF_NAME].details
+    assert results[PROOF_NAME].metadata["autogenerate_empty"] is True
