@@ -19,6 +19,7 @@ from abparts_ops.core.migrations.migrate import upgrade
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.settings import load_settings
+from abparts_ops.definitions import build_definitions
 from abparts_ops.defs.environment_assets import STAMP_POOL, STAMP_TAG
 from abparts_ops.defs.resources import build_resources
 from abparts_ops.defs.upgrade_assets import (
@@ -195,3 +196,26 @@ def test_policy_comes_from_the_configuration(tmp_path: Path, monkeypatch) -> Non
     assert policies["prod"].block_on_lint_errors is True  # protected
     assert policies["staging"].block_on_lint_errors is False
     assert policies["qa"].block_on_lint_errors is True  # set explicitly
+
+
+def test_no_sensor_or_schedule_ever_launches_an_upgrade(tmp_path: Path, monkeypatch) -> None:
+    write_project(tmp_path / "project", [R001])
+    (tmp_path / "abparts_ops.yaml").write_text(CONFIG, encoding="utf-8")
+    for variable in ("ABPT_UPG_STAGING_URL", "ABPT_UPG_PROD_URL", "ABPT_UPG_SCRATCH_URL"):
+        monkeypatch.setenv(variable, "postgresql://u:p@127.0.0.1:1/x")
+    settings = load_settings(tmp_path / "abparts_ops.yaml")
+    upgrades = build_upgrade_defs(settings)
+    wired = dg.Definitions.merge(
+        build_definitions(settings, demo=True),
+        dg.Definitions(assets=upgrades.assets, jobs=upgrades.jobs),
+    )
+    repo = wired.get_repository_def()
+    assert {j.name for j in repo.get_all_jobs()} >= {"upgrade_staging", "upgrade_prod"}
+    upgrade_keys = {upgrade_key(env) for env in ("staging", "prod")}
+    for sensor in repo.sensor_defs:
+        for target in sensor.targets:
+            assert not target.job_name.startswith("upgrade_"), sensor.name
+            selection = getattr(target, "assets_defs", None) or []
+            assert not upgrade_keys & {k for a in selection for k in a.keys}, sensor.name
+    for schedule in repo.schedule_defs:
+        assert not schedule.job_name.startswith("upgrade_"), schedule.name
