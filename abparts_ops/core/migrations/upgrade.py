@@ -517,6 +517,12 @@ def guarded_upgrade(
             )
         expected_now = expected.snapshot(current)
         expected_head = expected.snapshot(target)
+        if expected_now is None or expected_head is None:
+            raise UpgradeRefused(
+                f"{environment}: no expected schema for revision "
+                f"{current if expected_now is None else target} (refresh expected_schemas); "
+                f"{NOTHING_WRITTEN}."
+            )
         common: dict[str, Any] = {
             "environment": environment,
             "target": target,
