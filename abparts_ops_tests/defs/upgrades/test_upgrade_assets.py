@@ -30,7 +30,7 @@ from abparts_ops.defs.upgrade_assets import (
     upgrade_policy,
 )
 from abparts_ops_tests.core.migrations.projects import Rev, write_project
-from abparts_ops_tests.sql import version_rows
+from abparts_ops_tests.sql import run_sql, version_rows
 
 R001 = Rev(
     "r001",
@@ -219,3 +219,16 @@ def test_no_sensor_or_schedule_ever_launches_an_upgrade(tmp_path: Path, monkeypa
             assert not upgrade_keys & {k for a in selection for k in a.keys}, sensor.name
     for schedule in repo.schedule_defs:
         assert not schedule.job_name.startswith("upgrade_"), schedule.name
+
+
+@pytest.mark.parametrize("harness", [ADD], indirect=True)
+def test_refusal_carries_the_diff_as_metadata(harness) -> None:
+    run_sql(harness.urls["staging"], "CREATE INDEX ix_by_hand ON parts (notes)")
+    before = harness.state("staging")
+    refused = harness.run("staging", dry_run=False)
+    assert not refused.success
+    description, meta = _failure(refused)
+    assert description.startswith("staging: schema drift: at revision r001")
+    assert meta["action"] == "refused" and meta["differences"] == 1
+    assert "ix_by_hand" in meta["diff"]
+    assert harness.state("staging") == before
