@@ -108,6 +108,7 @@ def test_good_baseline_passes_every_proof(tmp_path, admin_url, source):
         "round_trip": True,
         "dump_parity": True,
         "models_match": True,
+        "smoke_test": True,
         "downgrade_clean": True,
     }, {name: r.details for name, r in results.items()}
 
