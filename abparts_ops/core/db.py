@@ -191,6 +191,9 @@ def parse_url(
                 f"{where} has an unencoded '@' in its user or password (write it as %40; "
                 f"{fix})."
             ) from None
+    if parsed.get_backend_name() == "postgres":  # libpq's other spelling of the scheme
+        suffix = parsed.drivername.partition("+")[2]
+        parsed = parsed.set(drivername="postgresql" + (f"+{suffix}" if suffix else ""))
     if parsed.get_backend_name() != "postgresql":
         raise DatabaseError(
             f"{where} is a {parsed.get_backend_name()!r} URL: only PostgreSQL is supported "
