@@ -9,12 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from abparts_ops.core.migrations.baseline import render_baseline
 
 from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.drift import versions_fingerprint
 from abparts_ops.core.errors import MigrationError, SchemaError
 from abparts_ops.core.migrations.archive import archive_revisions
+from abparts_ops.core.migrations.baseline_render import render_baseline
 from abparts_ops.core.migrations.expected import (
     ExpectedIndex,
     ExpectedSchemas,
