@@ -461,9 +461,8 @@ def _state_metadata(assessment: Assessment) -> dict[str, Any]:
     }
 
 
-def _check_inputs(
-    env: EnvironmentSettings, context: Any, resource_key: str
-) -> tuple[str, AlembicResource, Any]:
+def _check_inputs(context: Any, resource_key: str) -> tuple[str, AlembicResource, Any]:
+    """The environment's URL, the Alembic resource and the policy of a check's context."""
     db: DatabaseResource = getattr(context.resources, resource_key)
     return db.get_url(), context.resources.alembic, context.resources.policy
 
@@ -488,7 +487,7 @@ def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
         """Pass iff the live version rows equal ``(head,)`` of the on-disk history."""
         url: str | None = None
         try:
-            url, alembic, policy = _check_inputs(env, context, resource_key)
+            url, alembic, policy = _check_inputs(context, resource_key)
             stale = _stale(expected_schemas, alembic)
             if stale:
                 return _stale_result(env.name, stale)
@@ -549,7 +548,7 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
         """Snapshot the environment and diff it with its expected schema: pass iff empty."""
         url: str | None = None
         try:
-            url, alembic, policy = _check_inputs(env, context, resource_key)
+            url, alembic, policy = _check_inputs(context, resource_key)
             stale = _stale(expected_schemas, alembic)
             if stale:
                 return _stale_result(env.name, stale)

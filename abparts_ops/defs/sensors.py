@@ -299,7 +299,7 @@ def _disk_state(
     except Exception as exc:  # noqa: BLE001 - a broken project must not stop the probes
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return frozenset(), f"the Alembic project cannot be read: {first}; no run requested"
-    if tuple(heads) != tuple(index.heads):
+    if sorted(heads) != sorted(index.heads):
         return archived, (
             f"expected_schemas is stale (built for head {', '.join(index.heads) or '-'}, the "
             f"versions folder has {', '.join(heads) or 'no head'}): refresh_history rebuilds "

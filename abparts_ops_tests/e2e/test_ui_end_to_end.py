@@ -41,8 +41,13 @@ pytestmark = pytest.mark.e2e
 
 LOCATION = "abparts_ops"
 ENVIRONMENTS = ("dev", "staging", "prod")
-STAMPED = ("staging", "prod")
-BASELINE_ASSETS = {"source_schema", "reference_dump", "migration_history", "baseline_revision"}
+BASELINE_ASSETS = {
+    "source_schema",
+    "reference_dump",
+    "migration_history",
+    "baseline_revision",
+    "expected_schemas",
+}
 EXPECTED_CHECKS = {
     "baseline_revision": {
         "round_trip",
@@ -51,7 +56,11 @@ EXPECTED_CHECKS = {
         "single_head",
         "models_match",
     },
-    **{f"{env}/alembic_stamp": {"revision_is_head", "schema_matches_reference"} for env in STAMPED},
+    # every environment, the source included, has its stamp and checks (issue 10)
+    **{
+        f"{env}/alembic_stamp": {"revision_is_head", "schema_matches_reference"}
+        for env in ENVIRONMENTS
+    },
 }
 EXPECTED_JOBS = {"reset_baseline", "verify_environments"}
 EXPECTED_SENSORS = {"schema_drift_sensor", "revision_files_sensor"}
@@ -85,7 +94,7 @@ def _log(message: str, started: float) -> None:
 def _assert_contents(contents: RepositoryContents) -> None:
     expected_assets = (
         BASELINE_ASSETS
-        | {f"{env}/alembic_stamp" for env in STAMPED}
+        | {f"{env}/alembic_stamp" for env in ENVIRONMENTS}
         | {f"{env}/{kind}" for env in ENVIRONMENTS for kind in ("live_revision", "live_schema")}
     )
     missing = expected_assets - contents.assets
