@@ -239,6 +239,16 @@ def columns_of(snapshot: Snapshot, table: str) -> list[Mapping[str, Any]]:
     return sorted(cols, key=lambda c: c["position"])
 
 
+def columns_by_table(snapshot: Snapshot) -> dict[str, list[Mapping[str, Any]]]:
+    """Every table's columns in position order, in one pass (for renderers of all tables)."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for col in snapshot.kind("column").values():
+        grouped.setdefault(col["table"], []).append(col)
+    for cols in grouped.values():
+        cols.sort(key=lambda c: c["position"])
+    return grouped
+
+
 def by_table(snapshot: Snapshot, kind: str) -> dict[str, list[Mapping[str, Any]]]:
     """Objects of ``kind`` (constraints, indexes) grouped by table, sorted by name."""
     grouped: dict[str, list[Mapping[str, Any]]] = {}
@@ -406,11 +416,15 @@ def function_signature(attrs: Mapping[str, Any]) -> str:
     return f"{what} {quote_ident(attrs['name'])}({attrs.get('arguments') or ''})"
 
 
+_WORD = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][\w$]*')
+
+
 def _names_a_table(snapshot: Snapshot, definition: str) -> bool:
     """Whether a function's signature (the lines before its body) names a table's type."""
     head = definition.split("\nAS ", 1)[0].split("\n BEGIN ATOMIC", 1)[0]
     head = "\n".join(line for line in head.split("\n") if not line.startswith(" SET "))
-    return any(_mentions(head, table) for table in snapshot.kind("table"))
+    words = set(_WORD.findall(head))  # one pass: a regex per table is quadratic
+    return any(quote_ident(table) in words for table in snapshot.kind("table"))
 
 
 def function_phases(snapshot: Snapshot) -> dict[str, int]:
@@ -520,6 +534,7 @@ def partition_statements(snapshot: Snapshot, name: str) -> list[str]:
 def _table_ddl(snapshot: Snapshot) -> list[Section]:
     inline_kinds = ("primary_key", "unique", "check", "exclusion")
     grouped = {kind: by_table(snapshot, kind) for kind in inline_kinds}
+    table_columns = columns_by_table(snapshot)
     tables = []
     later = []
     partition_constraints = []
@@ -532,7 +547,9 @@ def _table_ddl(snapshot: Snapshot) -> list[Section]:
                 "snapshot, so it cannot be rendered (exclude it)."
             )
         partition = is_partition(snapshot, name)
-        lines = [] if partition else [f"    {_column_sql(c)}" for c in columns_of(snapshot, name)]
+        lines = (
+            [] if partition else [f"    {_column_sql(c)}" for c in table_columns.get(name, [])]
+        )
         for kind in inline_kinds:
             for con in grouped[kind].get(name, []):
                 if con.get("inherited"):
