@@ -1,7 +1,6 @@
 """Assets of the reset: the old history as evidence, the new baseline and its proofs."""
 
 
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -9,11 +8,10 @@ from typing import Any
 
 import dagster as dg
 
-from abparts_ops.core.migrations.baseline_files import apply_baseline, plan_baseline
 from abparts_ops.core.migrations.history import History, check_single_head, read_history
 from abparts_ops.core.migrations.migrate import build_from_empty
-from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.migrations.proofs import ProofResult, prove_baseline
+from abparts_ops.core.migrations.proofs import ProofResult, proofs_for
+from abparts_ops.core.migrations.reset import prove_and_write_baseline
 from abparts_ops.core.migrations.scratch import scratch_database
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.defs.metadata import md
@@ -96,70 +94,92 @@ class BaselineConfig(dg.Config):
     dry_run: bool = False
 
 
-@dg.asset(
-    group_name="baseline", kinds={"alembic", "python"}, deps=[migration_history, "reference_dump"]
-)
+@dg.asset(group_name="baseline", kinds={"alembic", "python"}, deps=[migration_history])
 def baseline_revision(
     context: dg.AssetExecutionContext,
     config: BaselineConfig,
     source_schema: Snapshot,
+    reference_dump: str,
     alembic: AlembicResource,
+    policy: SchemaPolicyResource,
+    scratch: DatabaseResource,
+    source_db: DatabaseResource,
 ) -> dg.Output[dict[str, Any]]:
     """A new self-contained root revision that builds the whole source schema from empty.
 
-    Old revision files are moved (never deleted) into a dated archive folder inside the
-    Alembic project, with a manifest; an existing file is never overwritten, and a rerun
-    on an unchanged snapshot changes nothing. ``dry_run`` renders and proves the file
-    without writing anything. The blocking proofs below must pass before any stamp.
+    Proven before written (core.migrations.reset): the baseline is rendered into a
+    temporary copy of the Alembic project and every proof runs there; only when all the
+    blocking ones pass are the old revision files moved (never deleted) into a dated
+    archive folder with a manifest, the new file written (never over another file) and
+    the reference dump written. A failed proof writes nothing: the materialization says
+    ``refused`` and the blocking checks below fail the run with the diff. ``dry_run``
+    proves and writes nothing. A rerun on an unchanged snapshot changes nothing; an
+    archive a crash left incomplete is finished or cleaned first, and the log says so.
     """
     project = alembic.project()
-    versions_dir = project.versions_dirs[0]
-    plan = plan_baseline(
+    outcome = prove_and_write_baseline(
         source_schema,
-        versions_dir,
+        project,
+        scratch_url=scratch.get_url(),
+        source_url=source_db.get_url(),
+        reference_text=reference_dump,
+        reference_path=Path(policy.reference_path),
+        now=datetime.now(),
         revision=config.revision or None,
         message=config.message,
-        now=datetime.now(),
+        dry_run=config.dry_run,
+        exclude=policy.exclude,
+        schema=policy.schema_name,
+        models=alembic.models,
+        sys_path=alembic.sys_path,
     )
-    archived: list[str] = []
-    archive_dir = ""
-    if config.dry_run:
-        action = "dry_run"
-    elif plan.existing is not None:
-        action = "unchanged"
-    else:
-        _path, archive = apply_baseline(plan, versions_dir)
-        action = "written"
-        if archive is not None:
-            archived = [entry.file for entry in archive.entries]
-            archive_dir = str(archive.archive_dir)
+    for line in outcome.recovered:
+        context.log.warning(line)
+    plan = outcome.plan
     path = plan.existing or plan.path
-    context.log.info(f"baseline {plan.revision}: {action} ({path.name})")
+    if outcome.refused:
+        context.log.error(outcome.failure_report())
+    context.log.info(f"baseline {plan.revision}: {outcome.action} ({path.name})")
+    archive = outcome.archive
     value = {
         "revision": _revision_of(plan),
         "path": str(path),
         "filename": path.name,
         "sha256": plan.sha256,
         "dry_run": config.dry_run,
-        "action": action,
+        "action": outcome.action,
         "source": plan.source,
         "source_fingerprint": source_schema.fingerprint,
+        "proofs": dict(outcome.results),
     }
     return dg.Output(
         value,
         data_version=dg.DataVersion(plan.sha256),
         metadata={
             "revision": value["revision"],
-            "action": action,
+            "action": outcome.action,
             "file": dg.MetadataValue.path(str(path)),
             "sha256": plan.sha256,
-            "archived_files": len(archived),
-            "archive_dir": archive_dir,
+            "archived_files": len(archive.entries) if archive is not None else 0,
+            "archive_dir": str(archive.archive_dir) if archive and archive.entries else "",
+            "reference_written": outcome.reference_written,
+            "reference_path": dg.MetadataValue.path(str(policy.reference_path)),
+            "failed_proofs": ", ".join(outcome.failed),
+            "recovered_archives": "\n".join(outcome.recovered),
             "source_fingerprint": source_schema.fingerprint,
             "lines": len(plan.source.splitlines()),
+            "proofs": md(_proofs_table(outcome.results)),
             "preview": md("```python\n" + "\n".join(plan.source.splitlines()[:120]) + "\n```"),
         },
     )
+
+
+def _proofs_table(results: dict[str, ProofResult]) -> str:
+    lines = ["| proof | passed | summary |", "|---|---|---|"]
+    for name, result in results.items():
+        summary = result.summary.replace("|", "\\|")
+        lines.append(f"| {name} | {'yes' if result.passed else '**no**'} | {summary} |")
+    return "\n".join(lines)
 
 
 def _revision_of(plan: Any) -> str:
@@ -169,45 +189,26 @@ def _revision_of(plan: Any) -> str:
     return str(plan.revision)
 
 
-def _proof_project(alembic: AlembicResource, baseline: dict[str, Any]) -> Iterator[AlembicProject]:
-    """The project the proofs run on: the real one, or a temporary one for a dry run."""
-    project = alembic.project()
-    if not baseline.get("dry_run"):
-        yield project
-        return
-    with tempfile.TemporaryDirectory(prefix="abparts_dry_run_") as tmp:
-        versions = Path(tmp) / "versions"
-        versions.mkdir()
-        (versions / baseline["filename"]).write_text(baseline["source"])
-        yield AlembicProject(
-            ini_path=None,
-            script_location=Path(tmp),
-            versions_dirs=(versions,),
-            version_table=project.version_table,
-            version_table_schema=project.version_table_schema,
-        )
-
-
 def build_baseline_checks(with_models: bool) -> dg.AssetChecksDefinition:
-    """The blocking proofs on ``baseline_revision`` (``models_match`` when models are set)."""
-    names = ["round_trip", "downgrade_clean", "single_head"] + (
-        ["models_match"] if with_models else []
-    )
-    descriptions = {
-        "round_trip": "An empty database upgraded to head equals the source schema.",
-        "downgrade_clean": "downgrade base leaves no table, type, sequence or view.",
-        "single_head": "The new script directory has exactly one head.",
-        "models_match": "Autogenerate finds no difference between models and the baseline.",
-    }
+    """The blocking proofs on ``baseline_revision``, one check per registry entry.
+
+    ``baseline_revision`` ran the proofs before deciding to write (nothing is written
+    unless the blocking ones pass); these checks report those verdicts, so they show in
+    the UI, fail the run when one fails, and are what the stamp gate reads
+    (``models_match`` only ``with_models``). A verdict counts only for the source schema
+    it was proven against: when ``source_schema`` has changed since, every check fails
+    and says to rematerialize ``baseline_revision``.
+    """
+    proofs = proofs_for(with_models)
     specs = [
         dg.AssetCheckSpec(
-            name,
+            proof.name,
             asset="baseline_revision",
-            blocking=True,
-            description=descriptions[name],
+            blocking=proof.blocking,
+            description=proof.description,
             additional_deps=["source_schema"],
         )
-        for name in names
+        for proof in proofs
     ]
 
     @dg.multi_asset_check(
@@ -216,26 +217,28 @@ def build_baseline_checks(with_models: bool) -> dg.AssetChecksDefinition:
         name="baseline_proofs",
     )
     def baseline_proofs(
-        context: dg.AssetCheckExecutionContext,
-        baseline_revision: dict[str, Any],
-        source_schema: Snapshot,
-        alembic: AlembicResource,
-        policy: SchemaPolicyResource,
-        scratch: DatabaseResource,
+        baseline_revision: dict[str, Any], source_schema: Snapshot
     ) -> Iterator[dg.AssetCheckResult]:
-        """Prove the baseline on one throwaway database (see core.migrations.proofs)."""
-        for project in _proof_project(alembic, baseline_revision):
-            results = prove_baseline(
-                scratch.get_url(),
-                project,
-                source_schema,
-                exclude=policy.exclude,
-                schema=policy.schema_name,
-                models=alembic.models if with_models else None,
-                sys_path=alembic.sys_path,
-            )
-        for name in names:
-            yield _check_result(results[name])
+        """Report each proof's verdict from the run of ``baseline_revision``."""
+        results: dict[str, ProofResult] = baseline_revision.get("proofs") or {}
+        proven_on = str(baseline_revision.get("source_fingerprint") or "")
+        stale = proven_on != source_schema.fingerprint
+        for proof in proofs:
+            result = results.get(proof.name)
+            if stale:
+                result = ProofResult(
+                    proof.name,
+                    False,
+                    f"proven against source schema {proven_on[:12] or '?'}, but source_schema "
+                    f"is now {source_schema.fingerprint[:12]} (rematerialize baseline_revision)",
+                )
+            elif result is None:
+                result = ProofResult(
+                    proof.name,
+                    False,
+                    "not run by baseline_revision (rematerialize it: its run computes the proofs)",
+                )
+            yield _check_result(result)
 
     return baseline_proofs
 

@@ -54,7 +54,7 @@ VERIFY_JOB = "verify_environments"
 CHECK_NAMES = ("revision_is_head", "schema_matches_reference")
 BASELINE_KEY = dg.AssetKey("baseline_revision")
 SOURCE_SCHEMA_KEY = dg.AssetKey("source_schema")
-REQUIRED_PROOFS = ("round_trip", "downgrade_clean", "single_head")
+REQUIRED_PROOFS = ("round_trip", "dump_parity", "downgrade_clean", "single_head")
 """Blocking checks on ``baseline_revision`` that must have passed before any stamp."""
 OPTIONAL_PROOFS = ("models_match",)
 """Required too, when defined (only when the application's models are configured)."""

@@ -11,8 +11,10 @@ reset_baseline_job = dg.define_asset_job(
     ),
     executor_def=dg.in_process_executor,
     description=(
-        "Snapshot the source, write the reference dump, read the old history, write the "
-        "new baseline revision (old files archived) and prove it. Never stamps anything. "
+        "Snapshot and dump the source, read the old history, render the new baseline and "
+        "prove it on a temporary copy of the project; only when every blocking proof passed "
+        "are the old files archived and the baseline and reference dump written. Never "
+        "stamps anything. "
         "Runs in one process: its steps form a chain, and a process per step would only "
         "add start-up time."
     ),

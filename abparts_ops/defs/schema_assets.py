@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 
 from abparts_ops.core.schema.dump import reference_dump as build_reference_dump
-from abparts_ops.core.schema.dump import write_reference
 from abparts_ops.core.schema.frame import columns_frame
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
@@ -71,8 +70,9 @@ def reference_dump(
 ) -> dg.Output[str]:
     """Canonical, checksummed schema-only DDL of the source schema minus exclusions.
 
-    Written next to the Alembic project (``schema/reference.sql`` by default) so it can be
-    reviewed in a pull request; rewritten only when its content changes.
+    Nothing is written here: ``baseline_revision`` writes it next to the Alembic project
+    (``schema/reference.sql`` by default, for review in a pull request) together with the
+    baseline, once the proofs passed, and only when its content changes.
     """
     dump = build_reference_dump(
         source_db.get_url(),
@@ -82,11 +82,9 @@ def reference_dump(
         version_table=alembic.version_table,
     )
     path = Path(policy.reference_path)
-    written = write_reference(dump, path)
     context.log.info(
-        f"reference dump {dump.sha256[:12]} via {dump.method}: "
-        + ("written" if written else "unchanged")
-        + f" at {path}"
+        f"reference dump {dump.sha256[:12]} via {dump.method} (written to {path} with the "
+        "proven baseline)"
     )
     preview = "\n".join(dump.text.splitlines()[:80])
     return dg.Output(
@@ -97,7 +95,6 @@ def reference_dump(
             "method": dump.method,
             "pg_dump_version": dump.pg_dump_version or "",
             "path": dg.MetadataValue.path(str(path)),
-            "written": written,
             "lines": len(dump.text.splitlines()),
             "source_fingerprint": source_schema.fingerprint,
             "probe_fingerprint": source_schema.probe_fingerprint or "",

@@ -44,7 +44,13 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 STAMPED = ("staging", "prod")
 BASELINE_ASSETS = {"source_schema", "reference_dump", "migration_history", "baseline_revision"}
 EXPECTED_CHECKS = {
-    "baseline_revision": {"round_trip", "downgrade_clean", "single_head", "models_match"},
+    "baseline_revision": {
+        "round_trip",
+        "dump_parity",
+        "downgrade_clean",
+        "single_head",
+        "models_match",
+    },
     **{f"{env}/alembic_stamp": {"revision_is_head", "schema_matches_reference"} for env in STAMPED},
 }
 EXPECTED_JOBS = {"reset_baseline", "verify_environments"}

@@ -269,3 +269,110 @@ def _roll_back(
             f"were put back into {versions_dir} and nothing was archived (fix the cause and "
             "rerun)."
         ) from exc
+
+
+def _read_tmp_manifest(path: Path) -> list[ArchiveEntry] | None:
+    """Entries of a temporary manifest, None when it is missing or unreadable."""
+    try:
+        return list(read_manifest(path))
+    except MigrationError:
+        return None
+
+
+def recover_interrupted_archives(versions_dir: Path, *, dry_run: bool = False) -> list[str]:
+    """Finish or clean the archives a crash left incomplete; one message per folder.
+
+    An archive folder next to ``versions_dir`` without ``MANIFEST.json`` but with our
+    temporary manifest is an interrupted :func:`archive_revisions`. Using the files the
+    temporary manifest lists:
+
+    - none was moved (the folder holds only ``.MANIFEST.*.tmp``): the temporary files and
+      the folder are removed;
+    - all were moved: the manifests get their final names (the archive is completed);
+    - some were moved: they are moved back into ``versions_dir`` and the folder removed,
+      so the next archive starts from the state before the interrupted one.
+
+    A folder this does not understand (no readable temporary manifest, a listed file in
+    both places or in neither, other files) is left alone and reported. ``dry_run``
+    changes nothing and says what would be done.
+    """
+    versions_dir = Path(versions_dir).absolute()
+    parent = versions_dir.parent
+    messages: list[str] = []
+    if not parent.is_dir():
+        return messages
+    for folder in sorted(parent.glob(f"{ARCHIVE_PREFIX}*")):
+        if not folder.is_dir() or (folder / MANIFEST_JSON).exists():
+            continue
+        tmp_json, tmp_md = folder / _TMP_JSON, folder / _TMP_MD
+        if not tmp_json.exists() and not tmp_md.exists():
+            continue
+        messages.append(_recover_one(versions_dir, folder, dry_run=dry_run))
+    return messages
+
+
+def _recover_one(versions_dir: Path, folder: Path, *, dry_run: bool) -> str:
+    tmp_json, tmp_md = folder / _TMP_JSON, folder / _TMP_MD
+    entries = _read_tmp_manifest(tmp_json)
+    others = sorted(p.name for p in folder.iterdir() if p.name not in (_TMP_JSON, _TMP_MD))
+    would = "would be " if dry_run else ""
+    if entries is None:
+        if others:
+            return (
+                f"interrupted archive {folder} has no readable temporary manifest and holds "
+                f"{len(others)} other files; left as it is (check it by hand)."
+            )
+        if not dry_run:
+            tmp_json.unlink(missing_ok=True)
+            tmp_md.unlink(missing_ok=True)
+            folder.rmdir()
+        return f"interrupted archive {folder} (only a temporary manifest) {would}removed."
+    moved, waiting, unclear = [], [], []
+    for entry in entries:
+        in_archive = os.path.lexists(folder / entry.file)
+        in_versions = os.path.lexists(versions_dir / entry.file)
+        if in_archive and not in_versions:
+            moved.append(entry)
+        elif in_versions and not in_archive:
+            waiting.append(entry)
+        else:
+            unclear.append(entry.file)
+    listed = {e.file for e in entries}
+    strangers = [name for name in others if name not in listed]
+    if unclear or strangers:
+        odd = ", ".join(sorted(unclear + strangers))
+        return (
+            f"interrupted archive {folder} cannot be finished or undone safely ({odd} in "
+            f"both places, in neither, or not listed); left as it is (check it by hand)."
+        )
+    if not moved:
+        if not dry_run:
+            tmp_json.unlink()
+            tmp_md.unlink(missing_ok=True)
+            folder.rmdir()
+        return (
+            f"interrupted archive {folder} (no file had been moved yet, only a temporary "
+            f"manifest) {would}removed; its {len(waiting)} files stay in {versions_dir.name}/."
+        )
+    if not waiting:
+        if not dry_run:
+            stamp = folder.name[len(ARCHIVE_PREFIX) :]
+            if not tmp_md.exists():
+                _write_new(tmp_md, _manifest_md(stamp, versions_dir, entries))
+            os.rename(tmp_md, folder / MANIFEST_MD)
+            os.rename(tmp_json, folder / MANIFEST_JSON)
+        return (
+            f"interrupted archive {folder} {would}completed: all {len(moved)} files had been "
+            "moved, the manifest was missing its final name."
+        )
+    if not dry_run:
+        for entry in moved:
+            _move_file(folder / entry.file, versions_dir / entry.file)
+        tmp_json.unlink()
+        tmp_md.unlink(missing_ok=True)
+        folder.rmdir()
+    return (
+        f"interrupted archive {folder} {would}rolled back: {len(moved)} of {len(entries)} "
+        f"files had been moved; they {'would go' if dry_run else 'went'} back into "
+        f"{versions_dir.name}/."
+    )

@@ -11,9 +11,13 @@ that already holds exactly this baseline (same ``source_fingerprint``) gives a n
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any
 from abparts_ops.core.errors import MigrationError
 from abparts_ops.core.migrations.archive import ArchiveResult, archive_revisions
 from abparts_ops.core.migrations.baseline_render import render_baseline
+from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.schema.model import Snapshot
 
 BASELINE_SUFFIX = "_baseline_schema_"
@@ -249,3 +254,29 @@ def apply_baseline(plan: BaselinePlan, versions_dir: Path) -> tuple[Path, Archiv
             path.unlink(missing_ok=True)
         raise
     return path, result
+
+
+@contextlib.contextmanager
+def staged_project(project: AlembicProject, plan: BaselinePlan) -> Iterator[AlembicProject]:
+    """A temporary copy of ``project`` whose versions folder holds the plan's file alone.
+
+    What the proofs run on before anything is written: the baseline as it would be after
+    the reset (old revisions archived), with the project's ``script.py.mako`` (for a
+    proof that generates a revision on top) and its version table. The real project is
+    only read; the copy is removed on exit.
+    """
+    with tempfile.TemporaryDirectory(prefix="abparts_baseline_") as tmp:
+        root = Path(tmp)
+        versions = root / "versions"
+        versions.mkdir()
+        (versions / plan.filename).write_text(plan.source, encoding="utf-8")
+        mako = project.script_location / "script.py.mako"
+        if mako.is_file():
+            shutil.copyfile(mako, root / "script.py.mako")
+        yield AlembicProject(
+            ini_path=None,
+            script_location=root,
+            versions_dirs=(versions,),
+            version_table=project.version_table,
+            version_table_schema=project.version_table_schema,
+        )

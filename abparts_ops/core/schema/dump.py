@@ -81,26 +81,61 @@ def _version_number(line: str) -> str | None:
     return match.group(1) if match else None
 
 
-def find_pg_dump(server_version: str | None) -> tuple[Path, str] | None:
-    """A pg_dump of the server's major version: ``(path, version line)``, or None.
+#: Folders to look for ``pg_dump`` in, instead of ``PATH`` and the Debian/Ubuntu layout
+#: (``os.pathsep``-separated). For servers whose client tools live elsewhere.
+PG_DUMP_DIRS_ENV = "ABPARTS_OPS_PG_DUMP_DIRS"
 
-    Looks on ``PATH`` first, then in ``/usr/lib/postgresql/<major>/bin``.
+
+def pg_dump_candidates(
+    server_version: str | None, search_dirs: Sequence[Path | str] | None = None
+) -> list[Path]:
+    """Where :func:`find_pg_dump` looks, in order.
+
+    ``search_dirs`` (or else the folders of ``$ABPARTS_OPS_PG_DUMP_DIRS``) replace the
+    default lookup: ``pg_dump`` on ``PATH``, then ``/usr/lib/postgresql/<major>/bin``.
     """
-    major = _major(server_version)
-    if major is None:
-        return None
+    if search_dirs is None and os.environ.get(PG_DUMP_DIRS_ENV):
+        search_dirs = [d for d in os.environ[PG_DUMP_DIRS_ENV].split(os.pathsep) if d]
+    if search_dirs is not None:
+        return [Path(d) / "pg_dump" for d in search_dirs]
     candidates = []
     on_path = shutil.which("pg_dump")
     if on_path:
         candidates.append(Path(on_path))
-    candidates.append(Path(f"/usr/lib/postgresql/{major}/bin/pg_dump"))
-    for candidate in candidates:
+    major = _major(server_version)
+    if major is not None:
+        candidates.append(Path(f"/usr/lib/postgresql/{major}/bin/pg_dump"))
+    return candidates
+
+
+def find_pg_dump(
+    server_version: str | None, search_dirs: Sequence[Path | str] | None = None
+) -> tuple[Path, str] | None:
+    """A pg_dump of the server's major version: ``(path, version line)``, or None.
+
+    Looks on ``PATH`` first, then in ``/usr/lib/postgresql/<major>/bin``; ``search_dirs``
+    (or ``$ABPARTS_OPS_PG_DUMP_DIRS``) replace that lookup (see :func:`pg_dump_candidates`).
+    """
+    major = _major(server_version)
+    if major is None:
+        return None
+    for candidate in pg_dump_candidates(server_version, search_dirs):
         if not candidate.is_file():
             continue
         line = pg_dump_version(candidate)
         if line and _major(_version_number(line)) == major:
             return candidate, line
     return None
+
+
+def major_version(version: str | None) -> int | None:
+    """The major version in a version string (``15`` of ``15.18 (Debian ...)``), or None."""
+    return _major(version)
+
+
+def version_number(line: str) -> str | None:
+    """The version number in a ``pg_dump --version`` line (``15.18``), None if absent."""
+    return _version_number(line)
 
 
 def supports_restrict_key(executable: str | Path) -> bool:
@@ -347,11 +382,19 @@ def _sha256(text: str) -> str:
 def write_reference(dump: ReferenceDump, path: Path) -> bool:
     """Write ``dump.text`` to ``path`` atomically, only when it differs; True if written.
 
+    See :func:`write_reference_text`.
+    """
+    return write_reference_text(dump.text, path)
+
+
+def write_reference_text(text: str, path: Path) -> bool:
+    """Write ``text`` to ``path`` atomically, only when it differs; True if written.
+
     The text goes to a temporary file next to ``path`` (flushed to disk) that then
     replaces ``path`` in one rename, so a reader never sees half a dump.
     """
     path = Path(path)
-    data = dump.text.encode("utf-8")
+    data = text.encode("utf-8")
     try:
         if path.is_file() and path.read_bytes() == data:
             return False

@@ -190,3 +190,65 @@ def test_unparseable_file_is_archived_with_no_revision(tmp_path: Path) -> None:
     result = archive_revisions(versions, keep=[keep], stamp=STAMP)
     broken = [e for e in result.entries if e.file == "broken.py"]
     assert broken and broken[0].revision is None
+
+
+def _interrupt(tmp_path: Path, moved: int) -> tuple[Path, Path, Path]:
+    """A crash after the temporary manifest was written and ``moved`` files were moved."""
+    _, versions, keep = _setup(tmp_path)
+    entries = plan_archive(versions, [keep], STAMP)
+    target = archive_mod.archive_dir_for(versions, STAMP)
+    target.mkdir()
+    (target / archive_mod._TMP_JSON).write_text(
+        archive_mod._manifest_json(STAMP, versions, entries), encoding="utf-8"
+    )
+    (target / archive_mod._TMP_MD).write_text(
+        archive_mod._manifest_md(STAMP, versions, entries), encoding="utf-8"
+    )
+    for entry in entries[:moved]:
+        (versions / entry.file).rename(target / entry.file)
+    return versions, keep, target
+
+
+def test_interrupted_archive_holding_only_the_tmp_manifest_is_removed(tmp_path: Path) -> None:
+    """A crash before the first move leaves only ``.MANIFEST.*.tmp``: removed, said so."""
+    versions, keep, target = _interrupt(tmp_path, moved=0)
+    before = _snapshot(versions)
+    dry = archive_mod.recover_interrupted_archives(versions, dry_run=True)
+    assert len(dry) == 1 and "would be removed" in dry[0]
+    assert sorted(p.name for p in target.iterdir()) == [".MANIFEST.json.tmp", ".MANIFEST.md.tmp"]
+    messages = archive_mod.recover_interrupted_archives(versions)
+    assert len(messages) == 1
+    assert f"interrupted archive {target} (no file had been moved yet" in messages[0]
+    assert "removed" in messages[0]
+    assert not target.exists()
+    assert _snapshot(versions) == before
+    assert archive_mod.recover_interrupted_archives(versions) == []
+    result = archive_revisions(versions, keep=[keep], stamp=STAMP)  # the archive now works
+    assert [e.file for e in result.entries] == MOVED
+
+
+def test_interrupted_archive_with_every_file_moved_is_completed(tmp_path: Path) -> None:
+    versions, _keep, target = _interrupt(tmp_path, moved=len(MOVED))
+    (target / archive_mod._TMP_MD).unlink()  # the crash came before the .md was written
+    messages = archive_mod.recover_interrupted_archives(versions)
+    assert len(messages) == 1 and "completed" in messages[0]
+    assert [e.file for e in read_manifest(target / MANIFEST_JSON)] == MOVED
+    assert (target / MANIFEST_MD).is_file()
+    assert not list(target.glob(".MANIFEST*"))
+
+
+def test_half_moved_interrupted_archive_is_rolled_back(tmp_path: Path) -> None:
+    versions, _keep, target = _interrupt(tmp_path, moved=2)
+    messages = archive_mod.recover_interrupted_archives(versions)
+    assert len(messages) == 1 and "rolled back: 2 of 5 files" in messages[0]
+    assert not target.exists()
+    assert set(MOVED) <= {p.name for p in versions.iterdir()}
+
+
+def test_interrupted_archive_it_does_not_understand_is_left_alone(tmp_path: Path) -> None:
+    versions, _keep, target = _interrupt(tmp_path, moved=1)
+    (target / "stranger.py").write_text("x = 1\n", encoding="utf-8")
+    before = _snapshot(tmp_path)
+    messages = archive_mod.recover_interrupted_archives(versions)
+    assert len(messages) == 1 and "left as it is" in messages[0] and "stranger.py" in messages[0]
+    assert _snapshot(tmp_path) == before

@@ -83,21 +83,30 @@ def _render(snapshot) -> str:
     )
 
 
-def _prove(tmp_path, admin_url, root, snapshot, models=None):
+def _prove(tmp_path, admin_url, root, snapshot, models=None, source_url=None):
     project = load_project(ini_path=root / "alembic.ini")
     return prove_baseline(
-        admin_url, project, snapshot, exclude=EXCLUDE, models=models, sys_path=[str(tmp_path)]
+        admin_url,
+        project,
+        snapshot,
+        exclude=EXCLUDE,
+        models=models,
+        sys_path=[str(tmp_path)],
+        source_url=source_url,
     )
 
 
 def test_good_baseline_passes_every_proof(tmp_path, admin_url, source):
-    _url, snapshot = source
+    url, snapshot = source
     root = _project(tmp_path, _render(snapshot))
     (tmp_path / "proof_models_ok.py").write_text(MODELS.format(extra=""))
-    results = _prove(tmp_path, admin_url, root, snapshot, models="proof_models_ok:metadata")
+    results = _prove(
+        tmp_path, admin_url, root, snapshot, models="proof_models_ok:metadata", source_url=url
+    )
     assert {name: r.passed for name, r in results.items()} == {
         "single_head": True,
         "round_trip": True,
+        "dump_parity": True,
         "models_match": True,
         "downgrade_clean": True,
     }, {name: r.details for name, r in results.items()}
