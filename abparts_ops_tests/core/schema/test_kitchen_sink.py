@@ -3,7 +3,7 @@
 The kitchen-sink schema (:mod:`abparts_ops_tests.core.schema.kitchen_sink`) holds one or
 more objects of every kind the registry declares. Its snapshot must be rebuilt exactly by
 the canonical DDL applied to an empty database and by the rendered baseline (the
-``round_trip`` and ``downgrade_clean`` proofs), privileges included when asked for; and
+``round_trip``, ``dump_parity`` and ``downgrade_clean`` proofs), privileges included when asked for; and
 removing any one object from the built database must show in the diff (destructive for a
 trigger or a policy).
 """
@@ -110,18 +110,18 @@ def test_canonical_ddl_rebuilds_the_snapshot(
     assert diff.is_empty, diff.to_markdown()
 
 
-def test_baseline_round_trip_and_downgrade_clean(
-    sink: Snapshot, admin_url: str, tmp_path: Path
+def test_baseline_round_trip_dump_parity_and_downgrade_clean(
+    sink: Snapshot, sink_url: str, admin_url: str, tmp_path: Path
 ) -> None:
     root = write_project(tmp_path / "proj", []).parent
     text = render_baseline(sink, revision=REVISION, created=datetime(2026, 1, 1))
     versions = root / "migrations" / "versions"
     (versions / f"{REVISION}_baseline_schema_20260101_000000.py").write_text(text)
     project = load_project(ini_path=root / "alembic.ini")
-    results = prove_baseline(admin_url, project, sink, privileges=True)
-    failed = {name: r.details for name, r in results.items() if not r.passed}
+    results = prove_baseline(admin_url, project, sink, privileges=True, source_url=sink_url)
+    failed = {name: (r.summary, r.details) for name, r in results.items() if not r.passed}
     assert not failed, failed
-    assert set(results) == {"single_head", "round_trip", "downgrade_clean"}
+    assert set(results) == {"single_head", "round_trip", "dump_parity", "downgrade_clean"}
 
 
 @pytest.mark.parametrize(("kind", "key", "sql"), REMOVALS, ids=[r[1] for r in REMOVALS])
