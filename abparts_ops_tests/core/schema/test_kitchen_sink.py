@@ -3,9 +3,9 @@
 The kitchen-sink schema (:mod:`abparts_ops_tests.core.schema.kitchen_sink`) holds one or
 more objects of every kind the registry declares. Its snapshot must be rebuilt exactly by
 the canonical DDL applied to an empty database and by the rendered baseline (the
-``round_trip``, ``dump_parity`` and ``downgrade_clean`` proofs), privileges included when asked for; and
-removing any one object from the built database must show in the diff (destructive for a
-trigger or a policy).
+``round_trip``, ``dump_parity`` and ``downgrade_clean`` proofs), privileges included when
+asked for; and removing any one object from the built database must show in the diff
+(destructive for a trigger or a policy).
 """
 
 from __future__ import annotations
