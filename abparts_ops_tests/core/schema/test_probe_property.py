@@ -1,6 +1,8 @@
 """The probe fingerprint agrees with the snapshot, over random schema mutations.
 
-One database holds a base schema. Every example applies a random subset of mutations
+One database holds a base schema with every kind of the registry but privileges (a
+trigger function and a trigger, row-level security and a policy, a composite type, a
+partitioned table with a partition and a partitioned index, a materialized view). Every example applies a random subset of mutations
 (some change the schema, some only look as if they might: data, statistics, excluded
 tables, other schemas, an add-then-drop), checks that "the probe fingerprint changed" is
 exactly "the snapshot diff is not empty" (and that the probe agrees with the snapshot's
