@@ -29,6 +29,7 @@ the baseline renderer in :mod:`abparts_ops.core.migrations.baseline_render`.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -207,24 +208,39 @@ def table_order(snapshot: Snapshot) -> tuple[list[str], list[str]]:
     """
     tables = set(snapshot.kind("table"))
     edges: dict[str, dict[str, list[str]]] = {t: {} for t in tables}
+    dependents: dict[str, set[str]] = {t: set() for t in tables}
     for key, fk in snapshot.kind("foreign_key").items():
         src, ref = fk["table"], fk.get("ref_table")
-        if src in tables and ref in tables and ref != src:
+        if src in tables and ref in tables and ref != src and not fk.get("inherited"):
             edges[src].setdefault(ref, []).append(key)
+            dependents[ref].add(src)
+    # Kahn's algorithm, smallest name first (heaps: linear-logarithmic, not quadratic)
+    waiting = {t: len(edges[t]) for t in tables}
+    ready = [t for t in tables if not waiting[t]]
+    everyone = sorted(tables)  # already a heap; for breaking cycles
+    heapq.heapify(ready)
     remaining = set(tables)
     order: list[str] = []
     cycle_keys: list[str] = []
     while remaining:
-        ready = sorted(t for t in remaining if not set(edges[t]) & remaining)
+        while ready and ready[0] not in remaining:
+            heapq.heappop(ready)
         if ready:
-            chosen = ready[0]
+            chosen = heapq.heappop(ready)
         else:
-            chosen = sorted(remaining)[0]
+            while everyone[0] not in remaining:
+                heapq.heappop(everyone)
+            chosen = heapq.heappop(everyone)
             for ref, keys in edges[chosen].items():
                 if ref in remaining:
                     cycle_keys.extend(keys)
         order.append(chosen)
         remaining.discard(chosen)
+        for dependent in dependents[chosen]:
+            if dependent in remaining:
+                waiting[dependent] -= 1
+                if not waiting[dependent]:
+                    heapq.heappush(ready, dependent)
     return order, sorted(cycle_keys)
 
 
