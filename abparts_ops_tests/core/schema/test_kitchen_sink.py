@@ -16,10 +16,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
-
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import connect, create_database, drop_database, make_engine
 from abparts_ops.core.migrations.baseline_render import render_baseline
