@@ -12,7 +12,12 @@ looks like a grown business application such as ABParts, scaled to ``n_tables`` 
   on every 5th;
 - a comment on every table and on some columns;
 - a few reference cycles (every 50th table points to a *later* one), added at the end
-  with ``ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY``, as real migrations do.
+  with ``ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY``, as real migrations do;
+- a shared ``set_updated_at()`` trigger function and a ``BEFORE UPDATE`` trigger on every
+  3rd table (every 9th with a ``WHEN`` condition and a column list);
+- row-level security with a policy on every 10th table (every 20th also a restrictive
+  ``SELECT`` policy);
+- a SQL function per 20 tables, used by a CHECK constraint of its table.
 
 The output depends only on ``(n_tables, seed, GENERATOR_VERSION)``; bump
 ``GENERATOR_VERSION`` whenever the output changes, so that benchmark databases cached
@@ -25,7 +30,7 @@ from __future__ import annotations
 import random
 import sys
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _DOMAINS = (
     "organization", "customer", "supplier", "warehouse", "machine", "part", "inventory",
@@ -74,6 +79,10 @@ def generate_schema_sql(n_tables: int, seed: int = 0) -> str:
         )
         enums[name] = labels
     enum_names = list(enums)
+    out.append(
+        "CREATE FUNCTION set_updated_at() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;"
+    )
 
     names = _table_names(n_tables, rng)
     pk_types: list[str] = []  # "uuid" or "bigint", so foreign keys get the right type
@@ -118,7 +127,32 @@ def generate_schema_sql(n_tables: int, seed: int = 0) -> str:
             cols.append(f"CONSTRAINT {table}_quantity_check CHECK (quantity >= 0)")
         if kind in ("unique", "both"):
             cols.append(f"CONSTRAINT {table}_code_key UNIQUE (code)")
+        if i % 20 == 7:
+            out.append(
+                f"CREATE FUNCTION {table}_code_ok(code text) RETURNS boolean LANGUAGE sql "
+                "IMMUTABLE AS $$ SELECT length(code) BETWEEN 1 AND 32 $$;"
+            )
+            cols.append(f"CONSTRAINT {table}_code_ok CHECK ({table}_code_ok(code))")
         out.append(f"CREATE TABLE {table} (\n  " + ",\n  ".join(cols) + "\n);")
+        if i % 3 == 0:
+            event, when = (
+                (" OF name, code", " WHEN (OLD.* IS DISTINCT FROM NEW.*)") if i % 9 == 0
+                else ("", "")
+            )
+            out.append(
+                f"CREATE TRIGGER {table}_touch BEFORE UPDATE{event} ON {table} "
+                f"FOR EACH ROW{when} EXECUTE FUNCTION set_updated_at();"
+            )
+        if i % 10 == 3:
+            out.append(
+                f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"
+                f"CREATE POLICY {table}_active ON {table} USING (is_active);"
+            )
+            if i % 20 == 3:
+                out.append(
+                    f"CREATE POLICY {table}_not_archived ON {table} AS RESTRICTIVE FOR SELECT "
+                    "USING (updated_at IS NULL OR updated_at > '2000-01-01');"
+                )
         for k, col in enumerate(fk_cols):
             out.append(f"CREATE INDEX {table}_fk{k}_idx ON {table} ({col});")
         if i % 4 == 1:

@@ -42,7 +42,7 @@ from abparts_ops.core.migrations.typemap import RAW_TYPE_SOURCE, py_string, rend
 from abparts_ops.core.schema.ddl import (
     Section,
     by_table,
-    columns_of,
+    columns_by_table,
     ddl_sections,
     drop_statements,
     foreign_keys_outside,
@@ -92,6 +92,12 @@ class _Renderer:
         self.uses_raw = False
         self.uses_postgresql = False
         self.deferred: list[Call] = []  # constraints added after the tables
+        # grouped once: per-table lookups in the whole snapshot would be quadratic
+        self.columns = columns_by_table(snapshot)
+        self.constraints = {
+            kind: by_table(snapshot, kind)
+            for kind in ("primary_key", "unique", "check", "exclusion")
+        }
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -142,16 +148,16 @@ class _Renderer:
                 f"table {name!r} is a foreign table; its server and options are not in the "
                 "snapshot, so the baseline cannot create it (exclude it)."
             )
-        pks = _own(by_table(snap, "primary_key").get(name, []))
+        pks = _own(self.constraints["primary_key"].get(name, []))
         pk_columns = set(pks[0]["columns"]) if pks else set()
         call = Call("op.create_table", py_string(name))
-        for col in columns_of(snap, name):
+        for col in self.columns.get(name, []):
             call.add(None, self.column(col, pk_columns))
         for pk in pks:
             self._key_constraint(call, pk, "sa.PrimaryKeyConstraint", "PRIMARY KEY")
-        for uq in _own(by_table(snap, "unique").get(name, [])):
+        for uq in _own(self.constraints["unique"].get(name, [])):
             self._key_constraint(call, uq, "sa.UniqueConstraint", "UNIQUE")
-        for check in _own(by_table(snap, "check").get(name, [])):
+        for check in _own(self.constraints["check"].get(name, [])):
             expected = f"CHECK ({check.get('expression')})"
             if check.get("definition") == expected:
                 call.add(
@@ -164,7 +170,7 @@ class _Renderer:
                 )
             else:
                 self._add_constraint(check)
-        for excl in _own(by_table(snap, "exclusion").get(name, [])):
+        for excl in _own(self.constraints["exclusion"].get(name, [])):
             self._add_constraint(excl)
         if attrs.get("comment") is not None:
             call.add("comment", py_string(attrs["comment"]))

@@ -14,7 +14,11 @@ CTEs are ``NOT MATERIALIZED`` so the planner sees real catalog statistics (mater
 their bad row estimates produced nested loops that were quadratic in the number of
 sequences); column positions avoid a window sort; per-column lookups (defaults, identity)
 run only for the columns that have one; constraint columns are looked up by index, one
-key at a time. Callers disable JIT: its compile time alone exceeded the query time.
+key at a time. Callers disable JIT: its compile time alone exceeded the query time. The
+branches added with functions, triggers and policies follow the same rules: their
+lookups (comments, partition parents, a partition index's parent, role names) go through
+a catalog index by oid, and only for the rows that need one, so the cost stays linear
+(at 5,000 tables: triggers ~65 ms for 1,667 rows, policies ~25 ms, functions ~5 ms).
 
 The branches themselves are declared with their kinds in
 :mod:`abparts_ops.core.schema.kinds`; this module assembles them.

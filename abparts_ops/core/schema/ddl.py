@@ -29,6 +29,7 @@ the baseline renderer in :mod:`abparts_ops.core.migrations.baseline_render`.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -207,24 +208,39 @@ def table_order(snapshot: Snapshot) -> tuple[list[str], list[str]]:
     """
     tables = set(snapshot.kind("table"))
     edges: dict[str, dict[str, list[str]]] = {t: {} for t in tables}
+    dependents: dict[str, set[str]] = {t: set() for t in tables}
     for key, fk in snapshot.kind("foreign_key").items():
         src, ref = fk["table"], fk.get("ref_table")
-        if src in tables and ref in tables and ref != src:
+        if src in tables and ref in tables and ref != src and not fk.get("inherited"):
             edges[src].setdefault(ref, []).append(key)
+            dependents[ref].add(src)
+    # Kahn's algorithm, smallest name first (heaps: linear-logarithmic, not quadratic)
+    waiting = {t: len(edges[t]) for t in tables}
+    ready = [t for t in tables if not waiting[t]]
+    everyone = sorted(tables)  # already a heap; for breaking cycles
+    heapq.heapify(ready)
     remaining = set(tables)
     order: list[str] = []
     cycle_keys: list[str] = []
     while remaining:
-        ready = sorted(t for t in remaining if not set(edges[t]) & remaining)
+        while ready and ready[0] not in remaining:
+            heapq.heappop(ready)
         if ready:
-            chosen = ready[0]
+            chosen = heapq.heappop(ready)
         else:
-            chosen = sorted(remaining)[0]
+            while everyone[0] not in remaining:
+                heapq.heappop(everyone)
+            chosen = heapq.heappop(everyone)
             for ref, keys in edges[chosen].items():
                 if ref in remaining:
                     cycle_keys.extend(keys)
         order.append(chosen)
         remaining.discard(chosen)
+        for dependent in dependents[chosen]:
+            if dependent in remaining:
+                waiting[dependent] -= 1
+                if not waiting[dependent]:
+                    heapq.heappush(ready, dependent)
     return order, sorted(cycle_keys)
 
 
@@ -237,6 +253,16 @@ def columns_of(snapshot: Snapshot, table: str) -> list[Mapping[str, Any]]:
     """The columns of ``table`` in the snapshot, in their position order."""
     cols = [c for c in snapshot.kind("column").values() if c["table"] == table]
     return sorted(cols, key=lambda c: c["position"])
+
+
+def columns_by_table(snapshot: Snapshot) -> dict[str, list[Mapping[str, Any]]]:
+    """Every table's columns in position order, in one pass (for renderers of all tables)."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for col in snapshot.kind("column").values():
+        grouped.setdefault(col["table"], []).append(col)
+    for cols in grouped.values():
+        cols.sort(key=lambda c: c["position"])
+    return grouped
 
 
 def by_table(snapshot: Snapshot, kind: str) -> dict[str, list[Mapping[str, Any]]]:
@@ -406,11 +432,15 @@ def function_signature(attrs: Mapping[str, Any]) -> str:
     return f"{what} {quote_ident(attrs['name'])}({attrs.get('arguments') or ''})"
 
 
+_WORD = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][\w$]*')
+
+
 def _names_a_table(snapshot: Snapshot, definition: str) -> bool:
     """Whether a function's signature (the lines before its body) names a table's type."""
     head = definition.split("\nAS ", 1)[0].split("\n BEGIN ATOMIC", 1)[0]
     head = "\n".join(line for line in head.split("\n") if not line.startswith(" SET "))
-    return any(_mentions(head, table) for table in snapshot.kind("table"))
+    words = set(_WORD.findall(head))  # one pass: a regex per table is quadratic
+    return any(quote_ident(table) in words for table in snapshot.kind("table"))
 
 
 def function_phases(snapshot: Snapshot) -> dict[str, int]:
@@ -520,6 +550,7 @@ def partition_statements(snapshot: Snapshot, name: str) -> list[str]:
 def _table_ddl(snapshot: Snapshot) -> list[Section]:
     inline_kinds = ("primary_key", "unique", "check", "exclusion")
     grouped = {kind: by_table(snapshot, kind) for kind in inline_kinds}
+    table_columns = columns_by_table(snapshot)
     tables = []
     later = []
     partition_constraints = []
@@ -532,7 +563,9 @@ def _table_ddl(snapshot: Snapshot) -> list[Section]:
                 "snapshot, so it cannot be rendered (exclude it)."
             )
         partition = is_partition(snapshot, name)
-        lines = [] if partition else [f"    {_column_sql(c)}" for c in columns_of(snapshot, name)]
+        lines = (
+            [] if partition else [f"    {_column_sql(c)}" for c in table_columns.get(name, [])]
+        )
         for kind in inline_kinds:
             for con in grouped[kind].get(name, []):
                 if con.get("inherited"):

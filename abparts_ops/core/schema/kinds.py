@@ -579,20 +579,20 @@ REGISTRY: tuple[Kind, ...] = (
         "table, name, constraint, enabled, definition (pg_get_triggerdef), comment",
         TRIGGERS_SQL,
         _REL_CATALOGS + ("pg_trigger", "pg_proc", "pg_type", "pg_operator", "pg_constraint"),
-        PHASE["trigger"], 1, "op.execute", dropped_with=("table",), missing_destructive=True,
+        PHASE["trigger"], 0, "op.execute", dropped_with=("table",), missing_destructive=True,
     ),
     Kind(
         "policy", "policy", "policies", "table.policy",
         "table, name, permissive, command, roles, using, with_check, comment",
         POLICIES_SQL,
         _REL_CATALOGS + ("pg_policy", "pg_authid", "pg_proc", "pg_type", "pg_operator"),
-        PHASE["policy"], 1, "op.execute", missing_destructive=True,
+        PHASE["policy"], 0, "op.execute", missing_destructive=True,
     ),
     Kind(
         "rule", "rule", "rules", "table.rule", "table, name, enabled, definition, comment",
         RULES_SQL,
         _REL_CATALOGS + ("pg_rewrite", "pg_proc", "pg_type", "pg_operator"),
-        PHASE["rule"], 1, "op.execute",
+        PHASE["rule"], 0, "op.execute",
     ),
     Kind(
         "privilege", "privilege", "privileges", "OBJECT_TYPE object grantee",

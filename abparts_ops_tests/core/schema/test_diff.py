@@ -376,3 +376,32 @@ def test_markdown_is_bounded(base: Base) -> None:
     text = diff.to_markdown(max_rows=3)
     assert f"and {len(diff.changes) - 3} more" in text
     assert sum(1 for line in text.splitlines() if line.startswith("| missing")) == 3
+
+
+def test_a_missing_trigger_or_policy_is_destructive_and_named() -> None:
+    """An environment that lacks a trigger or a policy of the reference is destructive
+    drift (no database: the rule is the registry's); a missing view or rule is not."""
+    trigger = {"table": "parts", "name": "parts_touch", "definition": "CREATE TRIGGER ..."}
+    policy = {"table": "parts", "name": "parts_own", "using": "(owner = CURRENT_USER)"}
+    reference = Snapshot(
+        schema="public",
+        objects={
+            "trigger": {"parts.parts_touch": trigger},
+            "policy": {"parts.parts_own": policy},
+            "rule": {"parts.parts_keep": {"table": "parts", "name": "parts_keep"}},
+        },
+    )
+    diff = diff_snapshots(reference, Snapshot(schema="public", objects={}), actual_label="prod")
+    flags = {(c.kind, c.key, c.change): c.destructive for c in diff.changes}
+    assert flags == {
+        ("trigger", "parts.parts_touch", "missing"): True,
+        ("policy", "parts.parts_own", "missing"): True,
+        ("rule", "parts.parts_keep", "missing"): False,
+    }
+    text = diff.to_markdown()
+    assert "| missing ⚠ | trigger | `parts.parts_touch` |" in text
+    assert "| missing ⚠ | policy | `parts.parts_own` |" in text
+    assert "2 destructive" in text
+    # the other way round (an extra trigger) is drift, but loses nothing
+    extra = diff_snapshots(Snapshot(schema="public", objects={}), reference)
+    assert extra.destructive_count == 0 and len(extra.changes) == 3

@@ -3,9 +3,9 @@
 The kitchen-sink schema (:mod:`abparts_ops_tests.core.schema.kitchen_sink`) holds one or
 more objects of every kind the registry declares. Its snapshot must be rebuilt exactly by
 the canonical DDL applied to an empty database and by the rendered baseline (the
-``round_trip`` and ``downgrade_clean`` proofs), privileges included when asked for; and
-removing any one object from the built database must show in the diff (destructive for a
-trigger or a policy).
+``round_trip``, ``dump_parity`` and ``downgrade_clean`` proofs), privileges included when
+asked for; and removing any one object from the built database must show in the diff
+(destructive for a trigger or a policy).
 """
 
 from __future__ import annotations
@@ -16,18 +16,22 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import make_url
 
-from abparts_ops.core.db import create_database, drop_database
+from abparts_ops.core.db import connect, create_database, drop_database, make_engine
 from abparts_ops.core.migrations.baseline_render import render_baseline
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.migrations.proofs import prove_baseline
 from abparts_ops.core.schema.ddl import render_ddl
 from abparts_ops.core.schema.diff import diff_snapshots
+from abparts_ops.core.schema.dump_parity import dump_parity
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.kinds import KINDS
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops_tests.core.migrations.projects import write_project
+from abparts_ops_tests.core.migrations.test_baseline import make_project
 from abparts_ops_tests.core.schema.kitchen_sink import (
     EXTENSION,
     KITCHEN_SINK_SQL,
@@ -119,9 +123,32 @@ def test_baseline_round_trip_dump_parity_and_downgrade_clean(
     (versions / f"{REVISION}_baseline_schema_20260101_000000.py").write_text(text)
     project = load_project(ini_path=root / "alembic.ini")
     results = prove_baseline(admin_url, project, sink, privileges=True, source_url=sink_url)
-    failed = {name: r.summary + "\n" + r.details for name, r in results.items() if not r.passed}
+    failed = {name: (r.summary, r.details) for name, r in results.items() if not r.passed}
     assert not failed, failed
     assert set(results) == {"single_head", "round_trip", "dump_parity", "downgrade_clean"}
+
+
+def test_plain_alembic_upgrade_head_gives_the_same_pg_dump(
+    sink: Snapshot, sink_url: str, fresh_db: str, tmp_path: Path
+) -> None:
+    """Alembic's own ``upgrade head`` (the project's env.py, no abparts_ops in between) on
+    a fresh database gives the source's normalized ``pg_dump``, object for object."""
+    versions = make_project(tmp_path)
+    text = render_baseline(sink, revision=REVISION, created=datetime(2026, 1, 1))
+    (versions / f"{REVISION}_baseline_schema_20260101_000000.py").write_text(text)
+    config = AlembicConfig(str(tmp_path / "alembic.ini"))
+    engine = make_engine(fresh_db)
+    try:
+        with connect(engine) as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            conn.commit()
+    finally:
+        engine.dispose()
+    result = dump_parity(sink_url, fresh_db, server_version=sink.server_version)
+    assert result.problem is None, result.problem
+    assert result.identical, result.diff
+    assert result.entries > 40
 
 
 @pytest.mark.parametrize(("kind", "key", "sql"), REMOVALS, ids=[r[1] for r in REMOVALS])

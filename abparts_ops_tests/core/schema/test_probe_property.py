@@ -1,14 +1,16 @@
 """The probe fingerprint agrees with the snapshot, over random schema mutations.
 
-One database holds a base schema. Every example applies a random subset of mutations
-(some change the schema, some only look as if they might: data, statistics, excluded
-tables, other schemas, an add-then-drop), checks that "the probe fingerprint changed" is
-exactly "the snapshot diff is not empty" (and that the probe agrees with the snapshot's
-own ``probe_fingerprint``), then reverts the mutations; the probe is back to the
-reference once they are reverted (drift removed means back in sync). A probe given the
-fingerprint and catalog token seen before the mutations (as the sensor does on every
-tick) answers the same as a full probe, and reuses the known fingerprint only when the
-schema is unchanged. Reverting instead of
+One database holds a base schema with every kind of the registry but privileges (a
+trigger function and a trigger, row-level security and a policy, a composite type, a
+partitioned table with a partition and a partitioned index, a materialized view). Every
+example applies a random subset of mutations (some change the schema, some only look as
+if they might: data, statistics, excluded tables, other schemas, an add-then-drop),
+checks that "the probe fingerprint changed" is exactly "the snapshot diff is not empty"
+(and that the probe agrees with the snapshot's own ``probe_fingerprint``), then reverts
+the mutations; the probe is back to the reference once they are reverted (drift removed
+means back in sync). A probe given the fingerprint and catalog token seen before the
+mutations (as the sensor does on every tick) answers the same as a full probe, and
+reuses the known fingerprint only when the schema is unchanged. Reverting instead of
 cloning a database per example keeps the test fast.
 """
 
