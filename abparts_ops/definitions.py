@@ -24,6 +24,7 @@ from abparts_ops.defs.resources import DatabaseResource, build_resources, env_re
 from abparts_ops.defs.schedules import build_schedules
 from abparts_ops.defs.schema_assets import reference_dump, source_schema
 from abparts_ops.defs.sensors import build_sensors
+from abparts_ops.defs.upgrade_assets import build_upgrade_defs
 
 
 def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Definitions:
@@ -31,14 +32,16 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
 
     ``demo`` (default: no ``ABPARTS_OPS_CONFIG``) starts sensors and the schedule running;
     with a production configuration they start stopped. Every environment, the source
-    included, gets its stamp, checks and ``stamp_<env>`` job.
+    included, gets its stamp, checks and ``stamp_<env>`` job, and its guarded upgrade
+    (``<env>/alembic_upgrade``, ``upgrade_<env>``).
     """
     resources = build_resources(settings)
     source = resources[env_resource_key(settings.source)]
     assert isinstance(source, DatabaseResource)
     resources["source_db"] = source
     environment = build_environment_defs(settings)
-    jobs = [reset_baseline_job, refresh_history_job, *environment.jobs]
+    upgrades = build_upgrade_defs(settings)
+    jobs = [reset_baseline_job, refresh_history_job, *environment.jobs, *upgrades.jobs]
     return dg.Definitions(
         assets=[
             source_schema,
@@ -47,6 +50,7 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
             baseline_revision,
             expected_schemas,
             *environment.assets,
+            *upgrades.assets,
             *build_live_specs(settings),
         ],
         asset_checks=[

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from abparts_ops.core.migrations.proofs import PROOFS
+
 # -- assets -------------------------------------------------------------------------------
 SOURCE_SCHEMA = dg.AssetKey("source_schema")
 REFERENCE_DUMP = dg.AssetKey("reference_dump")
@@ -48,10 +50,12 @@ DUMP_PARITY = "dump_parity"
 DOWNGRADE_CLEAN = "downgrade_clean"
 SINGLE_HEAD = "single_head"
 MODELS_MATCH = "models_match"
-REQUIRED_PROOFS = (ROUND_TRIP, DUMP_PARITY, DOWNGRADE_CLEAN, SINGLE_HEAD)
-"""Blocking checks on ``baseline_revision`` that must have passed before any stamp."""
-OPTIONAL_PROOFS = (MODELS_MATCH,)
-"""Required too, when defined (only when the application's models are configured)."""
+REQUIRED_PROOFS = tuple(p.name for p in PROOFS if p.blocking and not p.needs_models)
+"""Blocking checks on ``baseline_revision`` that must have passed before any stamp
+(read from the proofs registry: round_trip, dump_parity, downgrade_clean, single_head)."""
+OPTIONAL_PROOFS = tuple(p.name for p in PROOFS if p.blocking and p.needs_models)
+"""Required too, when defined (only when the application's models are configured:
+models_match and smoke_test)."""
 HEAD_MATCHES_SOURCE = "head_matches_source_schema"
 """Check on ``expected_schemas``: right after a reset, the head's schema is the source's."""
 

@@ -90,10 +90,10 @@ def test_failed_missing_and_stale_proofs(instance: dg.DagsterInstance) -> None:
     evaluate(instance, "models_match")
     assert unproven_baseline(instance, ALL_CHECKS, "def") == (
         "the baseline is not proven: source_schema changed since the baseline was written "
-        "(baseline from abc, reference now def); round_trip failed; dump_parity never ran; "
-        "downgrade_clean never ran; single_head has not run on the latest baseline_revision "
-        "(rerun the "
-        "reset_baseline job and fix what its proofs report; nothing was written)."
+        "(baseline from abc, reference now def); single_head has not run on the latest "
+        "baseline_revision; round_trip failed; dump_parity never ran; downgrade_clean never "
+        "ran (rerun the reset_baseline job and fix what its proofs report; nothing was "
+        "written)."
     )
 
 

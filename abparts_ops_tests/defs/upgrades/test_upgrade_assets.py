@@ -204,12 +204,7 @@ def test_no_sensor_or_schedule_ever_launches_an_upgrade(tmp_path: Path, monkeypa
     for variable in ("ABPT_UPG_STAGING_URL", "ABPT_UPG_PROD_URL", "ABPT_UPG_SCRATCH_URL"):
         monkeypatch.setenv(variable, "postgresql://u:p@127.0.0.1:1/x")
     settings = load_settings(tmp_path / "abparts_ops.yaml")
-    upgrades = build_upgrade_defs(settings)
-    wired = dg.Definitions.merge(
-        build_definitions(settings, demo=True),
-        dg.Definitions(assets=upgrades.assets, jobs=upgrades.jobs),
-    )
-    repo = wired.get_repository_def()
+    repo = build_definitions(settings, demo=True).get_repository_def()
     assert {j.name for j in repo.get_all_jobs()} >= {"upgrade_staging", "upgrade_prod"}
     upgrade_keys = {upgrade_key(env) for env in ("staging", "prod")}
     for sensor in repo.sensor_defs:
