@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 
 from abparts_ops.core.db import drop_database, make_engine
+from abparts_ops.core.identity import database_identity
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.settings import Settings, load_settings
 from abparts_ops.definitions import build_definitions
@@ -80,6 +81,8 @@ class Pipeline:
     baseline_run_id: str
     urls: dict[str, str]
     dropped: list[str] = field(default_factory=list)
+    replaced: dict[str, str] = field(default_factory=dict)
+    """Protected environment -> identity key of the fresh database now behind its name."""
 
     @property
     def baseline_revision(self) -> str:
@@ -113,7 +116,14 @@ class Pipeline:
     def stamp(
         self, environment: str, tags: dict[str, str] | None = None, **config: Any
     ) -> dg.ExecuteInProcessResult:
-        """Run the ``stamp_<env>`` job with ``config`` (StampConfig fields)."""
+        """Run the ``stamp_<env>`` job with ``config`` (StampConfig fields).
+
+        A protected environment whose database :meth:`fresh_environments` replaced on
+        purpose is stamped acknowledging its new identity, as an operator would after
+        moving it; pass ``acknowledge_identity`` (even "") to test the refusal itself.
+        """
+        if environment in self.replaced:
+            config.setdefault("acknowledge_identity", self.replaced[environment])
         run_config = dg.RunConfig(ops={stamp_op(environment): StampConfig(**config)})
         return self.run(f"stamp_{environment}", run_config=run_config, tags=tags)
 
@@ -130,6 +140,8 @@ class Pipeline:
         self.dropped.extend(demo_database_name(name, prefix=prefix) for name in names)
         for name, url in urls.items():
             monkeypatch.setenv(VARIABLES[name], url)
+            if self.settings.environments[name].protected:
+                self.replaced[name] = database_identity(url).key
         return urls
 
 

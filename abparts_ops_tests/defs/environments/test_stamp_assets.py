@@ -361,7 +361,7 @@ def test_a_protected_database_that_changed_needs_its_new_identity_acknowledged(
     assert materializations(stamped, "prod")[0]["identity_key"] == key
     second = pipeline.fresh_environments(monkeypatch, names=("prod",))["prod"]
     new_key = database_identity(second).key
-    refused = pipeline.stamp("prod", dry_run=False, confirm="prod")
+    refused = pipeline.stamp("prod", dry_run=False, confirm="prod", acknowledge_identity="")
     assert not refused.success
     description = failure_description(refused)
     assert f"identity {key} then, {new_key} now" in description
