@@ -73,6 +73,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         schema=env.schema,
         exclude=settings.exclude,
         cache_dir=default_cache_dir(),
+        privileges=settings.compare_privileges,
     )
     try:
         assessment = snapshot_state(

@@ -135,6 +135,7 @@ def baseline_revision(
         schema=policy.schema_name,
         models=alembic.models,
         sys_path=alembic.sys_path,
+        privileges=policy.compare_privileges,
     )
     for line in outcome.recovered:
         context.log.warning(line)

@@ -45,6 +45,7 @@ def expected_schemas(
         exclude=policy.exclude,
         cache_dir=default_cache_dir(),
         progress=lambda rev, i, n: context.log.debug(f"expected schema {i}/{n}: {rev}"),
+        privileges=policy.compare_privileges,
     )
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     index = expected.index()

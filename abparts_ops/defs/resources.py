@@ -78,6 +78,8 @@ class SchemaPolicyResource(dg.ConfigurableResource):
     schema_name: str = "public"
     exclude: list[str] = []
     reference_path: str
+    compare_privileges: bool = False
+    """Read granted privileges too (config ``compare_privileges``), everywhere alike."""
 
 
 def env_resource_key(environment: str) -> str:
@@ -101,6 +103,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             schema_name=settings.schema,
             exclude=list(settings.exclude),
             reference_path=str(settings.resolved_reference_path()),
+            compare_privileges=settings.compare_privileges,
         ),
         "scratch": DatabaseResource(
             environment="scratch",

@@ -33,6 +33,7 @@ def source_schema(
         exclude=policy.exclude,
         version_table=alembic.version_table,
         source=policy.source,
+        privileges=policy.compare_privileges,
     )
     frame = columns_frame(snapshot)
     counts = snapshot.counts()

@@ -280,6 +280,7 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
                 schema=env.schema,
                 exclude=schema_policy.exclude,
                 cache_dir=default_cache_dir(),
+                privileges=schema_policy.compare_privileges,
             )
             result = guarded_upgrade(
                 url,

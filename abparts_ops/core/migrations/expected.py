@@ -191,6 +191,8 @@ class ExpectedIndex:
     probe_fingerprints: Mapping[str, str | None]
     table_counts: Mapping[str, int]
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    privileges: bool = False
+    """Whether the snapshots and probe fingerprints include granted privileges."""
 
     def knows(self, rev: str) -> bool:
         """Whether ``rev`` is a revision of this history."""
@@ -217,6 +219,7 @@ class ExpectedIndex:
             "schema": self.schema,
             "exclude": list(self.exclude),
             "version_table": self.version_table,
+            "privileges": self.privileges,
             "heads": list(self.heads),
             "revisions": [
                 {
@@ -257,6 +260,7 @@ class ExpectedIndex:
                 dependencies={
                     r["id"]: tuple(r["depends_on"]) for r in revisions if r.get("depends_on")
                 },
+                privileges=bool(data.get("privileges", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"expected-schemas index is malformed: {exc!r}.") from None
@@ -296,6 +300,8 @@ class ExpectedSchemas:
     snapshots: Mapping[str, Snapshot]
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     server_version: str | None = None
+    privileges: bool = False
+    """Whether the snapshots include granted privileges (config ``compare_privileges``)."""
 
     def knows(self, rev: str) -> bool:
         """Whether ``rev`` is a revision of this history."""
@@ -331,6 +337,7 @@ class ExpectedSchemas:
             probe_fingerprints={r: self.probe_fingerprint(r) for r in self.order},
             table_counts={r: len(self.snapshots[r].kind("table")) for r in self.order},
             dependencies=self.dependencies,
+            privileges=self.privileges,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,6 +355,7 @@ class ExpectedSchemas:
             "parents": {r: list(self.parents[r]) for r in self.order},
             "dependencies": {r: list(v) for r, v in sorted(self.dependencies.items()) if v},
             "server_version": self.server_version,
+            "privileges": self.privileges,
         }
         data["checksum"] = _header_checksum(data)
         data["snapshots"] = {r: self.snapshots[r].to_dict() for r in self.order}
@@ -386,6 +394,7 @@ class ExpectedSchemas:
                 snapshots={r: Snapshot.from_dict(raw[r]) for r in order},
                 dependencies={r: tuple(v) for r, v in data.get("dependencies", {}).items()},
                 server_version=data.get("server_version"),
+                privileges=bool(data.get("privileges", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SchemaError(f"expected-schemas file is malformed: {exc!r}.") from None
@@ -454,6 +463,7 @@ def build_expected_schemas(
     schema: str = "public",
     exclude: Sequence[str] = (),
     progress: Progress | None = None,
+    privileges: bool = False,
 ) -> ExpectedSchemas:
     """Build every revision of ``project`` on one scratch database, snapshotting each.
 
@@ -471,6 +481,8 @@ def build_expected_schemas(
     created, on which the plan for ``r`` is applied from the start. No downgrade is ever
     relied on.
 
+    ``privileges`` includes granted privileges in the snapshots (config
+    ``compare_privileges``; environments must then be read the same way).
     ``progress(revision, i, total)`` is called after each snapshot. A revision that fails
     raises one MigrationError line naming the revision, its file and (when the traceback
     has it) the line.
@@ -515,6 +527,7 @@ def build_expected_schemas(
                 version_table=project.version_table,
                 source=f"expected at {rev}",
                 require_tables=False,
+                privileges=privileges,
             )
             server_version = server_version or snap.server_version
             snapshots[rev] = snap
@@ -531,6 +544,7 @@ def build_expected_schemas(
         snapshots=snapshots,
         dependencies=dependencies,
         server_version=server_version,
+        privileges=privileges,
     )
 
 
@@ -578,12 +592,26 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(
-    fingerprint: str, *, schema: str, exclude: Sequence[str], version_table: str
+    fingerprint: str,
+    *,
+    schema: str,
+    exclude: Sequence[str],
+    version_table: str,
+    privileges: bool = False,
 ) -> str:
-    """The cache key: history fingerprint, schema, exclusions, version table, format."""
-    text = canonical_json(
-        [FORMAT_VERSION, _snapshot_format(), fingerprint, schema, sorted(exclude), version_table]
-    )
+    """The cache key: history fingerprint, schema, exclusions, version table, privileges
+    and the snapshot format."""
+    parts: list[Any] = [
+        FORMAT_VERSION,
+        _snapshot_format(),
+        fingerprint,
+        schema,
+        sorted(exclude),
+        version_table,
+    ]
+    if privileges:  # appended only when set: caches without privileges keep their keys
+        parts.append("privileges")
+    text = canonical_json(parts)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -596,7 +624,13 @@ _CACHE_NAME = re.compile(rf"^{re.escape(CACHE_FILE_PREFIX)}[0-9a-f]{{32}}\.json$
 
 
 def _read_cache(
-    path: Path, *, fingerprint: str, schema: str, exclude: Sequence[str], version_table: str
+    path: Path,
+    *,
+    fingerprint: str,
+    schema: str,
+    exclude: Sequence[str],
+    version_table: str,
+    privileges: bool = False,
 ) -> ExpectedSchemas | None:
     """The cached result in ``path`` when it is sound and for exactly these inputs."""
     try:
@@ -619,6 +653,7 @@ def _read_cache(
         or found.schema != schema
         or sorted(found.exclude) != sorted(exclude)
         or found.version_table != version_table
+        or found.privileges != privileges
     ):
         log.warning("ignoring expected-schemas cache %s: built for other inputs", path)
         return None
@@ -659,6 +694,7 @@ def cached_expected(
     schema: str = "public",
     exclude: Sequence[str] = (),
     cache_dir: Path | str | None = None,
+    privileges: bool = False,
 ) -> ExpectedSchemas | None:
     """The cached expected schemas of ``project``'s current files, or None (never builds).
 
@@ -667,7 +703,12 @@ def cached_expected(
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     fingerprint = history_fingerprint(project)
-    key_args = {"schema": schema, "exclude": exclude, "version_table": project.version_table}
+    key_args = {
+        "schema": schema,
+        "exclude": exclude,
+        "version_table": project.version_table,
+        "privileges": privileges,
+    }
     path = cache_path(folder, cache_key(fingerprint, **key_args))
     return _read_cache(path, fingerprint=fingerprint, **key_args)
 
@@ -680,6 +721,7 @@ def load_or_build_expected(
     exclude: Sequence[str] = (),
     cache_dir: Path | str | None = None,
     progress: Progress | None = None,
+    privileges: bool = False,
 ) -> tuple[ExpectedSchemas, bool]:
     """The expected schemas of ``project``'s history, from the cache when it is current.
 
@@ -691,7 +733,12 @@ def load_or_build_expected(
     revision file changes during the build, the build is repeated once, then refused.
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key_args = {"schema": schema, "exclude": exclude, "version_table": project.version_table}
+    key_args = {
+        "schema": schema,
+        "exclude": exclude,
+        "version_table": project.version_table,
+        "privileges": privileges,
+    }
     for _attempt in range(2):
         fingerprint = history_fingerprint(project)
         path = cache_path(folder, cache_key(fingerprint, **key_args))
@@ -699,7 +746,12 @@ def load_or_build_expected(
         if found is not None:
             return found, True
         built = build_expected_schemas(
-            scratch_url, project, schema=schema, exclude=exclude, progress=progress
+            scratch_url,
+            project,
+            schema=schema,
+            exclude=exclude,
+            progress=progress,
+            privileges=privileges,
         )
         if built.history_fingerprint != fingerprint or history_fingerprint(project) != fingerprint:
             continue  # a revision file changed while we built: build again from the files

@@ -212,8 +212,11 @@ def rehearse(
     server_version: str | None,
     schema: str = "public",
     exclude: Iterable[str] = (),
+    privileges: bool = False,
 ) -> RehearsalResult:
     """Rehearse ``current -> target`` on a copy of ``environment``'s schema (module doc).
+
+    ``privileges`` reads granted privileges too, as the expected schemas were read.
 
     ``expected_from`` / ``expected`` are the schemas the history says ``current`` and
     ``target`` have (the environment was checked to equal ``expected_from``). Raises
@@ -232,7 +235,7 @@ def rehearse(
                 restored = snapshot_connection(
                     conn, schema=schema, exclude=exclude,
                     version_table=project.version_table, source="restored copy",
-                    require_tables=False,
+                    require_tables=False, privileges=privileges,
                 )
                 try:
                     upgrade(conn, project, target, script=script)
@@ -273,6 +276,7 @@ def rehearse(
                 result = snapshot_connection(
                     conn, schema=schema, exclude=exclude,
                     version_table=project.version_table, source="rehearsal",
+                    privileges=privileges,
                 )
         finally:
             engine.dispose()

@@ -97,8 +97,12 @@ def prove_and_write_baseline(
     sys_path: Sequence[Path | str] = (),
     pg_dump_dirs: Sequence[Path | str] | None = None,
     proofs: Sequence[Proof] = PROOFS,
+    privileges: bool = False,
 ) -> ResetOutcome:
     """Render, prove on a temporary copy of the project, then write (see the module doc).
+
+    ``privileges``: the snapshot was taken with granted privileges (config
+    ``compare_privileges``), so the round trip compares them too.
 
     ``reference_text`` is the reference dump of the source, written to ``reference_path``
     with the baseline (only after the proofs pass, and only when it differs). The first
@@ -119,6 +123,7 @@ def prove_and_write_baseline(
             source_url=source_url,
             pg_dump_dirs=pg_dump_dirs,
             proofs=proofs,
+            privileges=privileges,
         )
     failed = tuple(blocking_failures(results, proofs))
 

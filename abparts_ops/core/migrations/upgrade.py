@@ -250,9 +250,11 @@ class _Refusal(Exception):
 
 
 def _snapshot_in_transaction(
-    conn: Connection, *, schema: str, patterns: list[str], environment: str
+    conn: Connection, *, schema: str, patterns: list[str], environment: str, privileges: bool
 ) -> Snapshot:
-    rows = fetch_rows(conn, schema=schema, patterns=patterns, label=environment)
+    rows = fetch_rows(
+        conn, schema=schema, patterns=patterns, label=environment, privileges=privileges
+    )
     return snapshot_from_rows(rows, schema=schema, source=environment)
 
 
@@ -269,6 +271,7 @@ def _apply(
     schema: str,
     patterns: list[str],
     progress: _Progress,
+    privileges: bool = False,
 ) -> float:
     """The migration transaction (module doc, step 5); returns the lock wait in ms."""
     vt_schema = project.version_table_schema or schema
@@ -298,7 +301,11 @@ def _apply(
                 )
             )
         again = _snapshot_in_transaction(
-            conn, schema=schema, patterns=patterns, environment=environment
+            conn,
+            schema=schema,
+            patterns=patterns,
+            environment=environment,
+            privileges=privileges,
         )
         moved = diff_snapshots(before_snapshot, again, reference_label="checked",
                                actual_label=environment)
@@ -487,7 +494,7 @@ def guarded_upgrade(
             )
             actual = snapshot_connection(
                 conn, schema=schema, exclude=exclude, version_table=project.version_table,
-                source=environment,
+                source=environment, privileges=expected.privileges,
             )
         timings["check"] = time.perf_counter() - started
         assessment = assess_snapshot(
@@ -545,6 +552,7 @@ def guarded_upgrade(
             url, scratch_url, environment=environment, project=project, script=script,
             current=before, target=target, expected_from=expected_now, expected=expected_head,
             server_version=actual.server_version, schema=schema, exclude=exclude,
+            privileges=expected.privileges,
         )
         timings["rehearsal"] = time.perf_counter() - mark
         if not rehearsal.passed:
@@ -597,6 +605,7 @@ def guarded_upgrade(
                     conn, environment=environment, project=project, script=script,
                     target=target, before=before, before_snapshot=actual, policy=policy,
                     schema=schema, patterns=patterns, progress=progress,
+                    privileges=expected.privileges,
                 )
         except _Refusal as refusal:
             raise refusal.error from None
@@ -618,7 +627,7 @@ def guarded_upgrade(
             )
             result = snapshot_connection(
                 conn, schema=schema, exclude=exclude, version_table=project.version_table,
-                source=environment,
+                source=environment, privileges=expected.privileges,
             )
         timings["verify"] = time.perf_counter() - mark
         check = diff_snapshots(

@@ -359,3 +359,31 @@ def test_after_a_reset_the_head_is_the_source(
     assert diff_snapshots(source, head).is_empty
     assert head.objects == source.objects
     assert expected.probe_fingerprint("base00000001") == source.probe_fingerprint
+
+
+def test_privileges_are_read_only_when_asked_and_keep_their_own_cache(
+    tmp_path: Path, admin_url: str
+) -> None:
+    """``compare_privileges``: a GRANT in the history is in the snapshots only with
+    ``privileges=True``, and the two readings never share a cache file."""
+    up, down = table("items")
+    revs = [
+        Rev("p001", None, up, down),
+        Rev("p002", "p001", "op.execute('GRANT SELECT ON items TO PUBLIC')",
+            "op.execute('REVOKE SELECT ON items FROM PUBLIC')"),
+    ]
+    project = _project(tmp_path / "proj", revs)
+    cache = tmp_path / "cache"
+    plain, reused = load_or_build_expected(admin_url, project, cache_dir=cache)
+    assert not reused and not plain.privileges
+    assert plain.snapshot("p002").kind("privilege") == {}
+    granted, reused = load_or_build_expected(admin_url, project, cache_dir=cache, privileges=True)
+    assert not reused, "a cache built without privileges must not answer for privileges"
+    assert granted.privileges and granted.index().privileges
+    assert granted.snapshot("p002").kind("privilege")
+    assert granted.snapshot("p001").kind("privilege") == {}
+    assert granted.probe_fingerprint("p002") != plain.probe_fingerprint("p002")
+    assert ExpectedSchemas.from_json(granted.to_json()).privileges
+    assert ExpectedIndex.from_dict(granted.index().to_dict()).privileges
+    again, reused = load_or_build_expected(admin_url, project, cache_dir=cache, privileges=True)
+    assert reused and again.probe_fingerprint("p002") == granted.probe_fingerprint("p002")
