@@ -70,6 +70,8 @@ class ProbeTarget:
     version_table_schema: str | None = None
     known: KnownSchema | None = None
     """The last fingerprint seen with its catalog token: unchanged catalogs reuse it."""
+    privileges: bool = False
+    """Fingerprint the granted privileges too (as the expected schemas were built)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,9 @@ def _probe_one(target: ProbeTarget, timeout_s: float, probe_fn: ProbeFn) -> Prob
     url: str | None = None
     try:
         url = target.url() if callable(target.url) else target.url
-        extra = {} if target.known is None else {"known": target.known}
+        extra: dict[str, object] = {} if target.known is None else {"known": target.known}
+        if target.privileges:
+            extra["privileges"] = True
         result = probe_fn(
             url,
             environment=target.environment,

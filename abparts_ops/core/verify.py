@@ -4,7 +4,8 @@ The two ways of looking, each a thin reader around :mod:`abparts_ops.core.refere
 :func:`probe_state` (version rows and the probe fingerprint: one short visit, no diff) and
 :func:`snapshot_state` (version rows and a full snapshot in one connection: the diff).
 The checks, ``abparts-ops drift`` and the tests use them; the sensor probes all
-environments at once through :mod:`abparts_ops.core.drift`.
+environments at once through :mod:`abparts_ops.core.drift`. Both read the granted
+privileges exactly when the expected schemas were built with them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def probe_state(
         version_table=version_table,
         version_table_schema=version_table_schema,
         timeout_s=timeout_s,
+        privileges=expected.privileges,
     )
     return assess_fingerprint(
         environment, seen.revisions, seen.fingerprint, expected, archived=archived,
@@ -81,6 +83,7 @@ def snapshot_state(
                 version_table=version_table,
                 source=environment,
                 require_tables=False,
+                privileges=expected.privileges,
             )
     finally:
         engine.dispose()

@@ -374,6 +374,7 @@ def build_schema_drift_sensor(
                 exclude=tuple(policy.exclude),
                 version_table=alembic.version_table,
                 known=previous.known(env.name),
+                privileges=index.privileges,
             )
             for env in environments
         ]

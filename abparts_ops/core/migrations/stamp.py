@@ -347,7 +347,13 @@ def _stamp_in_transaction(
                 raise
         before = current_revisions(conn, version_table=version_table, schema=vt_schema)
         actual = snapshot_from_rows(
-            fetch_rows(conn, schema=schema, patterns=patterns, label=environment),
+            fetch_rows(
+                conn,
+                schema=schema,
+                patterns=patterns,
+                label=environment,
+                privileges=expected.privileges,
+            ),
             schema=schema,
             source=environment,
         )
