@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from abparts_ops.defs.upgrade_assets import UpgradeConfig, build_upgrade_defs, upgrade_op
+from abparts_ops.defs.upgrade_assets import UpgradeConfig, upgrade_op
 from abparts_ops_tests.defs.environments.conftest import (
     Pipeline,
     check_results,
@@ -59,10 +59,7 @@ def test_new_revision_reaches_staging_then_prod(
     for env, extra in (("staging", {}), ("prod", {"confirm": "prod"})):
         assert pipeline.stamp(env, dry_run=False, **extra).success
     baseline = pipeline.baseline_revision
-    upgrades = build_upgrade_defs(pipeline.settings)
-    defs = dg.Definitions.merge(
-        pipeline.defs, dg.Definitions(assets=upgrades.assets, jobs=upgrades.jobs)
-    )
+    defs = pipeline.defs  # build_definitions wires every environment's upgrade
 
     def run(env: str, **config: Any) -> dg.ExecuteInProcessResult:
         return defs.resolve_job_def(f"upgrade_{env}").execute_in_process(
