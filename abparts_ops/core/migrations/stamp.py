@@ -19,7 +19,6 @@ is the creation of a missing version table, and the result says so.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -33,13 +32,12 @@ from sqlalchemy.exc import DBAPIError
 from abparts_ops.core.db import connect, explain_error, make_engine
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, StampRefused
 from abparts_ops.core.identity import DatabaseIdentity, identity_of_connection
+from abparts_ops.core.migrations.locking import LockBusy, acquire_environment_lock
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.reference import Assessment, ExpectedSnapshots, assess_snapshot
 from abparts_ops.core.schema.diff import SchemaDiff
 from abparts_ops.core.schema.introspect import exclusion_patterns, fetch_rows, snapshot_from_rows
 from abparts_ops.core.states import EnvironmentState
-
-LOCK_NAMESPACE = "abparts_ops:stamp"
 
 
 @dataclass(frozen=True)
@@ -77,27 +75,6 @@ class SchemaDrift(StampRefused):
     def __init__(self, message: str, diff: SchemaDiff) -> None:
         super().__init__(message)
         self.diff = diff
-
-
-def _lock_key(schema: str, version_table: str) -> str:
-    return f"{LOCK_NAMESPACE}:{schema}.{version_table}"
-
-
-def _acquire_lock(conn: Connection, key: str, timeout_s: float, environment: str) -> float:
-    started = time.perf_counter()
-    deadline = started + timeout_s
-    while True:
-        got = conn.execute(
-            sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-        ).scalar()
-        if got:
-            return (time.perf_counter() - started) * 1000
-        if time.perf_counter() >= deadline:
-            raise StampRefused(
-                f"{environment}: another stamp holds the lock on its version table; waited "
-                f"{timeout_s:g} s (wait for that run to finish, then run this one again)."
-            )
-        time.sleep(0.1)
 
 
 def _describe(revisions: tuple[str, ...] | None) -> str:
@@ -335,9 +312,17 @@ def _stamp_in_transaction(
         # Bound every lock wait of this transaction (the version table's row and table
         # locks, e.g. behind a concurrent `alembic upgrade`), not only the advisory lock.
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout_s * 1000))}")
-        waited = _acquire_lock(
-            conn, _lock_key(vt_schema, version_table), lock_timeout_s, environment
-        )
+        try:
+            waited = acquire_environment_lock(
+                conn,
+                schema=vt_schema,
+                version_table=version_table,
+                timeout_s=lock_timeout_s,
+                environment=environment,
+                what="stamp",
+            )
+        except LockBusy as exc:
+            raise StampRefused(f"{exc} Nothing was written.") from None
         identity = identity_of_connection(conn)
         if identity_guard is not None:
             try:

@@ -500,8 +500,8 @@ def test_concurrent_stamps_one_proceeds_one_fails(
     error = second_out["error"]
     assert isinstance(error, StampRefused)
     assert str(error) == (
-        "staging: another stamp holds the lock on its version table; waited 0.4 s "
-        "(wait for that run to finish, then run this one again)."
+        "staging: another stamp or upgrade holds the lock on its version table; waited "
+        "0.4 s (wait for that run to finish, then run this stamp again). Nothing was written."
     )
     assert version_rows(staging) == (BASELINE,)
 
