@@ -11,9 +11,10 @@ memory kept between sensor ticks, and :func:`plan_tick` decides, from the states
 tick and that memory, which environments need a verification run (the same drift never
 twice).
 
-The versions-folder helpers (:func:`versions_signature`, :func:`versions_fingerprint`,
-:func:`script_heads`) let a sensor notice new revision files with a few ``stat`` calls
-and read the head without importing every revision on every tick.
+The versions-folder helpers (:func:`versions_signature`, :func:`script_heads`, and
+:func:`~abparts_ops.core.migrations.history.versions_fingerprint` to confirm a change)
+let a sensor notice new revision files with a few ``stat`` calls and read the head
+without importing every revision on every tick.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from typing import Any
 
 from abparts_ops.core.db import explain_error, scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.history import file_sha256, fingerprint_files
 from abparts_ops.core.migrations.project import AlembicProject, revision_files
 from abparts_ops.core.reference import (
     ExpectedView,
@@ -629,7 +629,7 @@ def versions_signature(folders: Iterable[Path]) -> str:
 
     Changes whenever a revision file is added, removed, renamed or written; may also
     change when nothing in the content did (a ``touch``), so confirm with
-    :func:`versions_fingerprint`.
+    :func:`~abparts_ops.core.migrations.history.versions_fingerprint`.
     """
     digest = hashlib.sha256()
     for folder, path in _files(folders):
@@ -640,20 +640,6 @@ def versions_signature(folders: Iterable[Path]) -> str:
         rel = path.relative_to(folder).as_posix()
         digest.update(f"{folder}\t{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def versions_fingerprint(folders: Iterable[Path]) -> str:
-    """sha256 over the revision files' names and contents (like the history's fingerprint).
-
-    Reads the files but never imports them.
-    """
-    pairs: list[tuple[str, str]] = []
-    for folder, path in _files(folders):
-        try:
-            pairs.append((path.relative_to(folder).as_posix(), file_sha256(path)))
-        except OSError:
-            continue
-    return fingerprint_files(pairs)
 
 
 _HEADS_LOCK = threading.Lock()

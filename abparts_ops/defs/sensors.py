@@ -38,11 +38,11 @@ from abparts_ops.core.drift import (
     plan_tick,
     probe_all,
     script_heads,
-    versions_fingerprint,
     versions_signature,
 )
 from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.migrations.expected import ExpectedIndex, archived_revisions
+from abparts_ops.core.migrations.history import versions_fingerprint
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.settings import CONFIG_ENV, Settings
 from abparts_ops.core.states import EnvironmentState

@@ -29,11 +29,11 @@ from abparts_ops.core.drift import (
     probe_all,
     run_key,
     script_heads,
-    versions_fingerprint,
     versions_signature,
 )
 from abparts_ops.core.errors import ConfigError
 from abparts_ops.core.migrations.expected import ExpectedIndex
+from abparts_ops.core.migrations.history import versions_fingerprint
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.schema.probe import KnownSchema, ProbeResult, probe
 from abparts_ops.core.settings import resolve_url_env

@@ -15,7 +15,7 @@ built again only when a revision file changes. :class:`ExpectedIndex` is everyth
 the snapshots, a few KB, for Dagster metadata and sensor ticks.
 
 The history fingerprint is :func:`history_fingerprint`: the same formula as
-:func:`abparts_ops.core.drift.versions_fingerprint` (sha256 over every revision file's
+:func:`abparts_ops.core.migrations.history.versions_fingerprint` (sha256 over every revision file's
 name relative to its versions folder and its sha256; files are read, never imported), so
 a sensor can tell from the files alone whether the expected schemas are still current.
 """
@@ -43,7 +43,7 @@ from alembic.script import ScriptDirectory
 from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, SchemaError
 from abparts_ops.core.migrations.archive import ARCHIVE_PREFIX
-from abparts_ops.core.migrations.history import file_sha256, fingerprint_files, read_history
+from abparts_ops.core.migrations.history import read_history, versions_fingerprint
 from abparts_ops.core.migrations.migrate import RevisionFailed, upgrade
 from abparts_ops.core.migrations.project import AlembicProject, read_revision_id, revision_files
 from abparts_ops.core.migrations.scratch import scratch_database
@@ -80,20 +80,10 @@ def _snapshot_format() -> str:
 def history_fingerprint(project: AlembicProject) -> str:
     """sha256 over the revision files of ``project`` (names and contents; no import).
 
-    The formula of :func:`abparts_ops.core.drift.versions_fingerprint`: every revision
-    file under each versions folder (sub-folders too), named relative to its folder.
+    :func:`~abparts_ops.core.migrations.history.versions_fingerprint` of its versions
+    folders: the fingerprint ``revision_files_sensor`` watches.
     """
-    pairs: list[tuple[str, str]] = []
-    for folder in project.versions_dirs:
-        folder = Path(folder)
-        if not folder.is_dir():
-            continue
-        for path in revision_files(folder, recursive=True):
-            try:
-                pairs.append((path.relative_to(folder).as_posix(), file_sha256(path)))
-            except OSError:
-                continue
-    return fingerprint_files(pairs)
+    return versions_fingerprint(project.versions_dirs)
 
 
 # -- the graph, shared by the full result and its index ----------------------------------

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import util as alembic_util
 
-from abparts_ops.core.migrations.project import AlembicProject, load_revisions
+from abparts_ops.core.migrations.project import AlembicProject, load_revisions, revision_files
 
 
 def file_sha256(path: Path) -> str:
@@ -215,6 +216,26 @@ def fingerprint_files(pairs: list[tuple[str, str]]) -> str:
     for name, sha in sorted(pairs):
         digest.update(f"{name}\t{sha}\n".encode())
     return digest.hexdigest()
+
+
+def versions_fingerprint(folders: Iterable[Path]) -> str:
+    """sha256 over every revision file under ``folders`` (sub-folders too).
+
+    Each file counts by its name relative to its folder and the sha256 of its content
+    (:func:`fingerprint_files`); files are read, never imported. It is the fingerprint of
+    the history that the expected schemas are keyed by and that ``revision_files_sensor``
+    watches, so both always agree on whether the files changed.
+    """
+    pairs: list[tuple[str, str]] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for path in revision_files(folder, recursive=True):
+            try:
+                pairs.append((path.relative_to(folder).as_posix(), file_sha256(path)))
+            except OSError:
+                continue
+    return fingerprint_files(pairs)
 
 
 def read_history(project: AlembicProject) -> History:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from abparts_ops.core.db import connect, make_engine
-from abparts_ops.core.drift import versions_fingerprint
 from abparts_ops.core.errors import MigrationError, SchemaError
 from abparts_ops.core.migrations.archive import archive_revisions
 from abparts_ops.core.migrations.baseline_render import render_baseline
@@ -27,7 +26,7 @@ from abparts_ops.core.migrations.expected import (
     history_fingerprint,
     load_or_build_expected,
 )
-from abparts_ops.core.migrations.history import read_history
+from abparts_ops.core.migrations.history import read_history, versions_fingerprint
 from abparts_ops.core.migrations.migrate import upgrade
 from abparts_ops.core.migrations.project import AlembicProject, load_project
 from abparts_ops.core.schema.diff import diff_snapshots
