@@ -48,7 +48,7 @@ from abparts_ops.core.migrations.smoke import PROOF_NAME as SMOKE_PROOF
 from abparts_ops.core.migrations.smoke import smoke_proof
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.dump_parity import dump_parity
-from abparts_ops.core.schema.exclusions import is_excluded
+from abparts_ops.core.schema.exclusions import autogenerate_filters
 from abparts_ops.core.schema.introspect import exclusion_patterns, snapshot_connection
 from abparts_ops.core.schema.model import Snapshot
 
@@ -139,24 +139,11 @@ def _render_ops(context: MigrationContext, metadata: sa.MetaData) -> list[str]:
 def _models_match(
     conn: sa.Connection, metadata: sa.MetaData, patterns: list[str], schema: str
 ) -> ProofResult:
-    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-        if type_ == "schema":
-            return name in (None, schema)
-        if type_ == "table" and name is not None:
-            return not is_excluded(name, patterns)
-        return True
-
-    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any):
-        if type_ == "table" and name is not None:
-            return not is_excluded(name, patterns)
-        return True
-
     context = MigrationContext.configure(
         conn,
         opts={
             "compare_type": True,
-            "include_name": include_name,
-            "include_object": include_object,
+            **autogenerate_filters(patterns, schema),
         },
     )
     operations = _render_ops(context, metadata)

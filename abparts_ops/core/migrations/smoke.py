@@ -40,7 +40,7 @@ from abparts_ops.core.migrations.migrate import downgrade, project_revisions, up
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.scratch import scratch_database
 from abparts_ops.core.schema.diff import diff_snapshots
-from abparts_ops.core.schema.exclusions import is_excluded
+from abparts_ops.core.schema.exclusions import autogenerate_filters, is_excluded
 from abparts_ops.core.schema.introspect import exclusion_patterns, snapshot_connection
 
 if TYPE_CHECKING:  # proofs.py may import this module to register the proof
@@ -60,22 +60,6 @@ def _result(
     from abparts_ops.core.migrations.proofs import ProofResult
 
     return ProofResult(PROOF_NAME, passed, summary, details, dict(metadata or {}))
-
-
-def _filters(patterns: list[str], schema: str) -> dict[str, Any]:
-    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-        if type_ == "schema":
-            return name in (None, schema)
-        if type_ == "table" and name is not None:
-            return not is_excluded(name, patterns)
-        return True
-
-    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any):
-        if type_ == "table" and name is not None:
-            return not is_excluded(name, patterns)
-        return True
-
-    return {"include_name": include_name, "include_object": include_object}
 
 
 def _autogenerate(
@@ -116,7 +100,7 @@ def _autogenerate(
     ) as env:
         env.configure(
             connection=conn, target_metadata=metadata, compare_type=True,
-            **_filters(patterns, schema),
+            **autogenerate_filters(patterns, schema),
         )
         env.run_migrations()
     if conn.in_transaction():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from abparts_ops.core.errors import ConfigError
 
@@ -73,3 +74,27 @@ def unused_patterns(patterns: Iterable[str], names: Iterable[str]) -> list[str]:
     """
     present = list(names)
     return [p for p in patterns if not any(re.match(glob_to_regex(p), n) for n in present)]
+
+
+def autogenerate_filters(patterns: Iterable[str], schema: str) -> dict[str, Any]:
+    """Alembic ``include_name`` / ``include_object`` options that apply the exclusions.
+
+    For every autogenerate comparison against the models (``models_match``, the smoke
+    test): only ``schema`` is compared, and an excluded table is neither reported
+    missing from the database nor from the models.
+    """
+    patterns = list(patterns)
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "schema":
+            return name in (None, schema)
+        if type_ == "table" and name is not None:
+            return not is_excluded(name, patterns)
+        return True
+
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any):
+        if type_ == "table" and name is not None:
+            return not is_excluded(name, patterns)
+        return True
+
+    return {"include_name": include_name, "include_object": include_object}
