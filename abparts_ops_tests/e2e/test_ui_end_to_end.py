@@ -295,6 +295,7 @@ def _browser_checks(base_url: str, artifacts: Path, index: str) -> None:
             ):
                 assert expected in body, f"{expected!r} not visible on the asset's checks page"
             diff = _show_diff(page, index)
+            page.wait_for_timeout(600)  # let the dialog's fade-in finish before the picture
             page.screenshot(path=str(artifacts / "asset-page.png"))
             assert index in diff
         finally:
