@@ -29,14 +29,11 @@ changed since its last stamp needs the new identity acknowledged in run config.
 # No ``from __future__ import annotations``: Dagster reads the ``config: StampConfig``
 # annotation as it is and cannot resolve a string annotation to a config class.
 import getpass
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecordStatus,
-)
 from pydantic import Field
 
 from abparts_ops.core.db import scrub
@@ -56,8 +53,6 @@ from abparts_ops.defs.names import (
     ENVIRONMENTS_GROUP,
     EXPECTED_SCHEMAS,
     HEAD_MATCHES_SOURCE,
-    OPTIONAL_PROOFS,
-    REQUIRED_PROOFS,
     REVISION_IS_HEAD,
     SCHEMA_MATCHES_REFERENCE,
     SOURCE_SCHEMA,
@@ -68,6 +63,7 @@ from abparts_ops.defs.names import (
     stamp_job_name,
     stamp_key,
 )
+from abparts_ops.defs.proof_gate import defined_checks, proven_baseline, unproven_baseline
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, env_resource_key
 
 __all__ = [
@@ -134,97 +130,6 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text
 
 
-# -- the proofs gate ----------------------------------------------------------------------
-
-
-def _targets(record: Any, materialization: Any) -> bool:
-    """True when a check execution was made on ``materialization`` of the baseline."""
-    if record.run_id and record.run_id == materialization.run_id:  # runless events: ""
-        return True
-    evaluation = record.evaluation
-    target = getattr(evaluation, "target_materialization_data", None)
-    if target is not None:
-        return target.storage_id == materialization.storage_id
-    # No pointer (e.g. a check reported outside a run): compare times. The record's
-    # create_timestamp has whole seconds in SQLite storage; the event's is exact.
-    when = record.event.timestamp if record.event is not None else record.create_timestamp
-    return when >= materialization.timestamp
-
-
-def unproven_baseline(
-    instance: dg.DagsterInstance,
-    defined_checks: Set[dg.AssetCheckKey],
-    reference_fingerprint: str | None = None,
-) -> str | None:
-    """Why the baseline may not be stamped yet (None when every proof passed on it).
-
-    Reads the instance only: the latest ``baseline_revision`` materialization (not a dry
-    run, written from the schema whose fingerprint is ``reference_fingerprint`` when
-    given) and the latest evaluation of each blocking proof, which must have passed on
-    that very materialization. ``models_match`` is required when it is among
-    ``defined_checks``.
-    """
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=BASELINE_KEY), limit=1
-    ).records
-    if not records:
-        return (
-            "baseline_revision was never materialized; run the reset_baseline job (and "
-            "let its proofs pass) before stamping."
-        )
-    latest = records[0]
-    materialization = latest.asset_materialization
-    action = materialization.metadata.get("action") if materialization else None
-    if getattr(action, "value", action) == "dry_run":
-        return (
-            "the latest baseline_revision was a dry run (no baseline file was written); "
-            "materialize it with dry_run: false before stamping."
-        )
-    built_from = materialization.metadata.get("source_fingerprint") if materialization else None
-    built_from = getattr(built_from, "value", built_from)
-    problems: list[str] = []
-    if reference_fingerprint and built_from and built_from != reference_fingerprint:
-        problems.append(
-            f"source_schema changed since the baseline was written (baseline from "
-            f"{str(built_from)[:12]}, reference now {reference_fingerprint[:12]})"
-        )
-    names = list(REQUIRED_PROOFS) + [
-        name for name in OPTIONAL_PROOFS if dg.AssetCheckKey(BASELINE_KEY, name) in defined_checks
-    ]
-    keys = [dg.AssetCheckKey(BASELINE_KEY, name) for name in names]
-    executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    for key in keys:
-        record = executions.get(key)
-        evaluation = record.evaluation if record is not None else None
-        if record is None:
-            problems.append(f"{key.name} never ran")
-        elif record.status == AssetCheckExecutionRecordStatus.PLANNED or evaluation is None:
-            problems.append(f"{key.name} did not complete")
-        elif record.status == AssetCheckExecutionRecordStatus.FAILED or not evaluation.passed:
-            problems.append(f"{key.name} failed")
-        elif not _targets(record, latest):
-            problems.append(f"{key.name} has not run on the latest baseline_revision")
-    if not problems:
-        return None
-    return (
-        "the baseline is not proven: " + "; ".join(problems) + " (rerun the reset_baseline job "
-        "and fix what its proofs report; nothing was written)."
-    )
-
-
-def proven_baseline(instance: dg.DagsterInstance) -> str | None:
-    """The revision the latest ``baseline_revision`` materialization names (None: none)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=BASELINE_KEY), limit=1
-    ).records
-    materialization = records[0].asset_materialization if records else None
-    if materialization is None:
-        return None
-    value = materialization.metadata.get("revision")
-    text = getattr(value, "value", value)
-    return str(text) if text else None
-
-
 def _last_identity(instance: dg.DagsterInstance, environment: str) -> str | None:
     """The database identity key recorded by ``environment``'s latest stamp, if any."""
     event = instance.get_latest_materialization_event(stamp_key(environment))
@@ -234,13 +139,6 @@ def _last_identity(instance: dg.DagsterInstance, environment: str) -> str | None
     value = materialization.metadata.get("identity_key")
     text = getattr(value, "value", value)
     return str(text) if text else None
-
-
-def _defined_checks(context: Any) -> Set[dg.AssetCheckKey]:
-    try:
-        return context.repository_def.asset_graph.asset_check_keys
-    except Exception:  # noqa: BLE001 - no repository (direct invocation): require all
-        return {dg.AssetCheckKey(BASELINE_KEY, name) for name in OPTIONAL_PROOFS}
 
 
 # -- metadata -----------------------------------------------------------------------------
@@ -384,7 +282,7 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         db: DatabaseResource = getattr(context.resources, resource_key)
         alembic: AlembicResource = context.resources.alembic
         policy = context.resources.policy
-        problem = unproven_baseline(context.instance, _defined_checks(context))
+        problem = unproven_baseline(context.instance, defined_checks(context))
         if problem:
             raise _failure(env.name, f"{env.name}: refusing to stamp: {problem}", None)
         url: str | None = None

@@ -45,9 +45,9 @@ from abparts_ops.defs.environment_assets import (
     STAMP_POOL,
     STAMP_TAG,
     launched_by,
-    proven_baseline,
 )
 from abparts_ops.defs.metadata import diff_metadata, markdown_table, md
+from abparts_ops.defs.proof_gate import proven_baseline
 from abparts_ops.defs.resources import (
     AlembicResource,
     DatabaseResource,

@@ -12,12 +12,10 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from abparts_ops.defs.environment_assets import (
-    BASELINE_KEY,
-    REQUIRED_PROOFS,
-    launched_by,
-    unproven_baseline,
-)
+from abparts_ops.defs.environment_assets import launched_by
+from abparts_ops.defs.names import BASELINE_REVISION as BASELINE_KEY
+from abparts_ops.defs.names import REQUIRED_PROOFS
+from abparts_ops.defs.proof_gate import proven_baseline, unproven_baseline
 
 ALL_CHECKS = {dg.AssetCheckKey(BASELINE_KEY, n) for n in (*REQUIRED_PROOFS, "models_match")}
 NO_MODELS = {dg.AssetCheckKey(BASELINE_KEY, n) for n in REQUIRED_PROOFS}
@@ -102,3 +100,13 @@ def test_launched_by() -> None:
     assert launched_by({"dagster/user": "ana@example.com", "user": "x"}) == "ana@example.com"
     assert launched_by({"user": "ops"}) == "ops"
     assert launched_by({})
+
+
+def test_proven_baseline_is_only_a_written_one(instance: dg.DagsterInstance) -> None:
+    """A dry run or a refused reset names a revision no versions folder holds: not proven."""
+    assert proven_baseline(instance) is None
+    for action, expected in (("written", "r1"), ("dry_run", None), ("unchanged", "r1")):
+        materialize(instance, action=action, revision="r1")
+        assert proven_baseline(instance) == expected, action
+    materialize(instance, action="refused", revision="r1")
+    assert proven_baseline(instance) is None

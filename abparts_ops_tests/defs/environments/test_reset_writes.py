@@ -16,7 +16,8 @@ import dagster as dg
 import pytest
 
 from abparts_ops.core.schema.dump import PG_DUMP_DIRS_ENV
-from abparts_ops.defs.environment_assets import BASELINE_KEY, unproven_baseline
+from abparts_ops.defs.names import BASELINE_REVISION as BASELINE_KEY
+from abparts_ops.defs.proof_gate import unproven_baseline
 from abparts_ops_tests.defs.environments.conftest import Pipeline
 
 

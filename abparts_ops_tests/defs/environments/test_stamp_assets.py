@@ -19,8 +19,8 @@ from abparts_ops.defs.environment_assets import (
     STAMP_TAG,
     StampConfig,
     stamp_key,
-    unproven_baseline,
 )
+from abparts_ops.defs.proof_gate import unproven_baseline
 from abparts_ops.embedded.demo import (
     DEMO_OLD_HEAD,
     DEMO_UNKNOWN_REVISION,
