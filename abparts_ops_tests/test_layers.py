@@ -1,0 +1,94 @@
+"""The layers: ``core/`` knows nothing of Dagster, and imports go one way only.
+
+``core/`` is a library a person can use from a plain script; ``defs/`` is the thin Dagster
+layer on top of it and ``definitions.py`` the only wiring. These tests read the source
+(fast, no database) and import the whole core in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "abparts_ops"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module name ``path`` imports (absolute names; relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = path.relative_to(PACKAGE.parent).with_suffix("").parts[: -node.level]
+                names.add(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py"))
+
+
+def test_core_never_imports_dagster_or_the_layers_above() -> None:
+    """No module under ``core/`` imports dagster, ``defs`` or ``definitions``."""
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(
+            name
+            for name in _imports(path)
+            if name.split(".")[0] in {"dagster", "dagster_graphql", "dagster_webserver"}
+            or name.startswith(("abparts_ops.defs", "abparts_ops.definitions"))
+        )
+        for path in _modules("core")
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_embedded_never_imports_the_dagster_layer() -> None:
+    """The embedded server and demo are below ``defs/`` too (the CLI and tests use them)."""
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(
+            name
+            for name in _imports(path)
+            if name.split(".")[0] == "dagster"
+            or name.startswith(("abparts_ops.defs", "abparts_ops.definitions"))
+        )
+        for path in _modules("embedded")
+        if "demo_app" not in path.parts  # the sample application, not our code
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_defs_never_import_the_wiring() -> None:
+    """``defs/`` modules never import ``definitions.py`` (it imports them)."""
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in _modules("defs")
+        if any(name.startswith("abparts_ops.definitions") for name in _imports(path))
+    ]
+    assert not offenders
+
+
+def test_importing_all_of_core_loads_no_dagster() -> None:
+    """Import every core module in a fresh interpreter: ``dagster`` is never loaded,
+    not even through a dependency."""
+    modules = [
+        ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        for path in _modules("core")
+    ]
+    modules = [m.removesuffix(".__init__") for m in modules]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
