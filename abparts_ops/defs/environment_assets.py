@@ -29,7 +29,7 @@ changed since its last stamp needs the new identity acknowledged in run config.
 # No ``from __future__ import annotations``: Dagster reads the ``config: StampConfig``
 # annotation as it is and cannot resolve a string annotation to a config class.
 import getpass
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -365,6 +365,40 @@ def _check_inputs(context: Any, resource_key: str) -> tuple[str, AlembicResource
     return db.get_url(), context.resources.alembic, context.resources.policy
 
 
+def _assess(
+    context: dg.AssetCheckExecutionContext,
+    env: EnvironmentSettings,
+    resource_key: str,
+    expected_schemas: ExpectedSchemas,
+    read: Callable[..., Assessment],
+) -> Assessment | dg.AssetCheckResult:
+    """Read ``env`` with ``read`` (a probe or a snapshot) and ask the reference its state.
+
+    A failed check result instead when the expected schemas are stale or the environment
+    cannot be read (one safe line).
+    """
+    url: str | None = None
+    try:
+        url, alembic, policy = _check_inputs(context, resource_key)
+        stale = _stale(expected_schemas, alembic)
+        if stale:
+            return _stale_result(env.name, stale)
+        project = alembic.project()
+        return read(
+            url,
+            environment=env.name,
+            expected=expected_schemas,
+            archived=set(archived_revisions(project)),
+            baseline=proven_baseline(context.instance),
+            schema=env.schema,
+            exclude=policy.exclude,
+            version_table=project.version_table,
+            version_table_schema=project.version_table_schema,
+        )
+    except AbpartsOpsError as exc:
+        return _error_result(env.name, exc, url)
+
+
 def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
     resource_key = env_resource_key(env.name)
 
@@ -383,26 +417,9 @@ def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, expected_schemas: ExpectedSchemas
     ) -> dg.AssetCheckResult:
         """Pass iff the live version rows equal ``(head,)`` of the on-disk history."""
-        url: str | None = None
-        try:
-            url, alembic, policy = _check_inputs(context, resource_key)
-            stale = _stale(expected_schemas, alembic)
-            if stale:
-                return _stale_result(env.name, stale)
-            project = alembic.project()
-            assessment = probe_state(
-                url,
-                environment=env.name,
-                expected=expected_schemas,
-                archived=set(archived_revisions(project)),
-                baseline=proven_baseline(context.instance),
-                schema=env.schema,
-                exclude=policy.exclude,
-                version_table=project.version_table,
-                version_table_schema=project.version_table_schema,
-            )
-        except AbpartsOpsError as exc:
-            return _error_result(env.name, exc, url)
+        assessment = _assess(context, env, resource_key, expected_schemas, probe_state)
+        if isinstance(assessment, dg.AssetCheckResult):
+            return assessment
         passed = assessment.at_head
         if passed:
             description = f"{env.name} is at the head {assessment.head}."
@@ -444,26 +461,9 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, expected_schemas: ExpectedSchemas
     ) -> dg.AssetCheckResult:
         """Snapshot the environment and diff it with its expected schema: pass iff empty."""
-        url: str | None = None
-        try:
-            url, alembic, policy = _check_inputs(context, resource_key)
-            stale = _stale(expected_schemas, alembic)
-            if stale:
-                return _stale_result(env.name, stale)
-            project = alembic.project()
-            assessment = snapshot_state(
-                url,
-                environment=env.name,
-                expected=expected_schemas,
-                archived=set(archived_revisions(project)),
-                baseline=proven_baseline(context.instance),
-                schema=env.schema,
-                exclude=policy.exclude,
-                version_table=project.version_table,
-                version_table_schema=project.version_table_schema,
-            )
-        except AbpartsOpsError as exc:
-            return _error_result(env.name, exc, url)
+        assessment = _assess(context, env, resource_key, expected_schemas, snapshot_state)
+        if isinstance(assessment, dg.AssetCheckResult):
+            return assessment
         diff = assessment.diff
         passed = assessment.schema_matches is True
         if diff is None:
