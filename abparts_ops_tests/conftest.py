@@ -16,19 +16,26 @@ import pytest
 from abparts_ops.core.db import create_database, drop_database, with_database
 from abparts_ops.embedded.server import EmbeddedPostgres
 
+pytest_plugins = ["pytester", "abparts_ops_tests.report_scrub"]
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_HOME = REPO / ".abparts_ops" / "test"
 
 
 @pytest.fixture(scope="session")
 def admin_url() -> str:
-    """URL of the maintenance database on the test server."""
+    """URL of the maintenance database on the test server (its secrets kept out of reports)."""
+    from abparts_ops_tests.report_scrub import register_url
+
     external = os.environ.get("ABPARTS_OPS_TEST_DATABASE_URL")
     if external:
+        register_url(external)
         return external
     server = EmbeddedPostgres(TEST_HOME)
     info = server.start()
-    return info.url("postgres")
+    url = info.url("postgres")
+    register_url(url)
+    return url
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -63,6 +64,8 @@ CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW;
 CREATE TRIGGER parts_touch BEFORE UPDATE OF code ON parts
     FOR EACH ROW WHEN (OLD.code IS DISTINCT FROM NEW.code) EXECUTE FUNCTION touch();
 CREATE TABLE notes (id int PRIMARY KEY, author text);
+CREATE FUNCTION audit_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER notes_audit BEFORE INSERT ON notes FOR EACH ROW EXECUTE FUNCTION audit_touch();
 ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY notes_own ON notes USING (author = current_user);
 CREATE TABLE events (at date NOT NULL, v int) PARTITION BY RANGE (at);
@@ -72,10 +75,15 @@ CREATE MATERIALIZED VIEW note_counts AS SELECT author, count(*) AS n FROM notes 
 """
 
 TOUCH = "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ {} $$"
+AUDIT_TOUCH = (
+    "CREATE OR REPLACE FUNCTION audit_touch() RETURNS trigger LANGUAGE plpgsql AS $$ {} $$"
+)
 
-# (name, sql, revert sql, changes the compared schema?). Each touches objects no other
-# one touches (rows go into orgs, whose constraints no mutation tightens), so any subset
-# applies, and reverts, in any order.
+# (name, sql, revert sql, changes the compared schema?). Each writes objects no other
+# one writes (rows go into orgs, whose constraints no mutation tightens; the trigger that
+# is dropped is not the one that is disabled; the function replaced as is is not the one
+# whose body changes), so any subset applies, and reverts, in any order, and no mutation
+# undoes another's change. ``test_mutations_touch_disjoint_objects`` holds them to it.
 MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
     ("index_added", "CREATE INDEX parts_qty_idx ON parts (qty)", "DROP INDEX parts_qty_idx", True),
     (
@@ -157,8 +165,8 @@ MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
     ),
     (
         "function_comment",
-        "COMMENT ON FUNCTION touch() IS 'trigger'",
-        "COMMENT ON FUNCTION touch() IS NULL",
+        "COMMENT ON FUNCTION audit_touch() IS 'trigger'",
+        "COMMENT ON FUNCTION audit_touch() IS NULL",
         True,
     ),
     (
@@ -170,8 +178,8 @@ MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
     ),
     (
         "trigger_disabled",
-        "ALTER TABLE parts DISABLE TRIGGER parts_touch",
-        "ALTER TABLE parts ENABLE TRIGGER parts_touch",
+        "ALTER TABLE notes DISABLE TRIGGER notes_audit",
+        "ALTER TABLE notes ENABLE TRIGGER notes_audit",
         True,
     ),
     (
@@ -220,7 +228,7 @@ MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
     # schema-neutral: none of these may move the fingerprint
     (
         "function_replaced_as_is",
-        TOUCH.format("BEGIN RETURN NEW; END"),
+        AUDIT_TOUCH.format("BEGIN RETURN NEW; END"),
         "SELECT 1",
         False,
     ),
@@ -287,11 +295,18 @@ def _run(url: str, sql: str) -> None:
 
 @dataclass(frozen=True)
 class Base:
-    """The base database and its reference snapshot (the URL stays out of reports)."""
+    """The base database and its reference snapshot (the URL stays out of reports).
+
+    ``repr=False`` keeps the URL out of ``repr``; Hypothesis prints dataclasses field by
+    field with its own printer, which ``_repr_pretty_`` takes over.
+    """
 
     url: str = field(repr=False)
     reference: Snapshot = field(repr=False)
     known: KnownSchema = field(repr=False)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text("Base(<probe_prop database>)")
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +360,45 @@ def test_probe_changes_iff_snapshot_differs(base: Base, chosen: set[int]) -> Non
     assert (not diff.is_empty) == any(MUTATIONS[i][3] for i in chosen), _names(chosen)
     expected_revision = "other0002" if "version_row" in _names(chosen) else "base0001"
     assert result.revisions == (expected_revision,)
+
+
+def _change_keys(reference: Snapshot, url: str) -> set[tuple[str, str]]:
+    actual = take_snapshot(url, exclude=EXCLUDE, source="mutant")
+    return {(change.kind, change.key) for change in diff_snapshots(reference, actual).changes}
+
+
+def test_mutations_touch_disjoint_objects(base: Base) -> None:
+    """All mutations at once, in the property test's order, apply, show every one's own
+    change (none undoes another's) and revert to the reference: so does any subset."""
+    url, reference = base.url, base.reference
+    alone: dict[str, set[tuple[str, str]]] = {}
+    for name, sql, revert, _ in MUTATIONS:
+        _run(url, sql)
+        try:
+            alone[name] = _change_keys(reference, url)
+        finally:
+            _run(url, revert)
+    applied: list[int] = []
+    try:
+        for index, (_, sql, _, _) in enumerate(MUTATIONS):
+            _run(url, sql)
+            applied.append(index)
+        together = _change_keys(reference, url)
+    finally:
+        for index in reversed(applied):
+            _run(url, MUTATIONS[index][2])
+    assert len(applied) == len(MUTATIONS)
+    assert together == set().union(*alone.values())
+    shared = [
+        (a, b)
+        for i, a in enumerate(alone)
+        for b in list(alone)[i + 1 :]
+        if alone[a] & alone[b]
+    ]
+    assert shared == []
+    assert probe(url, environment="mutant", exclude=EXCLUDE).fingerprint == (
+        reference.probe_fingerprint
+    )
 
 
 DATA_ONLY = frozenset({"rows_inserted", "version_row", "sequence_used"})
