@@ -78,7 +78,8 @@ class UpgradePolicy:
     """How upgrades of one environment are bounded and linted (from the configuration).
 
     ``lock_timeout_s`` bounds every lock wait of the migration transaction (and the wait
-    for the advisory lock); ``statement_timeout_s`` every statement. ``exclude`` rules
+    for the advisory lock); ``statement_timeout_s`` every statement; ``client_check_s`` is
+    how often the server checks, while a statement runs, that the client is still there. ``exclude`` rules
     are never checked; with ``block_on_lint_errors`` an error-level finding refuses the
     upgrade unless the run acknowledges its rule. ``error_rules`` are the squawk rules
     whose findings are error-level.
@@ -86,6 +87,7 @@ class UpgradePolicy:
 
     lock_timeout_s: float = 5.0
     statement_timeout_s: float = 900.0
+    client_check_s: float = 2.0
     exclude: tuple[LintExclusion, ...] = (
         LintExclusion(
             "prefer-robust-stmts",
@@ -279,6 +281,11 @@ def _apply(
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_ms(policy.lock_timeout_s)}")
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_ms(policy.statement_timeout_s)}")
+        # A client that dies mid-statement (kill -9 of the run) is noticed by the server
+        # within this interval: it cancels the statement and releases the locks.
+        conn.exec_driver_sql(
+            f"SET LOCAL client_connection_check_interval = {_ms(policy.client_check_s)}"
+        )
         try:
             waited = acquire_environment_lock(
                 conn,
