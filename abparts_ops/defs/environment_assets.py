@@ -37,8 +37,7 @@ import dagster as dg
 from pydantic import Field
 
 from abparts_ops.core.db import scrub
-from abparts_ops.core.errors import AbpartsOpsError, StampRefused
-from abparts_ops.core.identity import DatabaseIdentity, database_identity
+from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.migrations.expected import ExpectedSchemas, archived_revisions
 from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.reference import Assessment, baseline_of, describe_revisions
@@ -65,6 +64,7 @@ from abparts_ops.defs.names import (
 )
 from abparts_ops.defs.proof_gate import defined_checks, proven_baseline, unproven_baseline
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, env_resource_key
+from abparts_ops.defs.write_guard import guard_metadata, write_guard
 
 __all__ = [
     "STAMP_POOL",
@@ -130,17 +130,6 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text
 
 
-def _last_identity(instance: dg.DagsterInstance, environment: str) -> str | None:
-    """The database identity key recorded by ``environment``'s latest stamp, if any."""
-    event = instance.get_latest_materialization_event(stamp_key(environment))
-    materialization = event.asset_materialization if event else None
-    if materialization is None:
-        return None
-    value = materialization.metadata.get("identity_key")
-    text = getattr(value, "value", value)
-    return str(text) if text else None
-
-
 # -- metadata -----------------------------------------------------------------------------
 
 
@@ -176,6 +165,7 @@ def stamp_metadata(result: StampResult, *, run_id: str, user: str, dry_run: bool
         "actual_fingerprint": result.actual_fingerprint,
         "identity_key": identity.key if identity else "",
         "identity": identity.describe() if identity else "",
+        **guard_metadata(result.guard),
         "run_id": run_id,
         "launched_by": user,
         "lock_wait_ms": round(float(result.lock_wait_ms), 1),
@@ -194,51 +184,6 @@ def _failure(
     if text.strip() != _first_line(text) and "diff" not in metadata:
         metadata["details"] = md(text)
     return dg.Failure(description=_first_line(text), metadata=metadata, allow_retries=False)
-
-
-# -- identity ---------------------------------------------------------------------------
-
-
-def _identity_guard(
-    env: EnvironmentSettings,
-    settings: Settings,
-    *,
-    recorded: str | None,
-    acknowledged: str,
-    log: Any,
-) -> Any:
-    """The guard the stamp calls with its database's identity (see the module docstring).
-
-    The other environments' identities are read once, before the stamp's transaction; an
-    unreachable one is logged and cannot be compared.
-    """
-    others: dict[str, DatabaseIdentity] = {}
-    for other in settings.environments.values():
-        if other.name == env.name:
-            continue
-        try:
-            others[other.name] = database_identity(other.url(), label=other.name)
-        except AbpartsOpsError as exc:
-            log.warning(f"{other.name}: identity not compared: {_first_line(str(exc))}")
-
-    def guard(identity: DatabaseIdentity) -> None:
-        shared = [name for name, other in others.items() if other.key == identity.key]
-        if shared:
-            raise StampRefused(
-                f"{env.name}: refusing to stamp: {identity.describe()} is also the database "
-                f"of {', '.join(shared)}; give each environment the URL of its own database "
-                "(nothing was written)."
-            )
-        if env.protected and recorded and recorded != identity.key:
-            if acknowledged != identity.key:
-                raise StampRefused(
-                    f"{env.name} is protected and its database changed since its last stamp "
-                    f"(identity {recorded} then, {identity.key} now: {identity.describe()}); "
-                    f"if this is intended, set run config `acknowledge_identity: "
-                    f"{identity.key}` (nothing was written)."
-                )
-
-    return guard
 
 
 # -- the factory --------------------------------------------------------------------------
@@ -289,12 +234,12 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         try:
             url = db.get_url()
             project = alembic.project()
-            guard = _identity_guard(
-                env,
+            guard = write_guard(
+                context,
                 settings,
-                recorded=_last_identity(context.instance, env.name),
-                acknowledged=config.acknowledge_identity,
-                log=context.log,
+                env.name,
+                confirm=config.confirm,
+                acknowledge_identity=config.acknowledge_identity,
             )
             result = guarded_stamp(
                 url,
@@ -307,12 +252,10 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
                 schema=env.schema,
                 version_table=project.version_table,
                 version_table_schema=project.version_table_schema,
-                protected=env.protected,
-                confirm=config.confirm or None,
                 dry_run=config.dry_run,
                 lock_timeout_s=config.lock_timeout_s,
                 allow_behind_head=config.allow_behind_head,
-                identity_guard=guard,
+                guard=guard,
             )
         except SchemaDrift as exc:
             raise _failure(env.name, str(exc), url, diff_metadata(exc.diff)) from None

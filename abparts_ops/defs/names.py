@@ -17,6 +17,7 @@ MIGRATION_HISTORY = dg.AssetKey("migration_history")
 BASELINE_REVISION = dg.AssetKey("baseline_revision")
 EXPECTED_SCHEMAS = dg.AssetKey("expected_schemas")
 STAMP_ASSET = "alembic_stamp"
+UPGRADE_ASSET = "alembic_upgrade"
 LIVE_REVISION = "live_revision"
 LIVE_SCHEMA = "live_schema"
 
@@ -27,6 +28,11 @@ LIVE_GROUP = "live"
 def stamp_key(environment: str) -> dg.AssetKey:
     """Asset key of an environment's stamp: ``<env>/alembic_stamp``."""
     return dg.AssetKey([environment, STAMP_ASSET])
+
+
+def upgrade_key(environment: str) -> dg.AssetKey:
+    """Asset key of an environment's guarded upgrade: ``<env>/alembic_upgrade``."""
+    return dg.AssetKey([environment, UPGRADE_ASSET])
 
 
 def live_revision_key(environment: str) -> dg.AssetKey:

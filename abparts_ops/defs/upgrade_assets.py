@@ -35,6 +35,7 @@ from abparts_ops.core.migrations.upgrade import (
     LintBlocked,
     RehearsalFailed,
     UpgradeDrift,
+    UpgradeHalfApplied,
     UpgradePolicy,
     UpgradeResult,
     UpgradeVerificationFailed,
@@ -47,6 +48,7 @@ from abparts_ops.defs.environment_assets import (
     launched_by,
 )
 from abparts_ops.defs.metadata import diff_metadata, markdown_table, md
+from abparts_ops.defs.names import UPGRADE_ASSET, upgrade_key
 from abparts_ops.defs.proof_gate import proven_baseline
 from abparts_ops.defs.resources import (
     AlembicResource,
@@ -54,9 +56,9 @@ from abparts_ops.defs.resources import (
     SchemaPolicyResource,
     env_resource_key,
 )
+from abparts_ops.defs.write_guard import guard_metadata, write_guard
 
 GROUP = "upgrades"
-UPGRADE_ASSET = "alembic_upgrade"
 EXPECTED_SCHEMAS_KEY = dg.AssetKey("expected_schemas")
 
 
@@ -83,11 +85,13 @@ class UpgradeConfig(dg.Config):
         default_factory=list,
         description="squawk rule names whose error-level findings were reviewed and accepted.",
     )
-
-
-def upgrade_key(environment: str) -> dg.AssetKey:
-    """Asset key of an environment's upgrade: ``<env>/alembic_upgrade``."""
-    return dg.AssetKey([environment, UPGRADE_ASSET])
+    acknowledge_identity: str = Field(
+        default="",
+        description=(
+            "A protected environment whose database identity changed since its last write "
+            "is upgraded only when this is the new identity key (shown in the refusal)."
+        ),
+    )
 
 
 def upgrade_op(environment: str) -> str:
@@ -175,6 +179,7 @@ def upgrade_metadata(
         "lock_wait_ms": round(float(result.lock_wait_ms), 1),
         "seconds": round(result.seconds, 2),
         "message": result.message,
+        **guard_metadata(result.guard),
     }
     if result.rehearsal is not None:
         metadata["rehearsal"] = result.rehearsal.verdict
@@ -230,6 +235,11 @@ def _evidence(exc: AbpartsOpsError) -> dict[str, Any]:
             **_findings_metadata(exc.report),
             "blocking_rules": ", ".join(sorted({f.rule for f in exc.blocking})),
         }
+    if isinstance(exc, UpgradeHalfApplied):
+        extra = {"action": "half_applied", "revision_after": _describe(exc.after)}
+        if exc.matches:
+            extra["schema_of_revision"] = exc.matches
+        return {**extra, **(diff_metadata(exc.diff) if exc.diff is not None else {})}
     if isinstance(exc, UpgradeVerificationFailed) and exc.diff is not None:
         return {"action": "verification_failed", **diff_metadata(exc.diff)}
     return {}
@@ -260,11 +270,14 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
     def alembic_upgrade(context: dg.AssetExecutionContext, config: UpgradeConfig) -> Iterator[Any]:
         """Upgrade this environment to the head, rehearsed, linted, locked and verified.
 
-        Refuses (a failed run, nothing written) when the schema is not the one expected
-        at its revision, the rehearsal fails, an error-level finding is not acknowledged,
-        a protected environment lacks ``confirm: <name>``, or the lock is held. The
-        materialization's metadata is the audit record: revisions applied and the time
-        of each, findings, before/after revisions and fingerprints, run id, launcher.
+        Refuses (a failed run, nothing written) when the write guard does (a confirm
+        naming another environment, a protected environment without ``confirm: <name>``,
+        a database that is another environment's, a protected database whose identity
+        changed, the lock held), the schema is not the one expected at its revision, the
+        rehearsal fails, or an error-level finding is not acknowledged. A failed apply
+        says what the read-back found written. The materialization's metadata is the
+        audit record: revisions applied and the time of each, findings, before/after
+        revisions and fingerprints, database identity and checks, run id, launcher.
         """
         db: DatabaseResource = getattr(context.resources, resource_key)
         alembic: AlembicResource = context.resources.alembic
@@ -293,10 +306,12 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
                 policy=policy,
                 exclude=schema_policy.exclude,
                 schema=env.schema,
-                protected=env.protected,
-                confirm=config.confirm or None,
                 acknowledge=config.acknowledge,
                 dry_run=config.dry_run,
+                guard=write_guard(
+                    context, settings, env.name, confirm=config.confirm,
+                    acknowledge_identity=config.acknowledge_identity,
+                ),
             )
         except AbpartsOpsError as exc:
             raise _failure(env.name, exc, url, _evidence(exc)) from None

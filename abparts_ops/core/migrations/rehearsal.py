@@ -3,9 +3,12 @@
 ``pg_dump --schema-only`` of the environment's whole database (every schema, its
 extensions, the tables the history does not know about, the version table) is restored
 into a scratch database; the version rows are set to the environment's; the pending
-revisions run there through the application's Alembic scripts (one transaction each, as
-``alembic upgrade`` does); and the result is compared with the schema the history says
-the head must have. Nothing touches the environment but the read-only pg_dump.
+revisions run there exactly as the apply will run them (:func:`~.runner.run_revisions`:
+one transaction, the apply's statement and lock timeouts, watched for anything that
+leaves the transaction, the version rows read back after each revision and at the end,
+where they must be exactly the head); and the result is compared with the schema the
+history says the head must have. Nothing touches the environment but the read-only
+pg_dump.
 
 A dump and restore does not always give back the catalog text it read: PostgreSQL may
 deparse an expression it re-parsed differently (a ``CHECK (x = ANY (ARRAY[...]))`` over
@@ -16,7 +19,8 @@ pending revision touches, and counted in ``restore_noise``. Every other differen
 result from the head's expected schema fails the rehearsal.
 
 A failing revision is a verdict, not an exception: :class:`RehearsalResult` names the
-revision, its file, the statement and the server's message.
+revision, its file, the statement and the server's message (``left_transaction`` when it
+ends the transaction or needs to run outside one).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +38,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, make_engine, quote_ident, redact_url, scrub
-from abparts_ops.core.errors import DatabaseError, MigrationError
-from abparts_ops.core.migrations.migrate import RevisionFailed, upgrade
+from abparts_ops.core.errors import DatabaseError
+from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
+from abparts_ops.core.migrations.runner import (
+    LeftTransaction,
+    RunProgress,
+    VersionRowsWritten,
+    run_revisions,
+    shorten,
+)
 from abparts_ops.core.migrations.scratch import scratch_database
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.dump import (
@@ -58,7 +69,8 @@ class RehearsalResult:
 
     ``passed`` means every pending revision ran on the copy and the result equals the
     head's expected schema. Otherwise either ``failed_revision`` (with its ``file``,
-    ``statement`` and ``error``) or a non-empty ``diff`` says why.
+    ``statement`` and ``error``) or a non-empty ``diff`` says why; ``left_transaction``
+    means the failed revision leaves the one transaction the apply runs in.
     """
 
     passed: bool
@@ -73,6 +85,7 @@ class RehearsalResult:
     diff: SchemaDiff | None = None
     result_fingerprint: str | None = None
     restore_noise: int = 0
+    left_transaction: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the diff as its counts)."""
@@ -87,6 +100,7 @@ class RehearsalResult:
             "error": self.error,
             "diff": self.diff.counts() if self.diff is not None else None,
             "restore_noise": self.restore_noise,
+            "left_transaction": self.left_transaction,
         }
 
 
@@ -187,6 +201,55 @@ def _set_version_rows(
             )
 
 
+def _first_line(exc: BaseException) -> str:
+    source: Any = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(source).strip().splitlines()
+    return lines[0].strip() if lines else exc.__class__.__name__
+
+
+def _timeouts(
+    statement_timeout_s: float | None, lock_timeout_s: float | None
+) -> Callable[[sa.Connection], None]:
+    """The rehearsal's preamble: the apply's statement and lock timeouts."""
+
+    def preamble(conn: sa.Connection) -> None:
+        if statement_timeout_s is not None:
+            ms = max(1, int(round(statement_timeout_s * 1000)))
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+        if lock_timeout_s is not None:
+            ms = max(1, int(round(lock_timeout_s * 1000)))
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+
+    return preamble
+
+
+def _failed(
+    verdict: str,
+    revision: str | None,
+    file: str | None,
+    statement: str | None,
+    progress: RunProgress,
+    started: float,
+    dump_seconds: float,
+    *,
+    error: str | None = None,
+    left_transaction: bool = False,
+) -> RehearsalResult:
+    """A failed rehearsal naming the revision, its file and the statement."""
+    return RehearsalResult(
+        passed=False,
+        verdict=verdict,
+        applied=tuple(a.revision for a in progress.applied),
+        seconds=time.perf_counter() - started,
+        dump_seconds=dump_seconds,
+        failed_revision=revision,
+        file=file,
+        statement=statement,
+        error=error or verdict,
+        left_transaction=left_transaction,
+    )
+
+
 def _statement_of(exc: BaseException) -> str | None:
     current: BaseException | None = exc
     seen: set[int] = set()
@@ -213,10 +276,14 @@ def rehearse(
     schema: str = "public",
     exclude: Iterable[str] = (),
     privileges: bool = False,
+    statement_timeout_s: float | None = None,
+    lock_timeout_s: float | None = None,
 ) -> RehearsalResult:
     """Rehearse ``current -> target`` on a copy of ``environment``'s schema (module doc).
 
-    ``privileges`` reads granted privileges too, as the expected schemas were read.
+    ``privileges`` reads granted privileges too, as the expected schemas were read. The
+    revisions run as the apply runs them (:func:`~.runner.run_revisions`: one
+    transaction, watched), under ``statement_timeout_s`` and ``lock_timeout_s``.
 
     ``expected_from`` / ``expected`` are the schemas the history says ``current`` and
     ``target`` have (the environment was checked to equal ``expected_from``). Raises
@@ -237,36 +304,50 @@ def rehearse(
                     version_table=project.version_table, source="restored copy",
                     require_tables=False, privileges=privileges,
                 )
+                progress = RunProgress()
                 try:
-                    upgrade(conn, project, target, script=script)
-                except RevisionFailed as exc:
-                    revision = script.get_revision(exc.revision)
-                    statement = _statement_of(exc)
-                    file = revision.path if revision is not None else None
-                    where = f" ({os.path.basename(file)})" if file else ""
-                    shown = f"; statement: {statement}" if statement else ""
-                    return RehearsalResult(
-                        passed=False,
-                        verdict=(
-                            f"revision {exc.revision}{where} failed in the rehearsal: "
-                            f"{exc.detail}{shown}"
-                        ),
-                        applied=exc.applied,
-                        seconds=time.perf_counter() - started,
-                        dump_seconds=dump_seconds,
-                        failed_revision=exc.revision,
-                        file=file,
-                        statement=statement,
-                        error=exc.detail,
+                    run_revisions(
+                        conn, project, script, target, progress=progress,
+                        preamble=_timeouts(statement_timeout_s, lock_timeout_s),
                     )
-                except MigrationError as exc:
-                    return RehearsalResult(
-                        passed=False,
-                        verdict=f"the rehearsal could not upgrade: {exc}",
-                        applied=(),
-                        seconds=time.perf_counter() - started,
-                        dump_seconds=dump_seconds,
-                        error=str(exc),
+                except (LeftTransaction, VersionRowsWritten) as exc:
+                    return _failed(
+                        str(exc), exc.revision, exc.file,
+                        getattr(exc, "statement", None), progress, started, dump_seconds,
+                        left_transaction=isinstance(exc, LeftTransaction),
+                    )
+                except Exception as exc:  # noqa: BLE001 - any error of a revision is a verdict
+                    revision = progress.current
+                    if revision is None:
+                        return RehearsalResult(
+                            passed=False,
+                            verdict=f"the rehearsal could not upgrade: {_first_line(exc)}",
+                            applied=tuple(a.revision for a in progress.applied),
+                            seconds=time.perf_counter() - started,
+                            dump_seconds=dump_seconds,
+                            error=_first_line(exc),
+                        )
+                    statement = _statement_of(exc) or shorten(progress.statement, 1000)
+                    name = f" ({os.path.basename(progress.current_file)})" if (
+                        progress.current_file
+                    ) else ""
+                    shown = f"; statement: {statement}" if statement else ""
+                    return _failed(
+                        f"revision {revision}{name} failed in the rehearsal: "
+                        f"{_first_line(exc)}{shown}",
+                        revision, progress.current_file, statement, progress, started,
+                        dump_seconds, error=_first_line(exc),
+                    )
+                rows = current_revisions(
+                    conn, version_table=project.version_table,
+                    schema=project.version_table_schema or schema,
+                )
+                if rows != (target,):
+                    return _failed(
+                        f"after the rehearsal the copy's version rows read "
+                        f"{', '.join(rows or ()) or 'nothing'}, not the head {target} (a "
+                        "revision wrote the version table itself)",
+                        None, None, None, progress, started, dump_seconds,
                     )
                 pending = [
                     rev.revision

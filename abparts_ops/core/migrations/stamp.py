@@ -19,7 +19,7 @@ is the creation of a missing version table, and the result says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -31,13 +31,13 @@ from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, explain_error, make_engine
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, StampRefused
-from abparts_ops.core.identity import DatabaseIdentity, identity_of_connection
-from abparts_ops.core.migrations.locking import LockBusy, acquire_environment_lock
+from abparts_ops.core.identity import DatabaseIdentity
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.reference import Assessment, ExpectedSnapshots, assess_snapshot
 from abparts_ops.core.schema.diff import SchemaDiff
 from abparts_ops.core.schema.introspect import exclusion_patterns, fetch_rows, snapshot_from_rows
 from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.write_guard import GuardReport, WriteGuard
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class StampResult:
     state: str = ""
     head: str | None = None
     identity: DatabaseIdentity | None = None
+    guard: GuardReport | None = field(default=None, compare=False)
 
 
 class SchemaDrift(StampRefused):
@@ -82,9 +83,6 @@ def _describe(revisions: tuple[str, ...] | None) -> str:
         return "no version table"
     return ", ".join(revisions) if revisions else "empty version table"
 
-
-IdentityGuard = Callable[[DatabaseIdentity], None]
-"""Called with the database's identity inside the stamp; raises StampRefused to refuse."""
 
 NOTHING_WRITTEN = "nothing was written (the stamp's transaction did not commit)"
 
@@ -117,7 +115,7 @@ def guarded_stamp(
     lock_timeout_s: float = 10.0,
     connect_timeout: int = 5,
     allow_behind_head: bool = False,
-    identity_guard: IdentityGuard | None = None,
+    guard: WriteGuard | None = None,
 ) -> StampResult:
     """Stamp ``environment`` with the proven baseline ``target``, guarded (module doc).
 
@@ -127,9 +125,13 @@ def guarded_stamp(
     written) when the target is not in the history, the head moved past it (unless
     ``allow_behind_head``: the environment is then stamped and left behind, for an
     upgrade), the environment's state is not one a stamp fixes, the schema differs from
-    the expected schema at ``target``, ``identity_guard`` refuses, a protected
-    environment lacks ``confirm == environment``, or another stamp holds the lock.
+    the expected schema at ``target``, or the write guard refuses
+    (:mod:`abparts_ops.core.write_guard`: ``guard``, or one made of ``protected`` and
+    ``confirm`` alone: a confirm naming another environment, a protected environment
+    without ``confirm == environment``, another stamp or upgrade holding the lock, a
+    database that is another environment's, a protected database that changed).
     """
+    guard = guard or WriteGuard(environment, protected=protected, confirm=confirm)
     heads = tuple(sorted(script.get_heads()))
     known = {rev.revision for rev in script.walk_revisions()}
     target = target or (expected.order[0] if expected.order else None)
@@ -166,12 +168,10 @@ def guarded_stamp(
                 schema=schema,
                 version_table=version_table,
                 vt_schema=vt_schema,
-                protected=protected,
-                confirm=confirm,
                 dry_run=dry_run,
                 lock_timeout_s=lock_timeout_s,
                 allow_behind_head=allow_behind_head,
-                identity_guard=identity_guard,
+                guard=guard,
                 progress=progress,
             )
         if result.action != "stamped":
@@ -292,12 +292,10 @@ def _stamp_in_transaction(
     schema: str,
     version_table: str,
     vt_schema: str,
-    protected: bool,
-    confirm: str | None,
     dry_run: bool,
     lock_timeout_s: float,
     allow_behind_head: bool,
-    identity_guard: IdentityGuard | None,
+    guard: WriteGuard,
     progress: _Progress,
 ) -> StampResult:
     if conn.in_transaction():
@@ -313,23 +311,19 @@ def _stamp_in_transaction(
         # locks, e.g. behind a concurrent `alembic upgrade`), not only the advisory lock.
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout_s * 1000))}")
         try:
-            waited = acquire_environment_lock(
+            report = guard.enter(
                 conn,
+                dry_run=dry_run,
+                what="stamp",
+                refuse=StampRefused,
                 schema=vt_schema,
                 version_table=version_table,
-                timeout_s=lock_timeout_s,
-                environment=environment,
-                what="stamp",
+                lock_timeout_s=lock_timeout_s,
             )
-        except LockBusy as exc:
-            raise StampRefused(f"{exc} Nothing was written.") from None
-        identity = identity_of_connection(conn)
-        if identity_guard is not None:
-            try:
-                identity_guard(identity)
-            except StampRefused:
-                transaction.rollback()
-                raise
+        except StampRefused:
+            transaction.rollback()
+            raise
+        waited, identity = report.lock_wait_ms, report.identity
         before = current_revisions(conn, version_table=version_table, schema=vt_schema)
         actual = snapshot_from_rows(
             fetch_rows(
@@ -365,6 +359,7 @@ def _stamp_in_transaction(
             "state": assessment.state.value,
             "head": head,
             "identity": identity,
+            "guard": report,
         }
         if diff is not None and not diff.is_empty:
             transaction.rollback()
@@ -382,8 +377,9 @@ def _stamp_in_transaction(
         if assessment.state is EnvironmentState.IN_SYNC or before == (target,):
             transaction.rollback()
             at = before[0] if before else target
+            nothing_purged = {"purged": (), "purged_archived": (), "purged_unknown": ()}
             return StampResult(
-                **common,
+                **{**common, **nothing_purged},
                 action="noop",
                 after=before,
                 message=f"{environment} is already at {at}; nothing to do.",
@@ -402,12 +398,6 @@ def _stamp_in_transaction(
                     f"{environment}; schema matches the reference.{notes} Nothing was written."
                 ),
                 diff=diff,
-            )
-        if protected and confirm != environment:
-            transaction.rollback()
-            raise StampRefused(
-                f"{environment} is protected: set run config `confirm: {environment}` to "
-                "stamp it (nothing was written)."
             )
         context = MigrationContext.configure(
             connection=conn,

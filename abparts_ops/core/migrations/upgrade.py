@@ -10,17 +10,27 @@ leaves the environment exactly as it was):
    schema;
 3. **lint** (:mod:`.lint`): squawk on the pending revisions' offline SQL; with
    ``block_on_lint_errors`` an error-level finding blocks unless its rule is acknowledged;
-4. a dry run stops here. (A real run of a protected environment needs
-   ``confirm == environment``; that is checked before step 1, so a missing confirmation
-   costs nothing. A revision with an ``autocommit_block`` is refused before step 2.)
-5. **apply**, in ONE transaction: ``SET LOCAL lock_timeout`` and ``statement_timeout``
-   from the policy, the environment's advisory lock (:mod:`.locking`, the stamp's), the
-   version rows and the schema read again under the lock (they must not have moved since
-   step 1), then every pending revision through the application's Alembic scripts, each
-   timed, then COMMIT. Any error, a lock timeout or a killed connection rolls everything
-   back: the environment stays at its revision, never half-way;
+4. a dry run stops here. (The write guard, :mod:`abparts_ops.core.write_guard`, looks
+   first of all, before step 1: a ``confirm`` naming another environment, a protected
+   environment without ``confirm == environment`` on a real run, a database that is
+   another environment's, a protected database whose identity changed; so a refusal
+   costs nothing.)
+5. **apply**, in ONE transaction (:func:`~.runner.run_revisions`, the rehearsal's own
+   runner): ``SET LOCAL lock_timeout``, ``statement_timeout`` and
+   ``client_connection_check_interval`` from the policy, the write guard again on this
+   transaction (its advisory lock, the stamp's, and the database's identity), the version
+   rows and the schema read again under the lock (they must not have moved since step
+   1), then every pending revision, each timed, its version rows read back, with nothing
+   allowed to leave the transaction; then COMMIT. A revision that would leave it
+   (``COMMIT``, an ``autocommit_block``, ``CREATE INDEX CONCURRENTLY``...) is found by the
+   rehearsal and refused there, before anything is written;
 6. **verify**: a new connection reads the version rows (the head) and the schema (the
    head's expected schema).
+
+After any failure of step 5 the environment is **read back** (version rows and schema,
+compared with the expected schemas at its revision and at each pending one) before
+anything is said: "nothing was written" is reported only when the re-read proves it;
+otherwise :class:`UpgradeHalfApplied` says what was written, with the diff.
 
 Step 1 asks the project's one reference (:func:`~abparts_ops.core.reference.
 assess_snapshot` over the expected schemas of the history): only an environment in sync
@@ -32,14 +42,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg2
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -53,10 +60,17 @@ from abparts_ops.core.migrations.lint import (
     LintReport,
     lint_pending,
 )
-from abparts_ops.core.migrations.locking import LockBusy, acquire_environment_lock
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.rehearsal import RehearsalResult, rehearse
+from abparts_ops.core.migrations.runner import (
+    AppliedRevision,
+    LeftTransaction,
+    RunProgress,
+    VersionRowsWritten,
+    run_revisions,
+    shorten,
+)
 from abparts_ops.core.reference import ExpectedSnapshots, assess_snapshot
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.introspect import (
@@ -67,6 +81,7 @@ from abparts_ops.core.schema.introspect import (
 )
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.write_guard import GuardReport, WriteGuard
 
 NOTHING_WRITTEN = "nothing was written"
 _LOCK_TIMEOUT = "55P03"
@@ -79,10 +94,10 @@ class UpgradePolicy:
 
     ``lock_timeout_s`` bounds every lock wait of the migration transaction (and the wait
     for the advisory lock); ``statement_timeout_s`` every statement; ``client_check_s`` is
-    how often the server checks, while a statement runs, that the client is still there. ``exclude`` rules
-    are never checked; with ``block_on_lint_errors`` an error-level finding refuses the
-    upgrade unless the run acknowledges its rule. ``error_rules`` are the squawk rules
-    whose findings are error-level.
+    how often the server checks, while a statement runs, that the client is still there.
+    ``exclude`` rules are never checked; with ``block_on_lint_errors`` an error-level
+    finding refuses the upgrade unless the run acknowledges its rule. ``error_rules`` are
+    the squawk rules whose findings are error-level.
     """
 
     lock_timeout_s: float = 5.0
@@ -103,15 +118,6 @@ class UpgradePolicy:
             f"SET lock_timeout = '{_ms(self.lock_timeout_s)}ms';",
             f"SET statement_timeout = '{_ms(self.statement_timeout_s)}ms';",
         ]
-
-
-@dataclass(frozen=True)
-class AppliedRevision:
-    """One revision applied to the environment and how long it took."""
-
-    revision: str
-    seconds: float
-    file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ class UpgradeResult:
     blocking: tuple[LintFinding, ...] = ()
     acknowledged: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    guard: GuardReport | None = field(default=None, compare=False)
 
     @property
     def findings(self) -> tuple[LintFinding, ...]:
@@ -171,6 +178,33 @@ class LintBlocked(UpgradeRefused):
         super().__init__(message)
         self.report = report
         self.blocking = tuple(blocking)
+
+
+class TransactionBoundary(RehearsalFailed):
+    """A pending revision leaves the one transaction the upgrade runs in (found in the
+    rehearsal); it is refused before anything is written."""
+
+
+class UpgradeHalfApplied(MigrationError):
+    """The apply failed and the re-read shows that something was written anyway.
+
+    ``diff`` compares the schema expected at the environment's revision with what it has
+    now; ``matches`` is the pending revision whose expected schema it equals, if any;
+    ``after`` the version rows read back.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        diff: SchemaDiff | None,
+        *,
+        after: tuple[str, ...] | None,
+        matches: str | None,
+    ) -> None:
+        super().__init__(message)
+        self.diff = diff
+        self.after = after
+        self.matches = matches
 
 
 class UpgradeVerificationFailed(MigrationError):
@@ -236,13 +270,6 @@ def _pgcode(exc: BaseException) -> str | None:
     return getattr(orig, "pgcode", None)
 
 
-@dataclass
-class _Progress:
-    current: str | None = None
-    started: float = 0.0
-    applied: list[AppliedRevision] = field(default_factory=list)
-
-
 class _Refusal(Exception):
     """Raised inside the apply transaction to roll it back, then re-raised as a refusal."""
 
@@ -260,62 +287,76 @@ def _snapshot_in_transaction(
     return snapshot_from_rows(rows, schema=schema, source=environment)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What one guarded upgrade works on (read once in step 1, used by every step)."""
+
+    environment: str
+    project: AlembicProject
+    script: ScriptDirectory
+    target: str
+    before: tuple[str, ...]
+    current: str
+    pending: tuple[str, ...]
+    before_snapshot: Snapshot
+    expected: ExpectedSnapshots
+    schema: str
+    patterns: list[str]
+
+    @property
+    def vt_schema(self) -> str:
+        """The schema of the version table."""
+        return self.project.version_table_schema or self.schema
+
+
 def _apply(
     conn: Connection,
+    work: _Target,
     *,
-    environment: str,
-    project: AlembicProject,
-    script: ScriptDirectory,
-    target: str,
-    before: tuple[str, ...],
-    before_snapshot: Snapshot,
     policy: UpgradePolicy,
-    schema: str,
-    patterns: list[str],
-    progress: _Progress,
-    privileges: bool = False,
-) -> float:
-    """The migration transaction (module doc, step 5); returns the lock wait in ms."""
-    vt_schema = project.version_table_schema or schema
-    with conn.begin() as transaction:
+    guard: WriteGuard,
+    progress: RunProgress,
+) -> GuardReport:
+    """The migration transaction (module doc, step 5); returns the guard's report."""
+    environment = work.environment
+
+    def preamble(conn: Connection) -> GuardReport:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_ms(policy.lock_timeout_s)}")
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_ms(policy.statement_timeout_s)}")
+        conn.exec_driver_sql(
+            f"SET LOCAL statement_timeout = {_ms(policy.statement_timeout_s)}"
+        )
         # A client that dies mid-statement (kill -9 of the run) is noticed by the server
         # within this interval: it cancels the statement and releases the locks.
         conn.exec_driver_sql(
             f"SET LOCAL client_connection_check_interval = {_ms(policy.client_check_s)}"
         )
         try:
-            waited = acquire_environment_lock(
-                conn,
-                schema=vt_schema,
-                version_table=project.version_table,
-                timeout_s=policy.lock_timeout_s,
-                environment=environment,
-                what="upgrade",
+            report = guard.enter(
+                conn, dry_run=False, what="upgrade", refuse=UpgradeRefused,
+                schema=work.vt_schema, version_table=work.project.version_table,
+                lock_timeout_s=policy.lock_timeout_s,
             )
-        except LockBusy as exc:
-            refused = UpgradeRefused(f"{exc} Refusing to upgrade; {NOTHING_WRITTEN}.")
-            raise _Refusal(refused) from None
-        now = current_revisions(conn, version_table=project.version_table, schema=vt_schema)
-        if now != before:
+        except UpgradeRefused as exc:
+            raise _Refusal(exc) from None
+        now = current_revisions(
+            conn, version_table=work.project.version_table, schema=work.vt_schema
+        )
+        if now != work.before:
             raise _Refusal(
                 UpgradeRefused(
                     f"{environment}: its version rows changed during the upgrade's checks "
-                    f"({_describe(before)} -> {_describe(now)}); refusing to upgrade, "
+                    f"({_describe(work.before)} -> {_describe(now)}); refusing to upgrade, "
                     f"{NOTHING_WRITTEN} (run it again)."
                 )
             )
         again = _snapshot_in_transaction(
-            conn,
-            schema=schema,
-            patterns=patterns,
-            environment=environment,
-            privileges=privileges,
+            conn, schema=work.schema, patterns=work.patterns, environment=environment,
+            privileges=work.expected.privileges,
         )
-        moved = diff_snapshots(before_snapshot, again, reference_label="checked",
-                               actual_label=environment)
+        moved = diff_snapshots(
+            work.before_snapshot, again, reference_label="checked", actual_label=environment
+        )
         if not moved.is_empty:
             raise _Refusal(
                 UpgradeDrift(
@@ -325,117 +366,217 @@ def _apply(
                     moved,
                 )
             )
+        return report
 
-        def fn(heads: Any, context: MigrationContext) -> Iterator[Any]:
-            for step in script._upgrade_revs(target, heads):
-                progress.current = step.revision.revision
-                progress.started = time.perf_counter()
-                yield step
-
-        def on_apply(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
-            if progress.current is not None:
-                revision = script.get_revision(progress.current)
-                progress.applied.append(
-                    AppliedRevision(
-                        progress.current,
-                        time.perf_counter() - progress.started,
-                        revision.path if revision is not None else None,
-                    )
-                )
-            progress.current = None
-
-        with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
-            env.configure(
-                connection=conn,
-                target_metadata=None,
-                version_table=project.version_table,
-                version_table_schema=project.version_table_schema,
-                transaction_per_migration=False,
-                on_version_apply=on_apply,
-            )
-            env.run_migrations()
-        transaction.commit()
-    return waited
+    return run_revisions(
+        conn, work.project, work.script, work.target, progress=progress, preamble=preamble
+    )
 
 
-def _apply_failure(
-    exc: BaseException,
-    *,
-    environment: str,
-    url: str,
-    script: ScriptDirectory,
-    progress: _Progress,
-    policy: UpgradePolicy,
-    before: tuple[str, ...],
-    read_after: Callable[[], tuple[str, ...] | None],
-) -> AbpartsOpsError:
-    """Explain a failed migration transaction; check it really rolled back."""
+def _why(exc: BaseException, *, url: str, progress: RunProgress, policy: UpgradePolicy) -> str:
+    """One line: what stopped the migration transaction, and where."""
+    if isinstance(exc, (LeftTransaction, VersionRowsWritten)):
+        return str(exc)
     first = _first_db_error(exc)
     revision = progress.current
-    rev = script.get_revision(revision) if revision else None
-    where = f" ({os.path.basename(rev.path)})" if rev is not None and rev.path else ""
-    statement = _statement_of(exc)
-    shown = f"; statement: {' '.join(str(statement).split())[:500]}" if statement else ""
+    file = progress.current_file
+    where = f" ({os.path.basename(file)})" if file else ""
+    statement = _statement_of(exc) or (progress.statement if revision else None)
+    shown = f"; statement: {shorten(statement)}" if statement else ""
     during = f"revision {revision}{where}" if revision else "the migration transaction"
     code = _pgcode(first)
     detail = scrub(_first_line(first), url)
     if code == _LOCK_TIMEOUT:
-        why = (
+        return (
             f"lock_timeout ({policy.lock_timeout_s:g} s) reached while {during} waited for a "
             f"lock{shown}: another transaction holds a lock on that table (let it finish, "
             "or raise upgrade.lock_timeout_s)"
         )
-    elif code == _QUERY_CANCELED and "statement timeout" in detail:
-        why = (
+    if code == _QUERY_CANCELED and "statement timeout" in detail:
+        return (
             f"statement_timeout ({policy.statement_timeout_s:g} s) reached in {during}{shown} "
             "(make the revision faster, or raise upgrade.statement_timeout_s)"
         )
-    elif isinstance(first, (DBAPIError, psycopg2.Error)):
-        why = f"{during} failed: {detail}{shown}"
-    else:
-        why = f"{during} failed: {exc.__class__.__name__}: {scrub(str(exc), url)[:300]}"
+    if isinstance(first, (DBAPIError, psycopg2.Error)):
+        return f"{during} failed: {detail}{shown}"
+    return f"{during} failed: {exc.__class__.__name__}: {scrub(str(exc), url)[:300]}"
+
+
+ReadBack = Callable[[], tuple[tuple[str, ...] | None, Snapshot]]
+"""Reads an environment's version rows and schema again, in a new connection."""
+
+
+def what_was_written(
+    work: _Target, why: str, read_back: ReadBack, *, url: str, running: str | None = None
+) -> AbpartsOpsError:
+    """The truth after a failed or interrupted apply, read back from the database.
+
+    Returns an :class:`UpgradeRefused` saying "nothing was written" only when the version
+    rows and the schema read back equal what they were before; an
+    :class:`UpgradeHalfApplied` naming what was written (the diff from the schema
+    expected at the environment's revision, the pending revision whose schema it now
+    has, if any, and what to do) otherwise; a :class:`MigrationError` when the
+    environment cannot be read back at all. ``running`` is the revision that was running
+    when it failed, if known.
+    """
+    environment = work.environment
     try:
-        after = read_after()
-    except AbpartsOpsError:
+        after, now = read_back()
+    except (AbpartsOpsError, DBAPIError, psycopg2.Error) as exc:
+        reason = scrub(_first_line(exc), url)
         return MigrationError(
-            f"{environment}: the upgrade was interrupted ({why}), and the version rows "
-            "cannot be read now: check the environment before anything else."
+            f"{environment}: the upgrade was interrupted ({why}), and the environment cannot "
+            f"be read back now ({reason}): what was written is unknown; check it "
+            f"(`abparts-ops drift {environment}`) before anything else."
         )
-    if after != before:
-        return MigrationError(
-            f"{environment}: the upgrade was interrupted ({why}), and the version rows are "
-            f"now {_describe(after)} (expected {_describe(before)}): check the environment."
+    unchanged = diff_snapshots(work.before_snapshot, now).is_empty
+    if after == work.before and unchanged:
+        return UpgradeRefused(
+            f"{environment}: upgrade aborted and rolled back: {why}. Read back: the version "
+            f"rows are still {_describe(work.before)} and the schema is unchanged; "
+            f"{NOTHING_WRITTEN}."
         )
-    return UpgradeRefused(
-        f"{environment}: upgrade aborted and rolled back: {why}. Version rows still "
-        f"{_describe(before)}; {NOTHING_WRITTEN}."
+    stopped_at = after[0] if after and len(after) == 1 and after[0] in work.pending else None
+    at_that = work.expected.snapshot(stopped_at) if stopped_at else None
+    if at_that is not None and diff_snapshots(at_that, now).is_empty:
+        left = work.pending[work.pending.index(stopped_at) + 1 :]
+        return UpgradeHalfApplied(
+            f"{environment} stopped at revision {stopped_at}: the upgrade failed ({why}), "
+            f"and the read-back shows the revisions up to {stopped_at} committed (its "
+            f"version rows and schema agree, so it is behind, not drifted) and "
+            f"{', '.join(left) or 'nothing'} not applied. Fix the failing revision, then "
+            f"run upgrade_{environment} again.",
+            None,
+            after=after,
+            matches=stopped_at,
+        )
+    reference = work.expected.snapshot(work.current) or work.before_snapshot
+    diff = diff_snapshots(
+        reference, now, reference_label=f"expected at {work.current}", actual_label=environment
+    )
+    matches = next(
+        (
+            rev for rev in work.pending
+            if (snap := work.expected.snapshot(rev)) is not None
+            and diff_snapshots(snap, now).is_empty
+        ),
+        None,
+    )
+    if matches is not None and running is None:
+        index = work.pending.index(matches)
+        running = work.pending[index + 1] if index + 1 < len(work.pending) else None
+    schema_says = (
+        f"its schema is exactly the one revision {matches} builds"
+        if matches
+        else f"{len(diff.changes)} object(s) differ from the schema expected at "
+        f"{work.current} (diff below)"
+    )
+    finish = (
+        f"to finish: record what is there with `alembic stamp {matches}` (the schema is "
+        f"exactly that revision's), then run upgrade_{environment} again for the rest"
+        if matches and after == work.before
+        else "to finish: make the schema match one revision's (the diff shows what to add "
+        "or remove), record that revision with `alembic stamp`, then run "
+        f"upgrade_{environment} again"
+    )
+    undo = (
+        f"to undo: revert the objects in the diff so the schema is revision {work.current}'s "
+        f"again, with the version rows at {work.current}"
+    )
+    where = f" revision {running}" if running else ""
+    message = (
+        f"{environment} is half-way through{where}: the upgrade failed ({why}), and the "
+        f"read-back shows that something was written: the version rows say "
+        f"{_describe(after)} (were {_describe(work.before)}), and {schema_says}. Its state "
+        f"is schema drift until you act; {undo}; or {finish}."
+    )
+    if not diff.is_empty:
+        message += f"\n\n{diff.to_markdown(50)}"
+    return UpgradeHalfApplied(message, diff if not diff.is_empty else None,
+                              after=after, matches=matches)
+
+
+def _check(
+    conn: Connection,
+    *,
+    environment: str,
+    project: AlembicProject,
+    script: ScriptDirectory,
+    target: str,
+    expected: ExpectedSnapshots,
+    exclude: Iterable[str],
+    schema: str,
+    archived: Collection[str],
+    baseline: str | None,
+) -> _Target:
+    """Step 1: the environment's revision, its schema, and what is pending (module doc)."""
+    vt_schema = project.version_table_schema or schema
+    before = current_revisions(conn, version_table=project.version_table, schema=vt_schema)
+    actual = snapshot_connection(
+        conn, schema=schema, exclude=exclude, version_table=project.version_table,
+        source=environment, privileges=expected.privileges,
+    )
+    assessment = assess_snapshot(
+        environment, before, actual, expected, archived=archived, baseline=baseline
+    )
+    state = assessment.state
+    if state == EnvironmentState.SCHEMA_DRIFT and assessment.diff is not None:
+        raise UpgradeDrift(
+            f"{assessment.reason}; refusing to upgrade, {NOTHING_WRITTEN} (apply the "
+            "missing change or remove the hand-made one first).\n\n"
+            + assessment.diff.to_markdown(50),
+            assessment.diff,
+        )
+    if (
+        state not in (EnvironmentState.BEHIND, EnvironmentState.IN_SYNC)
+        or assessment.expected_revision is None
+        or before is None
+    ):
+        raise UpgradeRefused(f"{assessment.summary}; refusing to upgrade, {NOTHING_WRITTEN}.")
+    pending = tuple(assessment.pending)
+    if pending != pending_revisions(script, before, target):
+        raise UpgradeRefused(
+            f"{environment}: the expected schemas do not describe the revision files on "
+            "disk now (refresh expected_schemas, then run the upgrade again); "
+            f"{NOTHING_WRITTEN}."
+        )
+    current = assessment.expected_revision
+    for revision in (current, target):
+        if expected.snapshot(revision) is None:
+            raise UpgradeRefused(
+                f"{environment}: no expected schema for revision {revision} (refresh "
+                f"expected_schemas); {NOTHING_WRITTEN}."
+            )
+    return _Target(
+        environment=environment, project=project, script=script, target=target,
+        before=before, current=current, pending=pending, before_snapshot=actual,
+        expected=expected, schema=schema,
+        patterns=exclusion_patterns(exclude, project.version_table),
     )
 
 
-def _refuse_autocommit_blocks(
-    script: ScriptDirectory, pending: Sequence[str], environment: str
-) -> None:
-    """Refuse revisions that leave the transaction (``autocommit_block``) up front.
-
-    The apply step runs every pending revision in one transaction, which is what makes a
-    failure, a lock timeout or a lost connection leave the environment at its revision;
-    a revision that commits half-way (``CREATE INDEX CONCURRENTLY`` in an
-    ``autocommit_block``) would break that promise, so it is not run at all.
-    """
-    for revision in pending:
-        script_rev = script.get_revision(revision)
-        path = script_rev.path if script_rev is not None else None
-        try:
-            text = Path(path).read_text(encoding="utf-8") if path else ""
-        except OSError:
-            text = ""
-        if "autocommit_block" in text:
-            raise UpgradeRefused(
-                f"{environment}: revision {revision} ({os.path.basename(path or '')}) uses "
-                "autocommit_block, which commits outside the guarded upgrade's single "
-                "transaction; apply it with `alembic upgrade` in a maintenance window, or "
-                f"move the concurrent statement into its own process; {NOTHING_WRITTEN}."
-            )
+def _rehearsal_refusal(environment: str, rehearsal: RehearsalResult) -> RehearsalFailed:
+    """The refusal a failed rehearsal gives (a transaction boundary says what to do)."""
+    details = (
+        f"\n\n{rehearsal.diff.to_markdown(50)}"
+        if rehearsal.diff is not None and not rehearsal.diff.is_empty
+        else ""
+    )
+    if rehearsal.left_transaction:
+        return TransactionBoundary(
+            f"{environment}: {rehearsal.verdict}. The guarded upgrade runs every pending "
+            "revision in one transaction so that a failure leaves nothing half-written; "
+            "this revision cannot run that way (apply it with `alembic upgrade` in a "
+            "maintenance window, or split the statement that needs its own transaction "
+            f"into a revision applied that way). Refusing to upgrade; nothing was applied "
+            f"to {environment} ({NOTHING_WRITTEN}).",
+            rehearsal,
+        )
+    return RehearsalFailed(
+        f"{environment}: {rehearsal.verdict}. Refusing to upgrade; nothing was applied to "
+        f"{environment} ({NOTHING_WRITTEN}).{details}",
+        rehearsal,
+    )
 
 
 def guarded_upgrade(
@@ -456,6 +597,7 @@ def guarded_upgrade(
     archived: Collection[str] = (),
     baseline: str | None = None,
     connect_timeout: int = 5,
+    guard: WriteGuard | None = None,
 ) -> UpgradeResult:
     """Upgrade ``environment`` to the single head of the history, guarded (module doc).
 
@@ -464,14 +606,19 @@ def guarded_upgrade(
     (:func:`~abparts_ops.core.reference.assess_snapshot`, with ``archived`` ids and the
     ``baseline``) says which revision's schema the environment must have and what is
     pending. ``scratch_url`` is a database on the server where the rehearsal's scratch
-    copy is made. Raises :class:`UpgradeRefused` (nothing written) on every refusal,
-    :class:`UpgradeVerificationFailed` when the applied result is not the expected one.
+    copy is made. ``guard`` is the write guard (default: one made of ``protected`` and
+    ``confirm`` alone). Raises :class:`UpgradeRefused` (nothing written, proven by a
+    re-read once the apply has begun) on every refusal, :class:`UpgradeHalfApplied`
+    when a failed apply left something written, :class:`UpgradeVerificationFailed`
+    when the applied result is not the expected one.
     """
     policy = policy or UpgradePolicy()
     script = script or project.script()
+    guard = guard or WriteGuard(environment, protected=protected, confirm=confirm)
     acknowledged = tuple(sorted(set(acknowledge)))
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    guard.check_request(dry_run=dry_run, what="upgrade", refuse=UpgradeRefused)
     heads = script.get_heads()
     if len(heads) != 1:
         raise UpgradeRefused(
@@ -480,100 +627,68 @@ def guarded_upgrade(
             f"them with `alembic merge`); {NOTHING_WRITTEN}."
         )
     target = heads[0]
-    if not dry_run and protected and confirm != environment:
-        raise UpgradeRefused(
-            f"{environment} is protected: set run config `confirm: {environment}` to upgrade "
-            f"it ({NOTHING_WRITTEN})."
-        )
-    vt_schema = project.version_table_schema or schema
-    patterns = exclusion_patterns(exclude, project.version_table)
     engine = make_engine(url, label=environment, connect_timeout=connect_timeout)
+    work: _Target | None = None
     applying = False
 
-    def read_rows() -> tuple[str, ...] | None:
+    def read_back() -> tuple[tuple[str, ...] | None, Snapshot]:
+        assert work is not None
         with connect(engine, label=environment) as conn:
-            return current_revisions(conn, version_table=project.version_table, schema=vt_schema)
-
-    try:
-        with connect(engine, label=environment) as conn:
-            before = current_revisions(
-                conn, version_table=project.version_table, schema=vt_schema
+            rows = current_revisions(
+                conn, version_table=project.version_table, schema=work.vt_schema
             )
-            actual = snapshot_connection(
+            now = snapshot_connection(
                 conn, schema=schema, exclude=exclude, version_table=project.version_table,
                 source=environment, privileges=expected.privileges,
             )
+        return rows, now
+
+    try:
+        with connect(engine, label=environment) as conn:
+            looked = guard.inspect(conn, dry_run=dry_run, what="upgrade", refuse=UpgradeRefused)
+            work = _check(
+                conn, environment=environment, project=project, script=script,
+                target=target, expected=expected, exclude=exclude, schema=schema,
+                archived=archived, baseline=baseline,
+            )
         timings["check"] = time.perf_counter() - started
-        assessment = assess_snapshot(
-            environment, before, actual, expected, archived=archived, baseline=baseline
-        )
-        state = assessment.state
-        if state == EnvironmentState.SCHEMA_DRIFT and assessment.diff is not None:
-            raise UpgradeDrift(
-                f"{assessment.reason}; refusing to upgrade, {NOTHING_WRITTEN} (apply the "
-                "missing change or remove the hand-made one first).\n\n"
-                + assessment.diff.to_markdown(50),
-                assessment.diff,
-            )
-        if state not in (EnvironmentState.BEHIND, EnvironmentState.IN_SYNC) or (
-            assessment.expected_revision is None
-        ):
-            raise UpgradeRefused(
-                f"{assessment.summary}; refusing to upgrade, {NOTHING_WRITTEN}."
-            )
-        current = assessment.expected_revision
-        pending = tuple(assessment.pending)
-        if pending != pending_revisions(script, before, target):
-            raise UpgradeRefused(
-                f"{environment}: the expected schemas do not describe the revision files on "
-                "disk now (refresh expected_schemas, then run the upgrade again); "
-                f"{NOTHING_WRITTEN}."
-            )
-        expected_now = expected.snapshot(current)
         expected_head = expected.snapshot(target)
-        if expected_now is None or expected_head is None:
-            raise UpgradeRefused(
-                f"{environment}: no expected schema for revision "
-                f"{current if expected_now is None else target} (refresh expected_schemas); "
-                f"{NOTHING_WRITTEN}."
-            )
+        assert expected_head is not None
         common: dict[str, Any] = {
             "environment": environment,
             "target": target,
-            "before": before,
-            "pending": pending,
-            "before_fingerprint": actual.fingerprint,
+            "before": work.before,
+            "pending": work.pending,
+            "before_fingerprint": work.before_snapshot.fingerprint,
             "expected_fingerprint": expected_head.fingerprint,
             "acknowledged": acknowledged,
+            "guard": looked,
         }
-        if not pending:
+        if not work.pending:
             return UpgradeResult(
-                **common, action="noop", after=before, applied=(),
-                after_fingerprint=actual.fingerprint, lock_wait_ms=0.0,
+                **common, action="noop", after=work.before, applied=(),
+                after_fingerprint=work.before_snapshot.fingerprint, lock_wait_ms=0.0,
                 seconds=time.perf_counter() - started, timings=timings,
                 message=f"{environment} is already at the head {target}; nothing to do.",
             )
-        _refuse_autocommit_blocks(script, pending, environment)
         mark = time.perf_counter()
         rehearsal = rehearse(
             url, scratch_url, environment=environment, project=project, script=script,
-            current=before, target=target, expected_from=expected_now, expected=expected_head,
-            server_version=actual.server_version, schema=schema, exclude=exclude,
-            privileges=expected.privileges,
+            current=work.before, target=target,
+            expected_from=expected.snapshot(work.current) or work.before_snapshot,
+            expected=expected_head, server_version=work.before_snapshot.server_version,
+            schema=schema, exclude=exclude, privileges=expected.privileges,
+            statement_timeout_s=policy.statement_timeout_s,
+            lock_timeout_s=policy.lock_timeout_s,
         )
         timings["rehearsal"] = time.perf_counter() - mark
         if not rehearsal.passed:
-            details = f"\n\n{rehearsal.diff.to_markdown(50)}" if rehearsal.diff else ""
-            raise RehearsalFailed(
-                f"{environment}: {rehearsal.verdict}. Refusing to upgrade; nothing was "
-                f"applied to {environment} ({NOTHING_WRITTEN}).{details}",
-                rehearsal,
-            )
+            raise _rehearsal_refusal(environment, rehearsal)
         mark = time.perf_counter()
         report = lint_pending(
-            project, script, before, target, excluded=policy.exclude,
+            project, script, work.before, target, excluded=policy.exclude,
             error_rules=policy.error_rules, preamble=policy.preamble(),
-            server_version=actual.server_version,
+            server_version=work.before_snapshot.server_version,
         )
         timings["lint"] = time.perf_counter() - mark
         blocking = report.blocking(acknowledged) if policy.block_on_lint_errors else ()
@@ -588,8 +703,8 @@ def guarded_upgrade(
                 **common, action="dry_run", after=None, applied=(), after_fingerprint=None,
                 lock_wait_ms=0.0, seconds=time.perf_counter() - started, timings=timings,
                 message=(
-                    f"dry run: would apply {len(pending)} revision(s) to {environment} "
-                    f"({_describe(before)} -> {target}); rehearsal passed; "
+                    f"dry run: would apply {len(work.pending)} revision(s) to {environment} "
+                    f"({_describe(work.before)} -> {target}); rehearsal passed; "
                     f"{len(report.findings)} lint finding(s){would}. Nothing was written."
                 ),
             )
@@ -603,39 +718,26 @@ def guarded_upgrade(
                 report,
                 blocking,
             )
-        progress = _Progress()
+        progress = RunProgress()
         applying = True
         mark = time.perf_counter()
         try:
             with engine.connect() as conn:
-                waited = _apply(
-                    conn, environment=environment, project=project, script=script,
-                    target=target, before=before, before_snapshot=actual, policy=policy,
-                    schema=schema, patterns=patterns, progress=progress,
-                    privileges=expected.privileges,
-                )
-        except _Refusal as refusal:
-            raise refusal.error from None
-        except AbpartsOpsError as exc:
-            raise _apply_failure(
-                exc, environment=environment, url=url, script=script, progress=progress,
-                policy=policy, before=before, read_after=read_rows,
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - any error of a revision: it rolled back
-            raise _apply_failure(
-                exc, environment=environment, url=url, script=script, progress=progress,
-                policy=policy, before=before, read_after=read_rows,
-            ) from None
+                entered = _apply(conn, work, policy=policy, guard=guard, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it, the re-read tells
+            if isinstance(exc, _Refusal):
+                why = _first_line(exc.error)
+            else:
+                why = _why(exc, url=url, progress=progress, policy=policy)
+            truth = what_was_written(
+                work, why, read_back, url=url, running=progress.current
+            )
+            if isinstance(exc, _Refusal) and isinstance(truth, UpgradeRefused):
+                raise exc.error from None
+            raise truth from None
         timings["apply"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        with connect(engine, label=environment) as conn:
-            after = current_revisions(
-                conn, version_table=project.version_table, schema=vt_schema
-            )
-            result = snapshot_connection(
-                conn, schema=schema, exclude=exclude, version_table=project.version_table,
-                source=environment, privileges=expected.privileges,
-            )
+        after, result = read_back()
         timings["verify"] = time.perf_counter() - mark
         check = diff_snapshots(
             expected_head, result, reference_label=f"expected at {target}",
@@ -649,12 +751,13 @@ def guarded_upgrade(
                 check,
             )
         applied = tuple(progress.applied)
+        common["guard"] = entered
         return UpgradeResult(
             **common, action="upgraded", after=after, applied=applied,
-            after_fingerprint=result.fingerprint, lock_wait_ms=waited,
+            after_fingerprint=result.fingerprint, lock_wait_ms=entered.lock_wait_ms,
             seconds=time.perf_counter() - started, timings=timings,
             message=(
-                f"upgraded {environment}: {_describe(before)} -> {target} "
+                f"upgraded {environment}: {_describe(work.before)} -> {target} "
                 f"({len(applied)} revision(s), "
                 + ", ".join(f"{a.revision} {a.seconds:.2f} s" for a in applied)
                 + "); verified against the head's expected schema."
@@ -678,4 +781,3 @@ def guarded_upgrade(
         ) from None
     finally:
         engine.dispose()
-

@@ -24,13 +24,14 @@ import sqlalchemy as sa
 import abparts_ops.core.migrations.stamp as stamp_module
 from abparts_ops.core.db import create_database, drop_database, make_engine, with_database
 from abparts_ops.core.errors import AbpartsOpsError, ConfigError, DatabaseError, StampRefused
-from abparts_ops.core.identity import DatabaseIdentity
+from abparts_ops.core.identity import database_identity
 from abparts_ops.core.migrations.expected import ExpectedSchemas
 from abparts_ops.core.migrations.project import AlembicProject, load_project
 from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.settings import EnvironmentSettings
+from abparts_ops.core.write_guard import WriteGuard
 from abparts_ops.embedded.server import EmbeddedPostgres
 from abparts_ops_tests.core.migrations.projects import Rev, write_project
 from abparts_ops_tests.sql import run_sql, version_rows
@@ -265,9 +266,16 @@ def test_schema_drift_refuses(env: Env, staging: str, drift: str) -> None:
 def test_protected_needs_confirmation(env: Env, untouched: str) -> None:
     """A protected environment is stamped only with ``confirm`` equal to its name."""
     before = state(untouched)
-    for confirm in (None, "", "staging", "PROD", " prod"):
+    for confirm in (None, ""):
         with pytest.raises(StampRefused, match=r"^prod is protected: set run config `confirm"):
             env.stamp(untouched, environment="prod", protected=True, confirm=confirm, dry_run=False)
+        assert state(untouched) == before
+    # A confirmation that names anything else is a mistake, refused as one (dry run too).
+    for confirm in ("staging", "PROD", " prod"):
+        for dry_run in (False, True):
+            with pytest.raises(StampRefused, match=r"^prod: refusing to stamp: run config `conf"):
+                env.stamp(untouched, environment="prod", protected=True, confirm=confirm,
+                          dry_run=dry_run)
         assert state(untouched) == before
     # A dry run of a protected environment needs no confirmation: it writes nothing.
     assert env.stamp(untouched, environment="prod", protected=True).action == "dry_run"
@@ -338,22 +346,25 @@ def test_purge_tells_archived_ids_from_ids_in_no_history(env: Env, staging: str)
     assert result.state == "unknown_revision"
 
 
-def test_the_identity_guard_refuses_before_anything_is_written(
+def test_the_write_guard_refuses_before_anything_is_written(
     env: Env, untouched: str
 ) -> None:
-    """The guard sees the database's identity inside the stamp; its refusal stands."""
+    """The guard sees the database's identity inside the stamp; its refusal stands.
+
+    "prod" resolves to the very database being stamped as staging: refused, nothing
+    written; the same guard without that twin lets the stamp through and reports the
+    identity it checked.
+    """
     before = state(untouched)
-    seen: list[DatabaseIdentity] = []
-
-    def guard(identity: DatabaseIdentity) -> None:
-        seen.append(identity)
-        raise StampRefused(f"staging: {identity.describe()} is also prod's database")
-
-    with pytest.raises(StampRefused, match="is also prod's database"):
-        env.stamp(untouched, dry_run=False, identity_guard=guard)
+    twin = database_identity(untouched)
+    guard = WriteGuard("staging", environments=frozenset({"staging", "prod"}),
+                       others={"prod": twin})
+    with pytest.raises(StampRefused, match="is also the database of prod"):
+        env.stamp(untouched, dry_run=False, guard=guard)
     assert state(untouched) == before
-    assert seen and seen[0].database_name == untouched.rsplit("/", 1)[-1].split("?")[0]
-    assert env.stamp(untouched).identity == seen[0]
+    result = env.stamp(untouched, guard=WriteGuard("staging"))
+    assert result.identity == twin
+    assert result.guard is not None and result.guard.identity == twin
 
 
 # -- bad input ---------------------------------------------------------------------------
@@ -501,7 +512,8 @@ def test_concurrent_stamps_one_proceeds_one_fails(
     assert isinstance(error, StampRefused)
     assert str(error) == (
         "staging: another stamp or upgrade holds the lock on its version table; waited "
-        "0.4 s (wait for that run to finish, then run this stamp again). Nothing was written."
+        "0.4 s (wait for that run to finish, then run this stamp again). Refusing to stamp; "
+        "nothing was written."
     )
     assert version_rows(staging) == (BASELINE,)
 

@@ -1,0 +1,302 @@
+"""The guarded upgrade keeps its word on revisions that others write (issue 16).
+
+Every case reads the environment back (version rows and whole snapshot) instead of
+trusting the upgrade's message: a refusal leaves it exactly as it was, and a failure
+that did write something says so, with the diff, and the one reference then calls the
+environment ``schema_drift``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from abparts_ops.core.errors import UpgradeRefused
+from abparts_ops.core.identity import database_identity
+from abparts_ops.core.migrations.upgrade import (
+    RehearsalFailed,
+    TransactionBoundary,
+    UpgradeHalfApplied,
+)
+from abparts_ops.core.reference import assess_snapshot
+from abparts_ops.core.schema.introspect import take_snapshot
+from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.write_guard import WriteGuard
+from abparts_ops_tests.core.migrations.upgrade_setup import ADD_COLUMN, state
+from abparts_ops_tests.sql import version_rows
+
+ON_ENV = "op.get_bind().exec_driver_sql('SELECT current_database()').scalar().startswith('env')"
+ON_REHEARSAL = (
+    "op.get_bind().exec_driver_sql('SELECT current_database()').scalar()"
+    ".startswith('abparts_rehearsal')"
+)
+OFFLINE = ["offline-sql-unavailable"]  # revisions that read the database cannot render offline
+
+# (case, body of r002's upgrade(), what the refusal names)
+LEAVING_THE_TRANSACTION = [
+    (
+        "commit_midway",
+        "op.add_column('parts', sa.Column('colour', sa.Text))\n"
+        "op.execute('COMMIT')\n"
+        "op.execute(\"ALTER TABLE parts ADD COLUMN size int\")",
+        "ends the upgrade's transaction itself: COMMIT",
+    ),
+    (
+        "autocommit_block",
+        "with op.get_context().autocommit_block():\n"
+        "    op.create_index('ix_parts_name', 'parts', ['name'], postgresql_concurrently=True)",
+        "commits the upgrade's transaction",
+    ),
+    (
+        "outside_only_on_the_copy",
+        # Alembic's own upgrade (one transaction per revision, as the expected schemas are
+        # built) never runs it; the rehearsal's copy, in the upgrade's one transaction, does.
+        f"if {ON_REHEARSAL}:\n    op.execute('VACUUM parts')",
+        "cannot run inside a transaction block (the server refuses it there): VACUUM parts",
+    ),
+    (
+        "commit_among_statements",
+        "op.execute('ALTER TABLE parts ADD COLUMN a int; COMMIT; "
+        "ALTER TABLE parts ADD COLUMN b int')",
+        "left the upgrade's transaction",
+    ),
+    (
+        "connection_commit",
+        "op.add_column('parts', sa.Column('colour', sa.Text))\nop.get_bind().commit()",
+        "commits the upgrade's transaction (Connection.commit()",
+    ),
+    (
+        "driver_commit",
+        "op.add_column('parts', sa.Column('colour', sa.Text))\n"
+        "op.get_bind().connection.dbapi_connection.commit()\n"
+        "op.add_column('parts', sa.Column('size', sa.Integer))",
+        "ended the upgrade's transaction (a new one began after it)",
+    ),
+    (
+        "set_session_characteristics",
+        "op.execute('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE')",
+        "ends the upgrade's transaction itself: SET SESSION CHARACTERISTICS",
+    ),
+    (
+        "rollback_and_go_on",
+        "op.add_column('parts', sa.Column('colour', sa.Text))\nop.execute('ROLLBACK')",
+        "ends the upgrade's transaction itself: ROLLBACK",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "named"),
+    LEAVING_THE_TRANSACTION,
+    ids=[case for case, _, _ in LEAVING_THE_TRANSACTION],
+)
+def test_a_revision_that_leaves_the_transaction_is_refused_before_anything_is_written(
+    make_setup, case: str, body: str, named: str
+) -> None:
+    """Found by running it in the rehearsal (not by the file's text), named with its
+    statement, refused for the dry run and the real run alike."""
+    setup = make_setup(body)
+    before = state(setup.env_url)
+    for dry_run in (True, False):
+        with pytest.raises(TransactionBoundary) as caught:
+            setup.run(dry_run=dry_run, acknowledge=OFFLINE)
+        message = str(caught.value)
+        assert message.startswith("staging: revision r002 (r002_rev.py) "), message
+        assert named in message, message
+        assert "nothing was applied to staging (nothing was written)" in message
+        assert caught.value.rehearsal.left_transaction
+        assert caught.value.rehearsal.failed_revision == "r002"
+        assert state(setup.env_url) == before
+
+
+def test_a_new_enum_value_used_before_its_commit_is_a_transaction_boundary(
+    make_setup,
+) -> None:
+    """``ALTER TYPE ... ADD VALUE`` in one revision, the value used in the next: fine for
+    Alembic's one transaction per revision, impossible in the upgrade's one transaction
+    (SQLSTATE 55P04); refused, naming the revision that uses it."""
+    from abparts_ops_tests.core.migrations.projects import Rev
+
+    setup = make_setup(
+        "op.execute(\"CREATE TYPE grade AS ENUM ('a', 'b')\")\n"
+        "op.execute(\"ALTER TYPE grade ADD VALUE 'c'\")",
+        "op.execute('DROP TYPE grade')",
+        extra=[
+            Rev(
+                "r003",
+                "r002",
+                "op.execute(\"ALTER TABLE parts ADD COLUMN grade grade DEFAULT 'c'\")",
+                "op.drop_column('parts', 'grade')",
+            )
+        ],
+    )
+    before = state(setup.env_url)
+    with pytest.raises(TransactionBoundary) as caught:
+        setup.run(dry_run=False)
+    message = str(caught.value)
+    assert message.startswith("staging: revision r003 (r003_rev.py) ")
+    assert "uses a value added to an enum in the same transaction" in message
+    assert state(setup.env_url) == before
+
+
+def test_a_comment_or_a_string_that_says_commit_is_not_a_boundary(make_setup) -> None:
+    """The watch judges what runs, not the text: ``COMMIT`` in a comment, a default or a
+    DO block's body is no transaction boundary."""
+    setup = make_setup(
+        "op.execute('-- COMMIT is only a word here\\nCOMMENT ON TABLE parts IS $$COMMIT$$')\n"
+        "op.add_column('parts', sa.Column('state', sa.Text, server_default='COMMIT'))\n"
+        "op.execute('DO $$ BEGIN PERFORM 1; END $$')",
+        "op.drop_column('parts', 'state')\nop.execute('COMMENT ON TABLE parts IS NULL')",
+    )
+    done = setup.run(dry_run=False)
+    assert done.action == "upgraded" and done.after == ("r002",)
+
+
+def test_a_revision_that_writes_the_version_table_is_refused_naming_it(make_setup) -> None:
+    """The rehearsal reads the copy's version rows after each revision: an extra row
+    written by the revision refuses the upgrade before anything reaches staging."""
+    setup = make_setup(
+        "op.add_column('parts', sa.Column('colour', sa.Text))\n"
+        "op.execute(\"INSERT INTO alembic_version (version_num) VALUES ('feedbeef0001')\")",
+        ADD_COLUMN[1],
+    )
+    before = state(setup.env_url)
+    for dry_run in (True, False):
+        with pytest.raises(RehearsalFailed) as caught:
+            setup.run(dry_run=dry_run)
+        message = str(caught.value)
+        assert "revision r002 (r002_rev.py) wrote the version table itself" in message
+        assert "feedbeef0001" in message
+        assert state(setup.env_url) == before
+
+
+def test_the_rehearsal_runs_under_the_statement_timeout(make_setup) -> None:
+    """A revision slower than ``statement_timeout`` fails in the rehearsal, not on prod."""
+    from abparts_ops.core.migrations.upgrade import UpgradePolicy
+
+    setup = make_setup("op.execute('SELECT pg_sleep(3)')")
+    before = state(setup.env_url)
+    with pytest.raises(RehearsalFailed, match="statement timeout"):
+        setup.run(dry_run=False, policy=UpgradePolicy(statement_timeout_s=0.5))
+    assert state(setup.env_url) == before
+
+
+def test_a_half_written_environment_is_told_as_it_is(make_setup) -> None:
+    """A revision that commits behind the watch's back on the environment only (it reads
+    the database it runs on, so the rehearsal passed), then fails: the re-read finds
+    the column it committed, the upgrade says "half-way", never "nothing was written",
+    and the one reference calls the environment schema drift with that diff."""
+    setup = make_setup(
+        "op.add_column('parts', sa.Column('colour', sa.Text))\n"
+        f"if {ON_ENV}:\n"
+        "    op.get_bind().connection.dbapi_connection.commit()\n"
+        "    op.execute('SELECT 1/0')",
+        ADD_COLUMN[1],
+    )
+    with pytest.raises(UpgradeHalfApplied) as caught:
+        setup.run(dry_run=False, acknowledge=OFFLINE)
+    message = str(caught.value)
+    assert message.startswith("staging is half-way through revision r002: ")
+    assert "division by zero" in message
+    assert "nothing was written" not in message
+    assert "the version rows say r001" in message
+    assert "its schema is exactly the one revision r002 builds" in message
+    assert "`alembic stamp r002`" in message
+    assert "colour" in message
+    assert caught.value.diff is not None
+    assert [c.key for c in caught.value.diff.changes] == ["parts.colour"]
+    rows = version_rows(setup.env_url)
+    assert rows == ("r001",)
+    now = take_snapshot(setup.env_url, source="staging")
+    assessment = assess_snapshot("staging", rows, now, setup.expected)
+    assert assessment.state is EnvironmentState.SCHEMA_DRIFT
+    assert assessment.diff is not None
+    assert [c.key for c in assessment.diff.changes] == ["parts.colour"]
+
+
+def test_an_upgrade_that_stopped_between_revisions_says_where(make_setup) -> None:
+    """r003 commits behind the watch's back (r002 with it, version row included), then
+    fails: the read-back finds the environment consistent at r002 (behind, not
+    drifted) and the message says so, naming what was not applied."""
+    from abparts_ops_tests.core.migrations.projects import Rev
+
+    setup = make_setup(
+        *ADD_COLUMN,
+        extra=[
+            Rev(
+                "r003",
+                "r002",
+                f"if {ON_ENV}:\n"
+                "    op.get_bind().connection.dbapi_connection.commit()\n"
+                "    op.execute('SELECT 1/0')\n"
+                "op.add_column('parts', sa.Column('size', sa.Integer))",
+                "op.drop_column('parts', 'size')",
+            )
+        ],
+    )
+    with pytest.raises(UpgradeHalfApplied) as caught:
+        setup.run(dry_run=False, acknowledge=OFFLINE)
+    message = str(caught.value)
+    assert message.startswith("staging stopped at revision r002: ")
+    assert "so it is behind, not drifted) and r003 not applied" in message
+    assert caught.value.matches == "r002" and caught.value.diff is None
+    rows = version_rows(setup.env_url)
+    assert rows == ("r002",)
+    now = take_snapshot(setup.env_url, source="staging")
+    assessment = assess_snapshot("staging", rows, now, setup.expected)
+    assert assessment.state is EnvironmentState.BEHIND
+
+
+# -- the one write guard ------------------------------------------------------------------
+
+
+def test_a_borrowed_database_is_refused_dry_run_or_not(make_setup) -> None:
+    """staging's URL leads to prod's database: refused before the rehearsal, no confirm
+    or lint asked, nothing written (the drop of a full column never runs)."""
+    setup = make_setup(
+        "op.drop_column('parts', 'notes')",
+        "op.add_column('parts', sa.Column('notes', sa.Text))",
+    )
+    before = state(setup.env_url)
+    prod = database_identity(setup.env_url)
+    guard = WriteGuard(
+        "staging", environments=frozenset({"staging", "prod"}), others={"prod": prod}
+    )
+    for dry_run in (True, False):
+        with pytest.raises(UpgradeRefused, match="is also the database of prod"):
+            setup.run(dry_run=dry_run, guard=guard)
+        assert state(setup.env_url) == before
+
+
+def test_a_recreated_protected_database_needs_its_identity_acknowledged(make_setup) -> None:
+    """prod's database is not the one recorded at its last write: refused with the key to
+    acknowledge; acknowledged, the upgrade goes through and reports the checks."""
+    setup = make_setup(*ADD_COLUMN)
+    before = state(setup.env_url)
+    key = database_identity(setup.env_url).key
+
+    def guard(acknowledge: str | None) -> WriteGuard:
+        return WriteGuard(
+            "prod", protected=True, confirm="prod",
+            environments=frozenset({"staging", "prod"}),
+            recorded_identity="0123456789abcdef", acknowledge_identity=acknowledge,
+        )
+
+    with pytest.raises(UpgradeRefused, match=f"acknowledge_identity: {key}"):
+        setup.run(environment="prod", dry_run=False, guard=guard(None))
+    assert state(setup.env_url) == before
+    done = setup.run(environment="prod", dry_run=False, guard=guard(key))
+    assert done.after == ("r002",)
+    assert done.guard is not None and done.guard.identity.key == key
+    assert any("acknowledged" in line for line in done.guard.checked)
+    assert any("advisory lock taken" in line for line in done.guard.checked)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_confirm_that_names_another_environment_is_refused(make_setup, dry_run: bool) -> None:
+    """``confirm: prod`` on staging's upgrade is a run config meant for another job."""
+    setup = make_setup(*ADD_COLUMN)
+    before = state(setup.env_url)
+    guard = WriteGuard("staging", confirm="prod", environments=frozenset({"staging", "prod"}))
+    with pytest.raises(UpgradeRefused, match=r"`confirm` names another environment \(prod\)"):
+        setup.run(dry_run=dry_run, guard=guard)
+    assert state(setup.env_url) == before
