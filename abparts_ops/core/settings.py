@@ -41,7 +41,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from abparts_ops.core.db import parse_url
-from abparts_ops.core.errors import ConfigError, DatabaseError
+from abparts_ops.core.errors import ConfigError, DatabaseError, MigrationError
 from abparts_ops.core.schema.exclusions import glob_to_regex
 
 CONFIG_ENV = "ABPARTS_OPS_CONFIG"
@@ -103,10 +103,29 @@ class ProbeSettings(_Strict):
 
 
 class LintExclusion(_Strict):
-    """A squawk rule the guarded upgrade does not apply, and why (the reason is required)."""
+    """A squawk rule the guarded upgrade does not apply, and why (the reason is required).
+
+    The rule must be one squawk knows (or one of the project's own): a misspelt name is
+    refused when the file loads, with the closest names, not after a rehearsal. When
+    squawk is not installed the name is kept unchecked (the lint says what is missing).
+    """
 
     rule: str = Field(pattern=_RULE_PATTERN)
     reason: str = Field(min_length=1)
+
+    @field_validator("rule")
+    @classmethod
+    def _rule_known(cls, value: str) -> str:
+        # Imported here: the lint module loads Alembic, which loading a file does not need.
+        from abparts_ops.core.migrations.lint import describe_unknown_rules, unknown_rules
+
+        try:
+            unknown = unknown_rules([value])
+        except MigrationError:
+            return value
+        if unknown:
+            raise _problem(describe_unknown_rules(unknown))
+        return value
 
     @field_validator("reason")
     @classmethod

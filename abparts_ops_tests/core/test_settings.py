@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from abparts_ops.core import settings as settings_module
-from abparts_ops.core.errors import ConfigError
+from abparts_ops.core.errors import ConfigError, MigrationError
+from abparts_ops.core.migrations import lint
 from abparts_ops.core.settings import (
     CONFIG_ENV,
     EnvironmentSettings,
@@ -407,9 +408,17 @@ def test_new_keys_and_their_defaults(project: Path) -> None:
             "out (a reason is required).",
         ),
         (
-            lambda d: d.update(upgrade={"squawk": {"exclude": [{"rule": "x", "reason": " "}]}}),
+            lambda d: d.update(upgrade={"squawk": {"exclude": [
+                {"rule": "ban-drop-column", "reason": " "}]}}),
             "abparts_ops.yaml: upgrade.squawk.exclude.reason: give the reason for leaving the "
             "rule out.",
+        ),
+        (
+            lambda d: d.update(upgrade={"squawk": {"exclude": [
+                {"rule": "prefer-robust-stmt", "reason": "one transaction"}]}}),
+            "abparts_ops.yaml: upgrade.squawk.exclude.rule: unknown lint rule "
+            "`prefer-robust-stmt` (did you mean `prefer-robust-stmts`?): use the names squawk "
+            "reports (https://squawkhq.com/docs/rules) or offline-sql-unavailable.",
         ),
         (
             lambda d: d.update(upgrade={"lock_timeout": 3}),
@@ -437,3 +446,46 @@ def test_new_keys_problems(project: Path, change: Any, expected: str) -> None:
     data = good_config()
     change(data)
     assert problems(project, data) == [expected]
+
+
+def test_squawk_exclusions_are_checked_when_the_file_loads(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every misspelt rule is named with the closest names, beside the file's other
+    problems; squawk's aliases and our own rule are accepted; without squawk (nothing can
+    tell) the names are kept and the lint reports the missing squawk itself."""
+    data = good_config()
+    data["upgrade"] = {"squawk": {"exclude": [
+        {"rule": "ban-drop-colum", "reason": "reviewed"},
+        {"rule": "prefer-robust-stmts", "reason": "one transaction"},
+        {"rule": "no-such-rule", "reason": "typo"},
+    ]}}
+    data["probe"] = {"timeout_s": 0}
+    lines = problems(project, data)
+    assert lines[0] == "abparts_ops.yaml: probe.timeout_s: must be greater than 0."
+    assert lines[1].startswith(
+        "abparts_ops.yaml: upgrade.squawk.exclude.rule: unknown lint rule `ban-drop-colum` "
+        "(did you mean `ban-drop-column`?)"
+    )
+    assert lines[2].startswith(
+        "abparts_ops.yaml: upgrade.squawk.exclude.rule: unknown lint rule `no-such-rule`: "
+    )
+    assert len(lines) == 3
+
+    data = good_config()
+    data["upgrade"] = {"squawk": {"exclude": [
+        {"rule": "offline-sql-unavailable", "reason": "the rehearsal is enough"},
+        {"rule": "prefer-timestamptz", "reason": "an alias squawk accepts"},
+    ]}}
+    settings = load_settings(write(project, data))
+    assert [e.rule for e in settings.upgrade.squawk.exclude] == [
+        "offline-sql-unavailable", "prefer-timestamptz"
+    ]
+
+    def no_squawk() -> Path:
+        raise MigrationError("lint: the squawk binary is not installed")
+
+    monkeypatch.setattr(lint, "squawk_executable", no_squawk)
+    data["upgrade"]["squawk"]["exclude"].append({"rule": "not-checkable", "reason": "r"})
+    settings = load_settings(write(project, data))
+    assert settings.upgrade.squawk.exclude[-1].rule == "not-checkable"

@@ -14,10 +14,18 @@ policy's ``error_rules`` (the ones that take long exclusive locks or lose data),
 ``warning``. A revision whose SQL cannot be rendered offline (one that reads the database
 through ``op.get_bind()``) gives an ``error`` finding of the rule
 :data:`OFFLINE_SQL_RULE`, which a run may acknowledge like any other.
+
+Rule names are checked when they are given (the configuration's exclusions, a run's
+acknowledgements): :func:`unknown_rules` asks the installed squawk itself which names it
+knows (a ``-- squawk-ignore <name>`` line per name: squawk reports every unknown one in a
+single run), and :func:`known_rules` lists the names read from the squawk binary (each
+confirmed the same way) plus :data:`PROJECT_RULES`, for the suggestions of
+:func:`check_rule_names`. Both are cached per squawk executable (path, mtime, size).
 """
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import os
@@ -35,7 +43,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from abparts_ops.core.errors import MigrationError
+from abparts_ops.core.errors import AbpartsOpsError, MigrationError, UpgradeRefused
 from abparts_ops.core.migrations.project import AlembicProject
 
 OFFLINE_SQL_RULE = "offline-sql-unavailable"
@@ -56,6 +64,9 @@ DEFAULT_ERROR_RULES = (
     OFFLINE_SQL_RULE,
 )
 """Rules whose findings are error-level: long ACCESS EXCLUSIVE locks, rewrites, data loss."""
+PROJECT_RULES = frozenset({OFFLINE_SQL_RULE})
+"""Rule names this project's lint reports itself; squawk does not know them."""
+SQUAWK_RULES_URL = "https://squawkhq.com/docs/rules"
 
 @dataclass(frozen=True)
 class LintExclusion:
@@ -150,6 +161,202 @@ def squawk_executable() -> Path:
         "lint: the squawk binary is not installed (pip install 'squawk-cli>=2.70,<3' in "
         "the environment that runs abparts_ops)."
     )
+
+
+# ------------------------------------------------------------------------ rule names
+
+_RULE_NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+"""What a rule name looks like; anything else is unknown without asking squawk."""
+_RULE_FAMILIES = (
+    b"adding", b"ban", b"changing", b"constraint", b"disallowed", b"identifier", b"prefer",
+    b"renaming", b"require", b"transaction", b"unused",
+)
+"""The first words of squawk's rule names: where a name may start in the binary's text."""
+_RULE_CANDIDATE_RE = re.compile(
+    rb"(?=((?:" + b"|".join(_RULE_FAMILIES) + rb")-[a-z0-9-]{1,80}))"
+)
+_PROBE_SENTINEL = "abparts-ops-no-such-rule"
+_PROBE_TIMEOUT_SECONDS = 30
+_verdicts: dict[tuple[str, int, int], dict[str, bool]] = {}
+_listings: dict[tuple[str, int, int], frozenset[str]] = {}
+
+
+def _identity(binary: Path) -> tuple[str, int, int]:
+    """The cache key of a squawk executable: its real path, mtime and size."""
+    try:
+        real = binary.resolve()
+        stat = real.stat()
+    except OSError as exc:
+        raise MigrationError(
+            f"lint: cannot read {binary}: {exc.strerror} (reinstall squawk-cli)."
+        ) from None
+    return str(real), stat.st_mtime_ns, stat.st_size
+
+
+def _rejected_by_squawk(binary: Path, names: Sequence[str]) -> set[str]:
+    """The ``names`` that ``binary`` does not know, found in one squawk run.
+
+    Each name goes on a ``-- squawk-ignore <name>`` line of its own; squawk parses them
+    with the parser of ``--exclude`` and reports every unknown one as ``unknown name
+    <name>`` on that line. A made-up name is asked too: if squawk does not report it,
+    the answer cannot be trusted and :class:`MigrationError` is raised.
+    """
+    asked = [*names, _PROBE_SENTINEL]
+    sql = "".join(f"-- squawk-ignore {name}\nSELECT 1;\n" for name in asked)
+    with tempfile.TemporaryDirectory(prefix="abparts_ops_rules_") as folder:
+        config = Path(folder) / "empty.toml"  # no .squawk.toml found nearby is read
+        config.write_text("", encoding="utf-8")
+        path = Path(folder) / "rule_names.sql"
+        path.write_text(sql, encoding="utf-8")
+        args = [str(binary), "--config", str(config), "--reporter", "json", str(path)]
+        try:
+            result = subprocess.run(
+                args, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_SECONDS, cwd=folder
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise MigrationError(
+                f"lint: cannot run {binary}: {exc} (reinstall squawk-cli)."
+            ) from None
+    try:
+        parsed = json.loads(result.stdout.strip() or "[]")
+    except json.JSONDecodeError:
+        parsed = None
+    rejected: set[str] = set()
+    for item in parsed if isinstance(parsed, list) else ():
+        line = item.get("line") if isinstance(item, dict) else None
+        index = line // 2 if isinstance(line, int) else -1  # 0-based; two lines a name
+        if 0 <= index < len(asked) and item.get("message") == f"unknown name {asked[index]}":
+            rejected.add(asked[index])
+    if _PROBE_SENTINEL not in rejected:
+        raise MigrationError(
+            f"lint: cannot tell which rule names {binary} knows (it did not report the "
+            f"made-up rule {_PROBE_SENTINEL}); install squawk-cli>=2.70,<3."
+        )
+    rejected.discard(_PROBE_SENTINEL)
+    return rejected
+
+
+def _candidates_in(binary: Path) -> set[str]:
+    """Every rule-shaped string in the binary's bytes (names are stored run together)."""
+    try:
+        data = binary.read_bytes()
+    except OSError as exc:
+        raise MigrationError(
+            f"lint: cannot read {binary}: {exc.strerror} (reinstall squawk-cli)."
+        ) from None
+    found: set[str] = set()
+    for match in _RULE_CANDIDATE_RE.finditer(data):
+        text = match.group(1).decode("ascii")
+        for end in range(len(text), 0, -1):
+            prefix = text[:end]
+            if "-" in prefix and _RULE_NAME_RE.fullmatch(prefix):
+                found.add(prefix)
+    return found
+
+
+def squawk_rules(executable: Path | None = None) -> frozenset[str]:
+    """The rule names of the installed squawk, read from its binary; cached per binary.
+
+    squawk 2 has no command that lists its rules. Its names are in the executable's
+    text, stored run together; every rule-shaped substring that starts like a rule
+    (``ban-``, ``prefer-``, ``require-``, ...) is a candidate, and the candidates squawk
+    itself accepts (:func:`_rejected_by_squawk`, one run) are the list. Raises
+    :class:`MigrationError` when squawk is missing or does not answer.
+    """
+    binary = executable or squawk_executable()
+    key = _identity(binary)
+    listed = _listings.get(key)
+    if listed is None:
+        candidates = _candidates_in(Path(key[0]))
+        rejected = _rejected_by_squawk(binary, sorted(candidates))
+        listed = frozenset(candidates - rejected)
+        _listings[key] = listed
+        _verdicts.setdefault(key, {}).update({name: name in listed for name in candidates})
+    return listed
+
+
+def known_rules(executable: Path | None = None) -> frozenset[str]:
+    """Every rule name a finding can have: squawk's (:func:`squawk_rules`) and ours."""
+    return squawk_rules(executable) | PROJECT_RULES
+
+
+def unknown_rules(names: Iterable[str], *, executable: Path | None = None) -> tuple[str, ...]:
+    """The ``names`` that are neither :data:`PROJECT_RULES` nor known to squawk.
+
+    In the given order, each once. squawk is asked about the names themselves (so an
+    alias it accepts, such as ``prefer-timestamptz``, is known); it is not run when every
+    name is ours or not rule-shaped. Verdicts are cached per squawk binary. Raises
+    :class:`MigrationError` when squawk is needed and missing.
+    """
+    ordered = list(dict.fromkeys(str(name) for name in names))
+    ask = [
+        name for name in ordered
+        if name not in PROJECT_RULES and len(name) <= 100 and _RULE_NAME_RE.fullmatch(name)
+    ]
+    verdicts: dict[str, bool] = {}
+    if ask:
+        binary = executable or squawk_executable()
+        verdicts = _verdicts.setdefault(_identity(binary), {})
+        todo = [name for name in ask if name not in verdicts]
+        if todo:
+            rejected = _rejected_by_squawk(binary, todo)
+            verdicts.update({name: name not in rejected for name in todo})
+    return tuple(
+        name for name in ordered if name not in PROJECT_RULES and not verdicts.get(name, False)
+    )
+
+
+def closest_rules(name: str, *, executable: Path | None = None, n: int = 3) -> list[str]:
+    """The known rule names closest to ``name`` (difflib), best first: at most ``n``,
+    those about as close as the best one (a typo has one answer, ``ban-drop`` several).
+
+    Empty when squawk's list cannot be read (the check itself does not depend on it).
+    """
+    try:
+        known = known_rules(executable)
+    except MigrationError:
+        known = PROJECT_RULES
+    wanted = name.strip().lower()
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, wanted, rule).ratio(), rule) for rule in known),
+        key=lambda item: (-item[0], item[1]),
+    )
+    if not scored or scored[0][0] < 0.6:
+        return []
+    best = scored[0][0]
+    return [rule for ratio, rule in scored[:n] if ratio >= max(0.6, best - 0.05)]
+
+
+def describe_unknown_rules(unknown: Sequence[str], *, executable: Path | None = None) -> str:
+    """One line for ``unknown`` rule names: each with its closest known names, and the fix."""
+    parts = []
+    for name in unknown:
+        close = closest_rules(name, executable=executable)
+        hint = " or ".join(f"`{c}`" for c in close)
+        parts.append(f"`{name}` (did you mean {hint}?)" if close else f"`{name}`")
+    noun = "rule" if len(parts) == 1 else "rules"
+    return (
+        f"unknown lint {noun} {', '.join(parts)}: use the names squawk reports "
+        f"({SQUAWK_RULES_URL}) or {', '.join(sorted(PROJECT_RULES))}."
+    )
+
+
+def check_rule_names(
+    names: Iterable[str],
+    *,
+    where: str,
+    error: type[AbpartsOpsError] = UpgradeRefused,
+    executable: Path | None = None,
+) -> None:
+    """Refuse rule names that no finding can have, before anything runs.
+
+    Raises ``error`` (default :class:`UpgradeRefused`) with one line: ``where`` (e.g.
+    ``"prod: run config acknowledge"``), the unknown names, the closest known names and
+    the fix. Raises :class:`MigrationError` when squawk is needed and missing.
+    """
+    unknown = unknown_rules(names, executable=executable)
+    if unknown:
+        raise error(f"{where}: {describe_unknown_rules(unknown, executable=executable)}")
 
 
 def render_offline_sql(
@@ -311,7 +518,7 @@ def lint_pending(
     errors = set(error_rules)
     skip = {e.rule for e in excluded}
     raw = run_squawk(
-        text, excluded=sorted(skip), pg_version=_pg_version(server_version)
+        text, excluded=sorted(skip - PROJECT_RULES), pg_version=_pg_version(server_version)
     ) if text.strip() else []
     lines = text.splitlines()
     findings: list[LintFinding] = []
