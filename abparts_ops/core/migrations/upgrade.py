@@ -58,6 +58,7 @@ from abparts_ops.core.migrations.lint import (
     LintExclusion,
     LintFinding,
     LintReport,
+    check_rule_names,
     lint_pending,
 )
 from abparts_ops.core.migrations.migrate import current_revisions
@@ -619,6 +620,11 @@ def guarded_upgrade(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     guard.check_request(dry_run=dry_run, what="upgrade", refuse=UpgradeRefused)
+    if acknowledged:
+        try:
+            check_rule_names(acknowledged, where=f"{environment}: run config acknowledge")
+        except AbpartsOpsError as exc:
+            raise UpgradeRefused(f"{str(exc).rstrip('.')}; {NOTHING_WRITTEN}.") from None
     heads = script.get_heads()
     if len(heads) != 1:
         raise UpgradeRefused(

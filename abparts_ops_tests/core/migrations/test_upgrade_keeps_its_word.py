@@ -300,3 +300,16 @@ def test_a_confirm_that_names_another_environment_is_refused(make_setup, dry_run
     with pytest.raises(UpgradeRefused, match=r"`confirm` names another environment \(prod\)"):
         setup.run(dry_run=dry_run, guard=guard)
     assert state(setup.env_url) == before
+
+
+def test_an_acknowledged_rule_that_does_not_exist_is_refused_up_front(make_setup) -> None:
+    """``acknowledge: [no-such-rule]`` is a typo, not a review: refused before the
+    rehearsal, with the closest rule squawk knows."""
+    setup = make_setup(*ADD_COLUMN)
+    before = state(setup.env_url)
+    with pytest.raises(UpgradeRefused) as caught:
+        setup.run(dry_run=False, acknowledge=["ban-drop-colum"])
+    message = str(caught.value)
+    assert message.startswith("staging: run config acknowledge: unknown lint rule")
+    assert "`ban-drop-column`" in message and message.endswith("nothing was written.")
+    assert state(setup.env_url) == before

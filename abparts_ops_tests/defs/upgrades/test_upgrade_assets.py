@@ -60,10 +60,13 @@ def _values(metadata: Any) -> dict[str, Any]:
 class Harness:
     """The definitions, instance and environment URLs of one test."""
 
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, urls: dict) -> None:
+    def __init__(
+        self, defs: dg.Definitions, instance: dg.DagsterInstance, urls: dict, ini: Path
+    ) -> None:
         self.defs = defs
         self.instance = instance
         self.urls = urls
+        self.ini = ini
 
     def run(self, env: str, **config: Any) -> dg.ExecuteInProcessResult:
         """Run ``upgrade_<env>`` with ``config`` (UpgradeConfig fields)."""
@@ -104,7 +107,7 @@ def harness(request, tmp_path: Path, db_factory, admin_url: str, monkeypatch) ->
         assets=upgrades.assets, jobs=upgrades.jobs, resources=build_resources(settings)
     )
     with dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as instance:
-        yield Harness(defs, instance, urls)
+        yield Harness(defs, instance, urls, ini)
 
 
 @pytest.mark.parametrize("harness", [ADD], indirect=True)
@@ -226,4 +229,77 @@ def test_refusal_carries_the_diff_as_metadata(harness) -> None:
     assert description.startswith("staging: schema drift: at revision r001")
     assert meta["action"] == "refused" and meta["differences"] == 1
     assert "ix_by_hand" in meta["diff"]
+    assert harness.state("staging") == before
+
+
+# -- the one write guard, in real runs (issue 16) ------------------------------------------
+
+
+@pytest.mark.parametrize("harness", [DROP], indirect=True)
+def test_a_borrowed_database_is_refused_and_prod_keeps_its_column(harness, monkeypatch) -> None:
+    """staging's variable points at prod's database: ``upgrade_staging {dry_run: false}``
+    refuses (no confirm, no lint block needed to stop it); prod, read back, is as it was."""
+    monkeypatch.setenv("ABPT_UPG_STAGING_URL", harness.urls["prod"])
+    before = harness.state("prod")
+    for dry_run in (True, False):
+        refused = harness.run("staging", dry_run=dry_run)
+        assert not refused.success
+        description, meta = _failure(refused)
+        assert "is also the database of prod" in description and meta["action"] == "refused"
+        assert harness.state("prod") == before
+
+
+@pytest.mark.parametrize("harness", [ADD], indirect=True)
+def test_a_recreated_protected_database_needs_its_identity_acknowledged(
+    harness, admin_url: str
+) -> None:
+    """prod upgraded once (its identity recorded), then dropped and recreated under its
+    name: ``upgrade_prod {confirm: prod}`` refuses naming the key to acknowledge;
+    acknowledged, it upgrades and records the new identity."""
+    from abparts_ops.core.db import create_database, drop_database
+
+    first = harness.run("prod", dry_run=False, confirm="prod")
+    assert first.success
+    [event] = first.get_asset_materialization_events()
+    old_key = _values(event.materialization.metadata)["identity_key"]
+    assert old_key and "advisory lock taken" in _values(event.materialization.metadata)["guard"]
+
+    url = harness.urls["prod"]
+    name = url.rsplit("/", 1)[-1].split("?")[0]
+    drop_database(admin_url, name)
+    create_database(admin_url, name)
+    project = load_project(ini_path=harness.ini)
+    engine = make_engine(url)
+    try:
+        with connect(engine) as conn:
+            upgrade(conn, project, "r001")
+    finally:
+        engine.dispose()
+    before = harness.state("prod")
+    refused = harness.run("prod", dry_run=False, confirm="prod")
+    assert not refused.success
+    description, _ = _failure(refused)
+    assert f"identity {old_key} then" in description
+    new_key = description.split("acknowledge_identity: ")[1].split("`")[0]
+    assert new_key != old_key
+    assert harness.state("prod") == before
+
+    done = harness.run("prod", dry_run=False, confirm="prod", acknowledge_identity=new_key)
+    assert done.success
+    [event] = done.get_asset_materialization_events()
+    assert _values(event.materialization.metadata)["identity_key"] == new_key
+    assert version_rows(url) == ("r002",)
+
+
+@pytest.mark.parametrize("harness", [ADD], indirect=True)
+def test_confirm_naming_another_environment_and_unknown_rules_are_refused(harness) -> None:
+    """``confirm: prod`` on staging's job and ``acknowledge: [no-such-rule]`` are input
+    mistakes: refused when given, staging read back unchanged."""
+    before = harness.state("staging")
+    wrong_confirm = harness.run("staging", dry_run=False, confirm="prod")
+    assert not wrong_confirm.success
+    assert "`confirm` names another environment (prod)" in _failure(wrong_confirm)[0]
+    unknown_rule = harness.run("staging", dry_run=False, acknowledge=["no-such-rule"])
+    assert not unknown_rule.success
+    assert "unknown lint rule `no-such-rule`" in _failure(unknown_rule)[0]
     assert harness.state("staging") == before
