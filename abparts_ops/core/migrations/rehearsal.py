@@ -52,8 +52,8 @@ from abparts_ops.core.migrations.scratch import scratch_database
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.dump import (
     PG_DUMP_TIMEOUT_SECONDS,
-    _libpq_target,
     find_pg_dump,
+    libpq_connection,
     supports_restrict_key,
 )
 from abparts_ops.core.schema.introspect import snapshot_connection
@@ -107,8 +107,10 @@ class RehearsalResult:
 def dump_environment(url: str, server_version: str | None, *, environment: str) -> str:
     """``pg_dump --schema-only --no-owner --no-privileges`` of the whole database at ``url``.
 
-    The pg_dump must match the server's major version; the password goes only to its
-    process environment. Errors are one :class:`DatabaseError` line naming ``environment``.
+    The pg_dump must match the server's major version; the connection, password included,
+    reaches it only through a private service file (see
+    :func:`~abparts_ops.core.schema.dump.libpq_connection`), never its command line.
+    Errors are one :class:`DatabaseError` line naming ``environment``.
     """
     found = find_pg_dump(server_version)
     if found is None:
@@ -117,24 +119,15 @@ def dump_environment(url: str, server_version: str | None, *, environment: str) 
             "installed; the rehearsal needs one (install postgresql-client of that version)."
         )
     executable = found[0]
-    target, secrets = _libpq_target(url)
-    args = [
-        str(executable),
-        "--schema-only",
-        "--no-owner",
-        "--no-privileges",
-        "--no-password",
-        f"--dbname={target}",
-    ]
+    args = [str(executable), "--schema-only", "--no-owner", "--no-privileges", "--no-password"]
     if supports_restrict_key(executable):
         args.append("--restrict-key=abpartsopsrehearsal")
-    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    env.update(secrets)  # the password (and passfile, sslkey) never on the command line
-    env.setdefault("PGCONNECT_TIMEOUT", "10")
-    try:
-        result = subprocess.run(
-            args, capture_output=True, text=True, env=env, timeout=PG_DUMP_TIMEOUT_SECONDS
-        )
+    try:  # the connection (password, sslpassword...) in a private service file, not argv
+        with libpq_connection(url, label=environment) as (connection, env):
+            result = subprocess.run(
+                args + connection, capture_output=True, text=True, env=env,
+                timeout=PG_DUMP_TIMEOUT_SECONDS,
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         raise DatabaseError(
             scrub(f"{environment}: pg_dump for the rehearsal failed: {exc}", url)

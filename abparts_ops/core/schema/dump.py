@@ -13,20 +13,28 @@ types and domains that are used only by excluded tables (``--exclude-table`` doe
 apply to types; sequences owned by excluded tables are left out by name); the snapshot
 method leaves out exactly what the snapshot excludes.
 
-The password is given to pg_dump through the ``PGPASSWORD`` environment variable of its
-process only; it never appears on a command line, in the dump or in an error.
+No secret is ever on pg_dump's command line (which every local user can read): the
+connection (host, port, user, database, password, sslpassword, every other URL
+parameter) is written to a private, mode-0600 libpq service file that exists only while
+pg_dump runs, and pg_dump is given ``--dbname=service=abparts_ops`` (see
+:func:`libpq_connection`, which every program run with connection details goes through).
+No secret appears in the dump or in an error either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from abparts_ops.core.db import connect, make_engine, parse_url, redact_url, scrub
 from abparts_ops.core.errors import DatabaseError, SchemaError
@@ -245,25 +253,139 @@ def sequences_owned_by_excluded(url: str, *, schema: str, exclude: Sequence[str]
         engine.dispose()
 
 
-def _libpq_target(url: str) -> tuple[str, dict[str, str]]:
-    """The URL without any secret (for ``--dbname``) and the libpq variables holding them.
+#: The one service of the private service file each pg_dump gets (see :func:`libpq_connection`).
+SERVICE_NAME = "abparts_ops"
+#: Inherited variables that would override, or stand in for, the private service file.
+_INHERITED_DROPPED = ("PGPASSWORD", "PGSERVICE", "PGSERVICEFILE")
+_KEYWORD = re.compile(r"[a-z][a-z_]*")
 
-    The password (from the user info or a ``password=`` parameter), ``passfile`` and
-    ``sslkey`` travel in the environment of pg_dump, never on its command line (which
-    any local user can read in the process list).
+
+def libpq_params(url: str | sa.URL, *, label: str) -> dict[str, str]:
+    """The libpq connection keywords ``url`` stands for, exactly as psycopg2 hands them over.
+
+    The dialect's own ``create_connect_args`` does the translation (user info, a
+    ``?host=h1:5432&host=h2:5433`` list, every query parameter), so a program given these
+    keywords reaches the same server, as the same role, as every other connection here.
+    Raises :class:`DatabaseError` naming ``label`` for a URL :func:`parse_url` refuses or a
+    query parameter given twice (never with a value).
     """
-    parsed = parse_url(url, label="reference dump")
-    env: dict[str, str] = {}
-    query = dict(parsed.query)
-    password = query.pop("password", None) if parsed.password is None else parsed.password
-    for key, variable in (("passfile", "PGPASSFILE"), ("sslkey", "PGSSLKEY")):
-        value = query.pop(key, None)
-        if isinstance(value, str):
-            env[variable] = value
-    if isinstance(password, str):
-        env["PGPASSWORD"] = password
-    bare = parsed.set(drivername="postgresql", password=None, query=query)
-    return bare.render_as_string(hide_password=False), env
+    parsed = parse_url(url, label=label)
+    dialect_class = parsed.get_dialect()
+    _cargs, cparams = dialect_class(dbapi=dialect_class.import_dbapi()).create_connect_args(
+        parsed
+    )
+    params: dict[str, str] = {}
+    for key, value in cparams.items():
+        if value is None:
+            continue
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise DatabaseError(
+                f"{label}: the database URL gives the parameter {key!r} more than once "
+                "(keep one)."
+            )
+        params[key] = str(value)
+    return params
+
+
+def _fits_service_file(value: str) -> bool:
+    """Whether libpq reads ``value`` back unchanged from a ``key=value`` service file line.
+
+    libpq strips trailing whitespace from each line and has no quoting or escapes.
+    """
+    return not any(c in value for c in "\n\r\0") and value == value.rstrip(" \t\v\f")
+
+
+def _service_section(name: str, label: str) -> list[str]:
+    """The ``key=value`` lines of libpq service ``name``, from the files libpq reads.
+
+    The user's file (``$PGSERVICEFILE`` or ``~/.pg_service.conf``) first, then the
+    system's (``$PGSYSCONFDIR/pg_service.conf``, else the Debian and RPM locations).
+    """
+    personal = os.environ.get("PGSERVICEFILE") or str(Path.home() / ".pg_service.conf")
+    system_dirs = (
+        [os.environ["PGSYSCONFDIR"]]
+        if os.environ.get("PGSYSCONFDIR")
+        else ["/etc/postgresql-common", "/etc/sysconfig/pgsql"]
+    )
+    files = [Path(personal), *(Path(d) / "pg_service.conf" for d in system_dirs)]
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            continue
+        lines: list[str] | None = None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("["):
+                if lines is not None:
+                    break
+                if line[1:].startswith(name + "]"):
+                    lines = []
+            elif lines is not None:
+                lines.append(line)
+        if lines is not None:
+            return lines
+    raise DatabaseError(
+        f"{label}: the libpq service {name!r} (from the URL or PGSERVICE) is defined in none "
+        f"of {', '.join(str(p) for p in files)} (define it there, or write its parameters "
+        "into the URL)."
+    )
+
+
+@contextlib.contextmanager
+def libpq_connection(
+    url: str | sa.URL, *, label: str
+) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """``(arguments, environment)`` for a libpq program (pg_dump) to connect to ``url``.
+
+    Any local user can read every process's command line, so the connection travels in
+    a libpq service file instead: every keyword of the URL (:func:`libpq_params`: host
+    list, port, user, dbname, password, sslpassword, passfile, sslkey, sslmode, options,
+    application_name...) is written to ``pg_service.conf``, mode 0600, in a fresh
+    private (0700) temporary folder, named by ``$PGSERVICEFILE`` in the environment. The
+    arguments are just ``--dbname=service=abparts_ops``: no secret and no user info. A
+    ``service=`` of the URL (or ``$PGSERVICE``) is resolved from the user's own service
+    files, its keywords after the URL's (libpq keeps the first, so the URL wins, as it
+    does for psycopg2). A password libpq could not read back from the file (trailing
+    whitespace, a line break) goes in ``PGPASSWORD`` of the program's environment; any
+    other such value is refused. An inherited ``PGPASSWORD``, ``PGSERVICE`` and
+    ``PGSERVICEFILE`` are dropped, ``PGCONNECT_TIMEOUT`` defaults to 10 s. The folder is
+    deleted when the block ends, however it ends (an error, a timeout).
+    """
+    params = libpq_params(url, label=label)
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_DROPPED}
+    service = params.pop("service", None) or os.environ.get("PGSERVICE")
+    lines: list[str] = []
+    for key, value in params.items():
+        if not _KEYWORD.fullmatch(key):
+            raise DatabaseError(
+                f"{label}: the database URL has a parameter name that is not a libpq "
+                "keyword (check the query string)."
+            )
+        if _fits_service_file(value):
+            lines.append(f"{key}={value}")
+        elif key == "password":
+            env["PGPASSWORD"] = value
+        else:
+            raise DatabaseError(
+                f"{label}: the value of the URL parameter {key!r} ends with whitespace or "
+                "holds a line break, which pg_dump cannot be given safely (fix the URL)."
+            )
+    if service:
+        lines += _service_section(service, label)
+    folder = tempfile.mkdtemp(prefix="abparts_ops_libpq_")
+    try:
+        path = Path(folder) / "pg_service.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write("\n".join([f"[{SERVICE_NAME}]", *lines]) + "\n")
+        env["PGSERVICEFILE"] = str(path)
+        env.setdefault("PGCONNECT_TIMEOUT", "10")
+        yield [f"--dbname=service={SERVICE_NAME}"], env
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_pg_dump(
@@ -282,7 +404,6 @@ def run_pg_dump(
 
     Raises :class:`DatabaseError` with pg_dump's first error line, password removed.
     """
-    target, secrets = _libpq_target(url)
     args = [
         str(executable),
         "--schema-only",
@@ -290,7 +411,6 @@ def run_pg_dump(
         "--no-privileges",
         "--no-password",
         f"--schema={_pattern_literal(schema)}",
-        f"--dbname={target}",
     ]
     for pattern in exclude:
         args.append(f"--exclude-table={pg_dump_pattern(schema, pattern)}")
@@ -298,14 +418,12 @@ def run_pg_dump(
         args.append(f"--exclude-table={_pattern_literal(schema)}.{_pattern_literal(name)}")
     if restrict_key:
         args.append(f"--restrict-key={RESTRICT_KEY}")
-    env = dict(os.environ)
-    env.pop("PGPASSWORD", None)
-    env.update(secrets)
-    env.setdefault("PGCONNECT_TIMEOUT", "10")
     try:
-        result = subprocess.run(
-            args, capture_output=True, text=True, env=env, timeout=timeout, check=False
-        )
+        with libpq_connection(url, label="reference dump") as (connection, env):
+            result = subprocess.run(
+                args + connection, capture_output=True, text=True, env=env, timeout=timeout,
+                check=False,
+            )
     except subprocess.TimeoutExpired:
         raise DatabaseError(
             f"reference dump: pg_dump of {redact_url(url)} did not finish within "

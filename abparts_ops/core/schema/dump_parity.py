@@ -14,6 +14,9 @@ with their indexes, constraints, triggers, policies, rules and owned sequences; 
 domains, functions ... whose name matches an exclusion are dropped here, as the snapshot
 drops them); the entries are then sorted, since pg_dump's order of objects with equal
 names follows their OIDs, which differ between two databases with the same schema.
+
+Both dumps go through :func:`~abparts_ops.core.schema.dump.run_pg_dump`: each URL reaches
+pg_dump in a private service file, never on its command line.
 """
 
 from __future__ import annotations
