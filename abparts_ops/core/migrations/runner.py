@@ -55,6 +55,7 @@ from abparts_ops.core.migrations.project import AlembicProject
 
 OUTSIDE_TRANSACTION_SQLSTATE = "25001"
 UNSAFE_NEW_ENUM_VALUE_SQLSTATE = "55P04"
+_VERSION_WRITE: dict[str, re.Pattern[str]] = {}
 _BOUNDARY_ERRORS = {
     OUTSIDE_TRANSACTION_SQLSTATE: (
         "cannot run inside a transaction block (the server refuses it there)"
@@ -83,15 +84,38 @@ class AppliedRevision:
     file: str | None = None
 
 
+@dataclass(frozen=True)
+class ExecutedStatement:
+    """One statement a revision really executed, as the server received it.
+
+    ``sql`` is the text with its parameters bound (psycopg2's ``cursor.query``), so it
+    can be parsed or linted on its own; ``revision`` is the revision that ran it (None for
+    the runner's own statements before the first revision).
+    """
+
+    revision: str | None
+    sql: str
+
+
 @dataclass
 class RunProgress:
-    """How far :func:`run_revisions` got: the revision running now and those done."""
+    """How far :func:`run_revisions` got: the revision running now and those done.
+
+    ``executed`` holds every statement the revisions ran, in order (the version table's
+    own updates and the watch's probes are not among them).
+    """
 
     current: str | None = None
     current_file: str | None = None
     started: float = 0.0
     statement: str | None = None
     applied: list[AppliedRevision] = field(default_factory=list)
+    executed: list[ExecutedStatement] = field(default_factory=list)
+    bookkeeping: bool = False
+
+    def statements_of(self, revision: str) -> list[str]:
+        """The SQL ``revision`` executed, in order."""
+        return [s.sql for s in self.executed if s.revision == revision]
 
 
 def shorten(statement: str | None, limit: int = 500) -> str | None:
@@ -151,12 +175,33 @@ def _controls_transaction(statement: str) -> bool:
     return bool(_TRANSACTION_CONTROL.match(_LEADING_NOISE.sub("", statement)))
 
 
+def raw_encoding(cursor: Any) -> str:
+    """The Python name of the encoding the driver talks to the server in (utf-8 default)."""
+    name = getattr(getattr(cursor, "connection", None), "encoding", None) or "UTF8"
+    return psycopg2.extensions.encodings.get(name, "utf-8")
+
+
+def _is_version_bookkeeping(sql: str, version_table: str) -> bool:
+    """Alembic's own write of the version table after a revision (not the revision's)."""
+    pattern = _VERSION_WRITE.get(version_table)
+    if pattern is None:
+        name = re.escape(version_table)
+        pattern = re.compile(
+            rf"^\s*(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+(\S+\.)?\"?{name}\"?\s", re.I
+        )
+        _VERSION_WRITE[version_table] = pattern
+    return bool(pattern.match(sql))
+
+
 @contextmanager
-def watch_transaction(conn: Connection, progress: RunProgress) -> Iterator[None]:
+def watch_transaction(
+    conn: Connection, progress: RunProgress, *, version_table: str | None = None
+) -> Iterator[None]:
     """Raise :class:`LeftTransaction` the moment anything leaves ``conn``'s transaction.
 
     Armed while the ``with`` body runs (the module doc lists what it catches); the caller
-    commits after the body, with the watch disarmed.
+    commits after the body, with the watch disarmed. Every statement a revision runs is
+    recorded in ``progress.executed`` (Alembic's own writes of ``version_table`` left out).
     """
     dbapi: Any = conn.connection.dbapi_connection
     with dbapi.cursor() as cur:
@@ -175,6 +220,11 @@ def watch_transaction(conn: Connection, progress: RunProgress) -> Iterator[None]
     def after(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if not armed:
             return
+        if progress.current is not None and not progress.bookkeeping:
+            sent = getattr(cursor, "query", None)
+            text = sent.decode(raw_encoding(cursor)) if isinstance(sent, bytes) else statement
+            if not (version_table and _is_version_bookkeeping(text, version_table)):
+                progress.executed.append(ExecutedStatement(progress.current, text))
         raw = cursor.connection
         status = raw.get_transaction_status()
         if status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
@@ -261,7 +311,13 @@ def run_revisions(
             return
         seconds = time.perf_counter() - progress.started
         expected = tuple(sorted(heads))
-        found = current_revisions(conn, version_table=project.version_table, schema=vt_schema)
+        progress.bookkeeping = True
+        try:
+            found = current_revisions(
+                conn, version_table=project.version_table, schema=vt_schema
+            )
+        finally:
+            progress.bookkeeping = False
         if found != expected:
             raise VersionRowsWritten(revision, file, expected, found)
         progress.applied.append(AppliedRevision(revision, seconds, file))
@@ -283,7 +339,9 @@ def run_revisions(
             with env.begin_transaction():
                 if preamble is not None:
                     outcome = preamble(conn)
-                with watch_transaction(conn, progress):
+                with watch_transaction(
+                    conn, progress, version_table=project.version_table
+                ):
                     env.run_migrations()
     except BaseException:
         _abandon(conn)

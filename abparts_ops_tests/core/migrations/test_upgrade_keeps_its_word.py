@@ -313,3 +313,29 @@ def test_an_acknowledged_rule_that_does_not_exist_is_refused_up_front(make_setup
     assert message.startswith("staging: run config acknowledge: unknown lint rule")
     assert "`ban-drop-column`" in message and message.endswith("nothing was written.")
     assert state(setup.env_url) == before
+
+
+def test_the_rehearsal_records_the_sql_each_revision_ran(make_setup, admin_url: str) -> None:
+    """The runner captures what each revision executed, parameters bound, without
+    Alembic's own version-table writes (what issue 17's lint and pre-checks read)."""
+    from abparts_ops.core.db import connect, make_engine
+    from abparts_ops.core.migrations.runner import RunProgress, run_revisions
+
+    setup = make_setup(
+        "op.add_column('parts', sa.Column('colour', sa.Text))\n"
+        "op.execute(sa.text('UPDATE parts SET colour = :c').bindparams(c=\"it's red\"))",
+        ADD_COLUMN[1],
+    )
+    progress = RunProgress()
+    engine = make_engine(setup.env_url)
+    try:
+        with connect(engine) as conn:
+            run_revisions(conn, setup.project, setup.project.script(), "r002", progress=progress)
+    finally:
+        engine.dispose()
+    assert [a.revision for a in progress.applied] == ["r002"]
+    assert progress.statements_of("r002") == [
+        "ALTER TABLE parts ADD COLUMN colour TEXT",
+        "UPDATE parts SET colour = 'it''s red'",
+    ]
+    assert version_rows(setup.env_url) == ("r002",)
