@@ -141,12 +141,29 @@ class SquawkSettings(_Strict):
     exclude: tuple[LintExclusion, ...] = ()
 
 
+class RehearsalSettings(_Strict):
+    """What the upgrade's rehearsal copies to the scratch server, and for how long.
+
+    An environment whose ``pg_database_size`` is at most ``max_bytes`` is copied with its
+    rows (a copy of prod's data: the scratch server must be as trusted as prod; the copy
+    is dropped at the end of the run, failure or not); a larger one is copied schema
+    only, and read-only pre-checks derived from the rehearsed statements run on the
+    environment instead. ``schema_only_tables`` (names or globs) are copied without
+    their rows even when the database fits. ``timeout_s`` bounds the copy.
+    """
+
+    max_bytes: int = Field(1 << 30, ge=0)
+    schema_only_tables: tuple[str, ...] = ()
+    timeout_s: float = Field(1800, gt=0, le=86400)
+
+
 class UpgradeSettings(_Strict):
     """The guarded upgrade: how long it waits for locks and for each statement."""
 
     lock_timeout_s: float = Field(5, gt=0, le=3600)
     statement_timeout_s: float = Field(900, gt=0, le=86400)
     squawk: SquawkSettings = SquawkSettings()
+    rehearsal: RehearsalSettings = RehearsalSettings()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from abparts_ops.core.migrations.expected import (
     load_or_build_expected,
 )
 from abparts_ops.core.migrations.lint import LintExclusion, LintReport
+from abparts_ops.core.migrations.rehearsal_copy import RehearsalCopy
 from abparts_ops.core.migrations.upgrade import (
     LintBlocked,
     RehearsalFailed,
@@ -115,7 +116,8 @@ def upgrade_policy(settings: Settings, env: EnvironmentSettings) -> UpgradePolic
     """The upgrade policy of ``env`` from the configuration (core defaults where unset).
 
     Reads ``settings.upgrade.lock_timeout_s`` / ``statement_timeout_s``,
-    ``settings.upgrade.squawk.exclude`` ({rule, reason} entries) and the environment's
+    ``settings.upgrade.squawk.exclude`` ({rule, reason} entries),
+    ``settings.upgrade.rehearsal`` (what the rehearsal copies) and the environment's
     ``block_on_lint_errors`` (unset: true for a protected environment). A configuration
     without these keys gets the core's defaults.
     """
@@ -131,6 +133,18 @@ def upgrade_policy(settings: Settings, env: EnvironmentSettings) -> UpgradePolic
         ),
         exclude=_exclusions(exclude) if exclude is not None else default.exclude,
         block_on_lint_errors=env.protected if block is None else bool(block),
+        rehearsal=_rehearsal_copy(getattr(upgrade, "rehearsal", None), default),
+    )
+
+
+def _rehearsal_copy(raw: Any, default: UpgradePolicy) -> RehearsalCopy:
+    """The rehearsal's copy settings (``upgrade.rehearsal``), the core's defaults where unset."""
+    if raw is None:
+        return default.rehearsal
+    return RehearsalCopy(
+        max_bytes=int(raw.max_bytes),
+        schema_only_tables=tuple(raw.schema_only_tables),
+        timeout_s=float(raw.timeout_s),
     )
 
 
@@ -186,6 +200,19 @@ def upgrade_metadata(
         metadata["rehearsal_passed"] = result.rehearsal.passed
         metadata["rehearsal_seconds"] = round(result.rehearsal.seconds, 2)
     metadata.update(_findings_metadata(result.lint))
+    if result.rehearsal is not None and result.rehearsal.copy is not None:
+        metadata["rehearsal_copy"] = result.rehearsal.copy.describe()
+    steps = result.alone or (result.rehearsal.alone if result.rehearsal is not None else ())
+    metadata["transaction"] = (
+        f"one transaction for all but {', '.join(steps)} (step(s) of their own, autocommit)"
+        if steps
+        else "one transaction for every revision"
+    )
+    observed = result.observed or (
+        result.rehearsal.observed if result.rehearsal is not None else {}
+    )
+    if observed:
+        metadata["rows_and_locks"] = md(observations_table(observed))
     if result.blocking:
         metadata["blocking_rules"] = ", ".join(sorted({f.rule for f in result.blocking}))
     if result.acknowledged:
@@ -201,6 +228,22 @@ def upgrade_metadata(
         )
         metadata["applied_count"] = len(result.applied)
     return metadata
+
+
+def observations_table(observed: Any) -> str:
+    """Per revision: rows inserted/updated/deleted per table, strong locks and how long."""
+    rows = []
+    for revision, seen in observed.items():
+        for table, (ins, upd, dele) in sorted(seen.rows.items()):
+            rows.append({"revision": f"`{revision}`", "table": table,
+                         "inserted": ins, "updated": upd, "deleted": dele, "lock": ""})
+        for lock in seen.locks:
+            rows.append({"revision": f"`{revision}`", "table": lock.relation, "inserted": "",
+                         "updated": "", "deleted": "",
+                         "lock": f"{lock.mode} {lock.seconds:.3f} s"})
+    if not rows:
+        return "no rows written, no ACCESS EXCLUSIVE or SHARE lock on an existing table"
+    return markdown_table(rows, ["revision", "table", "inserted", "updated", "deleted", "lock"])
 
 
 def _first_line(text: str) -> str:

@@ -26,41 +26,44 @@ ends the transaction or needs to run outside one).
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
-from abparts_ops.core.db import connect, make_engine, quote_ident, redact_url, scrub
-from abparts_ops.core.errors import DatabaseError
+from abparts_ops.core.db import connect, make_engine, quote_ident
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
+from abparts_ops.core.migrations.rehearsal_copy import (
+    CopyReport,
+    RehearsalCopy,
+    copy_with_rows,
+    database_size,
+    dump_environment,
+    restore_dump,
+)
 from abparts_ops.core.migrations.runner import (
+    ExecutedStatement,
     LeftTransaction,
+    RevisionObservation,
     RunProgress,
+    StatementHook,
     VersionRowsWritten,
     run_revisions,
     shorten,
 )
 from abparts_ops.core.migrations.scratch import scratch_database
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
-from abparts_ops.core.schema.dump import (
-    PG_DUMP_TIMEOUT_SECONDS,
-    find_pg_dump,
-    libpq_connection,
-    supports_restrict_key,
-)
 from abparts_ops.core.schema.introspect import snapshot_connection
 from abparts_ops.core.schema.model import Snapshot
 
 SCRATCH_PREFIX = "abparts_rehearsal"
-_META_COMMAND = re.compile(r"^\\")
+
+__all__ = ["RehearsalCopy", "RehearsalResult", "dump_environment", "rehearse", "restore_dump"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,12 @@ class RehearsalResult:
     ``passed`` means every pending revision ran on the copy and the result equals the
     head's expected schema. Otherwise either ``failed_revision`` (with its ``file``,
     ``statement`` and ``error``) or a non-empty ``diff`` says why; ``left_transaction``
-    means the failed revision leaves the one transaction the apply runs in.
+    means the failed revision leaves the one transaction the apply runs in. ``alone``
+    lists the revisions that must run as steps of their own (autocommit), found by
+    running them (each discovery costs one more ``attempts``); ``copy`` says what was
+    copied; ``observed`` what each revision of a transaction wrote and locked;
+    ``executed`` every statement the revisions ran, in order; ``revision_seconds`` how
+    long each revision took on the copy.
     """
 
     passed: bool
@@ -86,6 +94,16 @@ class RehearsalResult:
     result_fingerprint: str | None = None
     restore_noise: int = 0
     left_transaction: bool = False
+    alone: tuple[str, ...] = ()
+    copy: CopyReport | None = None
+    observed: Mapping[str, RevisionObservation] = field(default_factory=dict)
+    executed: tuple[ExecutedStatement, ...] = ()
+    revision_seconds: Mapping[str, float] = field(default_factory=dict)
+    attempts: int = 1
+
+    def statements_of(self, revision: str) -> list[str]:
+        """The SQL ``revision`` executed on the copy, in order."""
+        return [s.sql for s in self.executed if s.revision == revision]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the diff as its counts)."""
@@ -101,79 +119,11 @@ class RehearsalResult:
             "diff": self.diff.counts() if self.diff is not None else None,
             "restore_noise": self.restore_noise,
             "left_transaction": self.left_transaction,
+            "alone": list(self.alone),
+            "copy": self.copy.mode if self.copy is not None else None,
+            "observed": {rev: obs.to_dict() for rev, obs in self.observed.items()},
+            "revision_seconds": {k: round(v, 3) for k, v in self.revision_seconds.items()},
         }
-
-
-def dump_environment(url: str, server_version: str | None, *, environment: str) -> str:
-    """``pg_dump --schema-only --no-owner --no-privileges`` of the whole database at ``url``.
-
-    The pg_dump must match the server's major version; the connection, password included,
-    reaches it only through a private service file (see
-    :func:`~abparts_ops.core.schema.dump.libpq_connection`), never its command line.
-    Errors are one :class:`DatabaseError` line naming ``environment``.
-    """
-    found = find_pg_dump(server_version)
-    if found is None:
-        raise DatabaseError(
-            f"{environment}: no pg_dump of the server's major version ({server_version}) is "
-            "installed; the rehearsal needs one (install postgresql-client of that version)."
-        )
-    executable = found[0]
-    args = [str(executable), "--schema-only", "--no-owner", "--no-privileges", "--no-password"]
-    if supports_restrict_key(executable):
-        args.append("--restrict-key=abpartsopsrehearsal")
-    try:  # the connection (password, sslpassword...) in a private service file, not argv
-        with libpq_connection(url, label=environment) as (connection, env):
-            result = subprocess.run(
-                args + connection, capture_output=True, text=True, env=env,
-                timeout=PG_DUMP_TIMEOUT_SECONDS,
-            )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise DatabaseError(
-            scrub(f"{environment}: pg_dump for the rehearsal failed: {exc}", url)
-        ) from None
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        first = lines[0] if lines else f"exit status {result.returncode}"
-        raise DatabaseError(
-            scrub(
-                f"{environment}: pg_dump of {redact_url(url)} for the rehearsal failed: "
-                f"{first} (check the role's privileges).",
-                url,
-            )
-        )
-    return result.stdout
-
-
-def restore_dump(url: str, dump: str, *, environment: str) -> None:
-    """Run a schema-only dump's SQL on the (empty) database at ``url``.
-
-    psql's meta-commands (``\\restrict``) are dropped; the rest is plain SQL.
-    """
-    sql = "\n".join(line for line in dump.splitlines() if not _META_COMMAND.match(line))
-    engine = make_engine(url, label="rehearsal database")
-    try:
-        with connect(engine, label="rehearsal database") as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            raw.autocommit = True
-            with raw.cursor() as cur:
-                cur.execute(sql)
-    except DatabaseError as exc:
-        raise DatabaseError(
-            f"{environment}: its schema-only dump does not restore on the scratch server: "
-            f"{exc} (is the scratch server of the same major version, with the same "
-            "extensions available?)"
-        ) from None
-    except Exception as exc:  # psycopg2 errors of the restore itself
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        raise DatabaseError(
-            f"{environment}: its schema-only dump does not restore on the scratch server: "
-            f"{first} (is the scratch server of the same major version, with the same "
-            "extensions available?)"
-        ) from None
-    finally:
-        engine.dispose()
 
 
 def _set_version_rows(
@@ -254,6 +204,17 @@ def _statement_of(exc: BaseException) -> str | None:
     return None
 
 
+@dataclass
+class _Attempt:
+    """One run of the pending revisions on a fresh copy."""
+
+    progress: RunProgress
+    restored: Snapshot | None = None
+    result: Snapshot | None = None
+    failure: RehearsalResult | None = None
+    again: str | None = None
+
+
 def rehearse(
     env_url: str,
     scratch_server_url: str,
@@ -271,89 +232,211 @@ def rehearse(
     privileges: bool = False,
     statement_timeout_s: float | None = None,
     lock_timeout_s: float | None = None,
+    copy: RehearsalCopy | None = None,
+    before_statement: StatementHook | None = None,
 ) -> RehearsalResult:
-    """Rehearse ``current -> target`` on a copy of ``environment``'s schema (module doc).
+    """Rehearse ``current -> target`` on a copy of ``environment`` (module doc).
 
-    ``privileges`` reads granted privileges too, as the expected schemas were read. The
-    revisions run as the apply runs them (:func:`~.runner.run_revisions`: one
-    transaction, watched), under ``statement_timeout_s`` and ``lock_timeout_s``.
+    ``copy`` says what is copied (with its rows when ``pg_database_size`` is at most
+    ``copy.max_bytes``; default: :class:`RehearsalCopy`). The revisions run as the apply
+    runs them (:func:`~.runner.run_revisions`: one transaction, watched, observed),
+    under ``statement_timeout_s`` and ``lock_timeout_s``; a revision found to leave the
+    transaction is run again, on a fresh copy, as a step of its own (``alone``).
+    ``before_statement`` is called before each statement a revision runs on the copy
+    (e.g. to count the rows a ``DELETE`` will take). ``privileges`` reads granted
+    privileges too, as the expected schemas were read.
 
     ``expected_from`` / ``expected`` are the schemas the history says ``current`` and
     ``target`` have (the environment was checked to equal ``expected_from``). Raises
-    :class:`DatabaseError` when the dump cannot be made or restored; a failing revision
-    or a result that differs from ``expected`` is a failed :class:`RehearsalResult`.
+    :class:`DatabaseError` when the copy cannot be made; a failing revision or a result
+    that differs from ``expected`` is a failed :class:`RehearsalResult`.
     """
+    copy = copy or RehearsalCopy()
     started = time.perf_counter()
-    dump = dump_environment(env_url, server_version, environment=environment)
-    dump_seconds = time.perf_counter() - started
+    size = database_size(env_url, environment=environment)
+    mode = "rows" if size <= copy.max_bytes else "schema"
+    dump = dump_environment(env_url, server_version, environment=environment) if (
+        mode == "schema"
+    ) else None
+    copied = CopyReport(mode, size, time.perf_counter() - started, copy.schema_only_tables)
+    alone: list[str] = []
+    pending = _pending(script, current, target)
+    for attempts in range(1, len(pending) + 2):
+        attempt = _attempt(
+            env_url, scratch_server_url, environment=environment, project=project,
+            script=script, current=current, target=target, server_version=server_version,
+            schema=schema, exclude=exclude, privileges=privileges, copy=copy, dump=dump,
+            alone=alone, started=started, timeouts=(statement_timeout_s, lock_timeout_s),
+            before_statement=before_statement,
+        )
+        if attempt.again is not None:
+            alone.append(attempt.again)
+            continue
+        if attempt.failure is not None:
+            return _with(attempt.failure, copied, alone, attempt.progress, attempts)
+        break
+    assert attempt.result is not None and attempt.restored is not None
+    return _judge(
+        attempt, expected_from=expected_from, expected=expected, environment=environment,
+        copied=copied, alone=alone, attempts=attempts, started=started, pending=pending,
+    )
+
+
+def _pending(script: ScriptDirectory, current: Sequence[str], target: str) -> tuple[str, ...]:
+    steps = script.iterate_revisions(target, tuple(current))
+    return tuple(rev.revision for rev in reversed(list(steps)) if rev.revision not in current)
+
+
+def _session_timeouts(statement_timeout_s: float | None, lock_timeout_s: float | None) -> list[str]:
+    settings = []
+    if statement_timeout_s is not None:
+        settings.append(f"SET statement_timeout = {max(1, int(round(statement_timeout_s * 1000)))}")
+    if lock_timeout_s is not None:
+        settings.append(f"SET lock_timeout = {max(1, int(round(lock_timeout_s * 1000)))}")
+    return settings
+
+
+def _attempt(
+    env_url: str,
+    scratch_server_url: str,
+    *,
+    environment: str,
+    project: AlembicProject,
+    script: ScriptDirectory,
+    current: Sequence[str],
+    target: str,
+    server_version: str | None,
+    schema: str,
+    exclude: Iterable[str],
+    privileges: bool,
+    copy: RehearsalCopy,
+    dump: str | None,
+    alone: Sequence[str],
+    started: float,
+    timeouts: tuple[float | None, float | None],
+    before_statement: StatementHook | None,
+) -> _Attempt:
+    """Copy the environment into a fresh scratch database and run the revisions there."""
+    progress = RunProgress()
+    attempt = _Attempt(progress)
     with scratch_database(scratch_server_url, prefix=SCRATCH_PREFIX) as url:
-        restore_dump(url, dump, environment=environment)
+        if dump is None:
+            copy_with_rows(
+                env_url, url, server_version=server_version, environment=environment,
+                schema=schema, schema_only_tables=copy.schema_only_tables,
+                timeout_s=copy.timeout_s,
+            )
+        else:
+            restore_dump(url, dump, environment=environment)
         engine = make_engine(url, label="rehearsal database")
         try:
             with connect(engine, label="rehearsal database") as conn:
                 _set_version_rows(conn, project, schema, current)
-                restored = snapshot_connection(
+                attempt.restored = snapshot_connection(
                     conn, schema=schema, exclude=exclude,
                     version_table=project.version_table, source="restored copy",
                     require_tables=False, privileges=privileges,
                 )
-                progress = RunProgress()
+            with connect(engine, label="rehearsal database") as conn:
                 try:
                     run_revisions(
                         conn, project, script, target, progress=progress,
-                        preamble=_timeouts(statement_timeout_s, lock_timeout_s),
+                        preamble=_timeouts(*timeouts), alone=alone,
+                        session_settings=_session_timeouts(*timeouts), observe=True,
+                        before_statement=before_statement,
                     )
-                except (LeftTransaction, VersionRowsWritten) as exc:
-                    return _failed(
-                        str(exc), exc.revision, exc.file,
-                        getattr(exc, "statement", None), progress, started, dump_seconds,
-                        left_transaction=isinstance(exc, LeftTransaction),
+                except LeftTransaction as exc:
+                    if exc.revision is not None and exc.revision not in alone:
+                        attempt.again = exc.revision
+                        return attempt
+                    attempt.failure = _failed(
+                        str(exc), exc.revision, exc.file, exc.statement, progress, started,
+                        0.0, left_transaction=True,
                     )
+                    return attempt
+                except VersionRowsWritten as exc:
+                    attempt.failure = _failed(
+                        str(exc), exc.revision, exc.file, None, progress, started, 0.0
+                    )
+                    return attempt
                 except Exception as exc:  # noqa: BLE001 - any error of a revision is a verdict
-                    revision = progress.current
-                    if revision is None:
-                        return RehearsalResult(
-                            passed=False,
-                            verdict=f"the rehearsal could not upgrade: {_first_line(exc)}",
-                            applied=tuple(a.revision for a in progress.applied),
-                            seconds=time.perf_counter() - started,
-                            dump_seconds=dump_seconds,
-                            error=_first_line(exc),
-                        )
-                    statement = _statement_of(exc) or shorten(progress.statement, 1000)
-                    name = f" ({os.path.basename(progress.current_file)})" if (
-                        progress.current_file
-                    ) else ""
-                    shown = f"; statement: {statement}" if statement else ""
-                    return _failed(
-                        f"revision {revision}{name} failed in the rehearsal: "
-                        f"{_first_line(exc)}{shown}",
-                        revision, progress.current_file, statement, progress, started,
-                        dump_seconds, error=_first_line(exc),
-                    )
+                    attempt.failure = _revision_failure(exc, progress, started)
+                    return attempt
+            with connect(engine, label="rehearsal database") as conn:
                 rows = current_revisions(
                     conn, version_table=project.version_table,
                     schema=project.version_table_schema or schema,
                 )
                 if rows != (target,):
-                    return _failed(
+                    attempt.failure = _failed(
                         f"after the rehearsal the copy's version rows read "
                         f"{', '.join(rows or ()) or 'nothing'}, not the head {target} (a "
                         "revision wrote the version table itself)",
-                        None, None, None, progress, started, dump_seconds,
+                        None, None, None, progress, started, 0.0,
                     )
-                pending = [
-                    rev.revision
-                    for rev in reversed(list(script.iterate_revisions(target, tuple(current))))
-                    if rev.revision not in current
-                ]
-                result = snapshot_connection(
+                    return attempt
+                attempt.result = snapshot_connection(
                     conn, schema=schema, exclude=exclude,
                     version_table=project.version_table, source="rehearsal",
                     privileges=privileges,
                 )
         finally:
             engine.dispose()
+    return attempt
+
+
+def _revision_failure(exc: BaseException, progress: RunProgress, started: float) -> RehearsalResult:
+    """A failed rehearsal for an error raised while (or before) a revision ran."""
+    revision = progress.current
+    if revision is None:
+        return RehearsalResult(
+            passed=False,
+            verdict=f"the rehearsal could not upgrade: {_first_line(exc)}",
+            applied=tuple(a.revision for a in progress.applied),
+            seconds=time.perf_counter() - started,
+            dump_seconds=0.0,
+            error=_first_line(exc),
+        )
+    statement = _statement_of(exc) or shorten(progress.statement, 1000)
+    name = f" ({os.path.basename(progress.current_file)})" if progress.current_file else ""
+    shown = f"; statement: {statement}" if statement else ""
+    return _failed(
+        f"revision {revision}{name} failed in the rehearsal: {_first_line(exc)}{shown}",
+        revision, progress.current_file, statement, progress, started, 0.0,
+        error=_first_line(exc),
+    )
+
+
+def _with(
+    result: RehearsalResult,
+    copied: CopyReport,
+    alone: Sequence[str],
+    progress: RunProgress,
+    attempts: int,
+) -> RehearsalResult:
+    """``result`` with what the attempt saw (copy, alone revisions, statements, rows)."""
+    return replace(
+        result, copy=copied, alone=tuple(alone), observed=dict(progress.observed),
+        executed=tuple(progress.executed), attempts=attempts,
+        revision_seconds={a.revision: a.seconds for a in progress.applied},
+    )
+
+
+def _judge(
+    attempt: _Attempt,
+    *,
+    expected_from: Snapshot,
+    expected: Snapshot,
+    environment: str,
+    copied: CopyReport,
+    alone: Sequence[str],
+    attempts: int,
+    started: float,
+    pending: Sequence[str],
+) -> RehearsalResult:
+    """Compare the copy's result with the head's expected schema (restore noise forgiven)."""
+    restored, result = attempt.restored, attempt.result
+    assert restored is not None and result is not None
     full = diff_snapshots(expected, result, reference_label="expected", actual_label="rehearsal")
     noise = {(c.kind, c.key) for c in diff_snapshots(expected_from, restored).changes}
     touched = {(c.kind, c.key) for c in diff_snapshots(expected_from, expected).changes}
@@ -367,26 +450,33 @@ def rehearse(
         actual_label=full.actual_label,
     )
     seconds = time.perf_counter() - started
+    common: dict[str, Any] = {
+        "applied": tuple(pending),
+        "seconds": seconds,
+        "dump_seconds": copied.seconds,
+        "diff": diff,
+        "result_fingerprint": result.fingerprint,
+        "restore_noise": len(noise),
+    }
     if not diff.is_empty:
-        return RehearsalResult(
+        failed = RehearsalResult(
             passed=False,
             verdict=(
                 f"the rehearsal's result differs from the head's expected schema in "
                 f"{len(diff.changes)} object(s) (the environment has something the history "
                 "does not account for, or a revision behaves differently on it)"
             ),
-            applied=tuple(pending),
-            seconds=seconds,
-            dump_seconds=dump_seconds,
-            diff=diff,
-            result_fingerprint=result.fingerprint,
-            restore_noise=len(noise),
+            **common,
         )
-    return RehearsalResult(
+        return _with(failed, copied, alone, attempt.progress, attempts)
+    steps = (
+        f"; {', '.join(alone)} ran as step(s) of their own (autocommit)" if alone else ""
+    )
+    passed = RehearsalResult(
         passed=True,
         verdict=(
-            f"rehearsed {len(pending)} revision(s) on a copy of {environment}'s schema in "
-            f"{seconds:.1f} s: the result equals the head's expected schema"
+            f"rehearsed {len(pending)} revision(s) on {copied.describe()} of {environment} "
+            f"in {seconds:.1f} s: the result equals the head's expected schema{steps}"
             + (
                 f" ({len(forgiven)} untouched object(s) deparsed differently after the "
                 "dump and restore, not counted)"
@@ -394,10 +484,6 @@ def rehearse(
                 else ""
             )
         ),
-        applied=tuple(pending),
-        seconds=seconds,
-        dump_seconds=dump_seconds,
-        diff=diff,
-        result_fingerprint=result.fingerprint,
-        restore_noise=len(noise),
+        **common,
     )
+    return _with(passed, copied, alone, attempt.progress, attempts)

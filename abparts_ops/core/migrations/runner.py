@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+import sqlalchemy as sa
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -102,7 +103,9 @@ class RunProgress:
     """How far :func:`run_revisions` got: the revision running now and those done.
 
     ``executed`` holds every statement the revisions ran, in order (the version table's
-    own updates and the watch's probes are not among them).
+    own updates and the watch's probes are not among them); ``observed`` what each
+    revision of a transaction wrote and locked (with ``observe``); ``alone`` the
+    revisions that ran as steps of their own, in autocommit.
     """
 
     current: str | None = None
@@ -112,6 +115,8 @@ class RunProgress:
     applied: list[AppliedRevision] = field(default_factory=list)
     executed: list[ExecutedStatement] = field(default_factory=list)
     bookkeeping: bool = False
+    observed: dict[str, RevisionObservation] = field(default_factory=dict)
+    alone: list[str] = field(default_factory=list)
 
     def statements_of(self, revision: str) -> list[str]:
         """The SQL ``revision`` executed, in order."""
@@ -175,6 +180,117 @@ def _controls_transaction(statement: str) -> bool:
     return bool(_TRANSACTION_CONTROL.match(_LEADING_NOISE.sub("", statement)))
 
 
+def _bound(cursor: Any, statement: str, parameters: Any) -> str:
+    """``statement`` with ``parameters`` bound as the driver will send it."""
+    if not parameters:
+        return statement
+    try:
+        sent = cursor.mogrify(statement, parameters)
+    except (psycopg2.Error, TypeError, ValueError, IndexError, KeyError):
+        return statement
+    return sent.decode(raw_encoding(cursor)) if isinstance(sent, bytes) else str(sent)
+
+
+@dataclass(frozen=True)
+class LockHeld:
+    """A relation that existed before the run, locked in a mode that blocks its readers
+    (``ACCESS EXCLUSIVE``) or writers (``SHARE``); taken during ``revision``, held for
+    ``seconds`` (until the transaction ended)."""
+
+    relation: str
+    mode: str
+    revision: str
+    seconds: float = 0.0
+
+
+@dataclass
+class RevisionObservation:
+    """What one revision did inside the transaction: rows per table and locks taken.
+
+    ``rows`` maps a table to (inserted, updated, deleted) by this revision alone (from
+    ``pg_stat_xact_user_tables``, read before the transaction commits); ``locks`` are the
+    strong locks it took first.
+    """
+
+    rows: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    locks: list[LockHeld] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "rows": {t: list(v) for t, v in self.rows.items()},
+            "locks": [lock.__dict__ for lock in self.locks],
+        }
+
+
+_XACT_ROWS = (
+    "SELECT relid::regclass::text, n_tup_ins, n_tup_upd, n_tup_del "
+    "FROM pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0"
+)
+_STRONG_LOCKS = (
+    "SELECT l.relation, l.relation::regclass::text, l.mode FROM pg_locks l "
+    "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted "
+    "AND l.mode IN ('AccessExclusiveLock', 'ShareLock')"
+)
+_EXISTING = "SELECT array_agg(oid::bigint) FROM pg_class WHERE relkind IN ('r', 'p', 'm')"
+
+
+class _Observer:
+    """Reads, after each revision of a transaction, the rows it wrote and the locks it took."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.rows: dict[str, tuple[int, int, int]] = {}
+        self.locked: dict[int, tuple[str, str, str, float]] = {}
+        self.existing: set[int] = set()
+        self.started = time.perf_counter()
+
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        raw: Any = self.conn.connection.dbapi_connection
+        with raw.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+
+    def start(self) -> None:
+        """Note the relations that exist before the first revision (new ones are nobody's)."""
+        self.existing = set(self._query(_EXISTING)[0][0] or ())
+        self.started = time.perf_counter()
+
+    def after(self, revision: str) -> RevisionObservation:
+        """What ``revision`` added to the transaction's rows and strong locks."""
+        observed = RevisionObservation()
+        for table, ins, upd, dele in self._query(_XACT_ROWS):
+            was = self.rows.get(table, (0, 0, 0))
+            delta = (int(ins) - was[0], int(upd) - was[1], int(dele) - was[2])
+            self.rows[table] = (int(ins), int(upd), int(dele))
+            if any(delta):
+                observed.rows[table] = delta
+        now = time.perf_counter()
+        for oid, name, mode in self._query(_STRONG_LOCKS):
+            key = int(oid)
+            if key in self.existing and key not in self.locked:
+                self.locked[key] = (name, mode, revision, now)
+                observed.locks.append(LockHeld(name, _mode(mode), revision))
+        return observed
+
+    def finish(self, observed: dict[str, RevisionObservation]) -> None:
+        """Give every lock the time it was held until the end of the transaction."""
+        end = time.perf_counter()
+        for name, _mode_name, revision, since in self.locked.values():
+            held = observed.get(revision)
+            if held is None:
+                continue
+            held.locks = [
+                LockHeld(lock.relation, lock.mode, revision, round(end - since, 3))
+                if lock.relation == name else lock
+                for lock in held.locks
+            ]
+
+
+def _mode(mode: str) -> str:
+    return {"AccessExclusiveLock": "ACCESS EXCLUSIVE", "ShareLock": "SHARE"}.get(mode, mode)
+
+
 def raw_encoding(cursor: Any) -> str:
     """The Python name of the encoding the driver talks to the server in (utf-8 default)."""
     name = getattr(getattr(cursor, "connection", None), "encoding", None) or "UTF8"
@@ -195,27 +311,46 @@ def _is_version_bookkeeping(sql: str, version_table: str) -> bool:
 
 @contextmanager
 def watch_transaction(
-    conn: Connection, progress: RunProgress, *, version_table: str | None = None
+    conn: Connection,
+    progress: RunProgress,
+    *,
+    version_table: str | None = None,
+    strict: bool = True,
+    before_statement: StatementHook | None = None,
 ) -> Iterator[None]:
     """Raise :class:`LeftTransaction` the moment anything leaves ``conn``'s transaction.
 
     Armed while the ``with`` body runs (the module doc lists what it catches); the caller
     commits after the body, with the watch disarmed. Every statement a revision runs is
     recorded in ``progress.executed`` (Alembic's own writes of ``version_table`` left out).
+    With ``strict=False`` (a revision running alone, in autocommit) statements are only
+    recorded and ``before_statement`` called; nothing is refused.
     """
     dbapi: Any = conn.connection.dbapi_connection
-    with dbapi.cursor() as cur:
-        cur.execute("SELECT transaction_timestamp()")
-        began = cur.fetchone()[0]
+    began = None
+    if strict:
+        with dbapi.cursor() as cur:
+            cur.execute("SELECT transaction_timestamp()")
+            began = cur.fetchone()[0]
     armed = True
 
     def left(how: str, statement: str | None = None) -> LeftTransaction:
         return LeftTransaction(progress.current, progress.current_file, statement, how)
 
-    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def before(
+        _conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any
+    ) -> None:
         progress.statement = statement
-        if armed and _controls_transaction(statement):
+        if not armed:
+            return
+        if strict and _controls_transaction(statement):
             raise left("ends the upgrade's transaction itself", statement)
+        if before_statement is not None and progress.current is not None and not (
+            progress.bookkeeping
+        ):
+            bound = _bound(cursor, statement, parameters)
+            if not (version_table and _is_version_bookkeeping(bound, version_table)):
+                before_statement(cursor.connection, progress.current, bound)
 
     def after(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if not armed:
@@ -225,6 +360,8 @@ def watch_transaction(
             text = sent.decode(raw_encoding(cursor)) if isinstance(sent, bytes) else statement
             if not (version_table and _is_version_bookkeeping(text, version_table)):
                 progress.executed.append(ExecutedStatement(progress.current, text))
+        if not strict:
+            return
         raw = cursor.connection
         status = raw.get_transaction_status()
         if status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
@@ -239,7 +376,7 @@ def watch_transaction(
                 )
 
     def on_commit(_conn: Any) -> None:
-        if armed:
+        if armed and strict:
             raise left(
                 "commits the upgrade's transaction (Connection.commit(), e.g. the start of "
                 "an autocommit_block)",
@@ -247,7 +384,7 @@ def watch_transaction(
             )
 
     def on_options(_conn: Any, options: Any) -> None:
-        if armed and "isolation_level" in options:
+        if armed and strict and "isolation_level" in options:
             raise left(
                 f"switches the connection to isolation level {options['isolation_level']} "
                 "(an autocommit_block)",
@@ -267,7 +404,7 @@ def watch_transaction(
     except (DBAPIError, psycopg2.Error) as exc:
         orig = exc.orig if isinstance(exc, DBAPIError) else exc
         how = _BOUNDARY_ERRORS.get(getattr(orig, "pgcode", None) or "")
-        if how is None:
+        if how is None or not strict:
             raise
         statement = exc.statement if isinstance(exc, DBAPIError) else None
         raise left(how, str(statement) if statement else progress.statement) from exc
@@ -275,6 +412,22 @@ def watch_transaction(
         armed = False
         for name, fn in listeners:
             event.remove(conn, name, fn)
+
+
+StatementHook = Callable[[Any, str | None, str], None]
+"""Called before each statement a revision runs: (DBAPI connection, revision, bound SQL)."""
+
+AloneHook = Callable[[Connection, str], None]
+"""Called before a revision that runs alone, on the (autocommit) connection."""
+
+
+def pending_revisions(
+    script: ScriptDirectory, current: Sequence[str] | None, target: str
+) -> tuple[str, ...]:
+    """The revisions ``upgrade current -> target`` runs, oldest first."""
+    heads = tuple(current or ())
+    steps = script.iterate_revisions(target, heads)
+    return tuple(rev.revision for rev in reversed(list(steps)) if rev.revision not in heads)
 
 
 def run_revisions(
@@ -285,17 +438,98 @@ def run_revisions(
     *,
     progress: RunProgress,
     preamble: Callable[[Connection], Any] | None = None,
+    alone: Collection[str] = (),
+    session_settings: Sequence[str] = (),
+    lock_key_text: str | None = None,
+    observe: bool = False,
+    before_statement: StatementHook | None = None,
+    before_alone: AloneHook | None = None,
 ) -> Any:
-    """Upgrade ``conn``'s database to ``target`` in one transaction, watched (module doc).
+    """Upgrade ``conn``'s database to ``target``, watched (module doc).
 
-    ``conn`` must have no transaction open. ``preamble(conn)`` runs first inside the
-    transaction (timeouts, the write guard, re-reads) and its result is returned. The
-    transaction commits only when every revision ran and the watch saw nothing; on any
-    exception it is rolled back and the connection invalidated (the server then drops
-    the session whatever state it was left in), and the exception propagates.
+    Without ``alone`` revisions: ONE transaction; ``preamble(conn)`` runs first in it
+    (timeouts, the write guard, re-reads) and its result is returned; it commits only
+    when every revision ran and the watch saw nothing.
+
+    With ``alone`` (revisions that need autocommit, found by the rehearsal): the
+    revisions before the first of them run in that one transaction (the preamble first,
+    and, with ``lock_key_text``, a session-level advisory lock on that key taken in it
+    and held to the end); then ``session_settings`` (``SET lock_timeout = ...``) are set
+    for the session, and every later revision runs as a step of its own: a transactional
+    one in its own watched transaction, an ``alone`` one in autocommit mode
+    (``before_alone`` runs first, e.g. to drop an INVALID index it will rebuild). The
+    version row then advances revision by revision, so a failure stops at a known one.
+
+    ``observe`` records, per revision of a transaction, the rows inserted, updated and
+    deleted per table and the relations locked ``ACCESS EXCLUSIVE`` or ``SHARE``
+    (:class:`RevisionObservation` in ``progress.observed``). ``before_statement`` is
+    called before each statement a revision runs. On any exception the connection is
+    invalidated (the server rolls back and drops the session) and the error propagates.
     """
     if conn.in_transaction():
         conn.commit()
+    vt_schema = project.version_table_schema
+    current = current_revisions(conn, version_table=project.version_table, schema=vt_schema)
+    if conn.in_transaction():
+        conn.commit()
+    pending = pending_revisions(script, current, target)
+    alone_set = set(alone) & set(pending)
+    first_alone = next((i for i, rev in enumerate(pending) if rev in alone_set), None)
+    outcome: Any = None
+    hold = lock_key_text if (lock_key_text and first_alone is not None) else None
+    try:
+        head_part = pending if first_alone is None else pending[:first_alone]
+
+        def opening(conn: Connection) -> Any:
+            result = preamble(conn) if preamble is not None else None
+            if hold:
+                conn.execute(
+                    sa.text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"),
+                    {"key": hold},
+                )
+            return result
+
+        outcome = _one_transaction(
+            conn, project, script, head_part[-1] if head_part else None, progress,
+            preamble=opening, observe=observe, before_statement=before_statement,
+        )
+        if first_alone is None:
+            return outcome
+        for statement in session_settings:
+            conn.exec_driver_sql(statement)
+        conn.commit()
+        for revision in pending[first_alone:]:
+            if revision in alone_set:
+                if before_alone is not None:
+                    before_alone(conn, revision)
+                    if conn.in_transaction():
+                        conn.commit()
+                _alone(conn, project, script, revision, progress, before_statement)
+            else:
+                _one_transaction(
+                    conn, project, script, revision, progress, preamble=None,
+                    observe=observe, before_statement=before_statement,
+                )
+        if hold:
+            conn.execute(
+                sa.text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), {"key": hold}
+            )
+            conn.commit()
+    except BaseException:
+        _abandon(conn)
+        raise
+    return outcome
+
+
+def _migration_hooks(
+    conn: Connection,
+    project: AlembicProject,
+    script: ScriptDirectory,
+    target: str,
+    progress: RunProgress,
+    observer: _Observer | None,
+) -> tuple[Callable[..., Iterator[Any]], Callable[..., None]]:
+    """Alembic's ``fn`` (which revision runs now) and ``on_version_apply`` (its end)."""
     vt_schema = project.version_table_schema
 
     def fn(heads: Any, context: MigrationContext) -> Iterator[Any]:
@@ -316,6 +550,8 @@ def run_revisions(
             found = current_revisions(
                 conn, version_table=project.version_table, schema=vt_schema
             )
+            if observer is not None:
+                progress.observed[revision] = observer.after(revision)
         finally:
             progress.bookkeeping = False
         if found != expected:
@@ -323,9 +559,67 @@ def run_revisions(
         progress.applied.append(AppliedRevision(revision, seconds, file))
         progress.current = progress.current_file = None
 
+    return fn, on_apply
+
+
+def _one_transaction(
+    conn: Connection,
+    project: AlembicProject,
+    script: ScriptDirectory,
+    target: str | None,
+    progress: RunProgress,
+    *,
+    preamble: Callable[[Connection], Any] | None,
+    observe: bool,
+    before_statement: StatementHook | None,
+) -> Any:
+    """Run up to ``target`` (None: none, only the preamble) in one watched transaction."""
+    if target is None:
+        with conn.begin():
+            return preamble(conn) if preamble is not None else None
+    observer = _Observer(conn) if observe else None
+    fn, on_apply = _migration_hooks(conn, project, script, target, progress, observer)
     outcome: Any = None
+    with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
+        env.configure(
+            connection=conn,
+            target_metadata=None,
+            version_table=project.version_table,
+            version_table_schema=project.version_table_schema,
+            transaction_per_migration=False,
+            on_version_apply=on_apply,
+        )
+        # Alembic's own transaction (not one of ours around it): an autocommit_block
+        # then reaches Connection.commit(), where the watch stops it.
+        with env.begin_transaction():
+            if preamble is not None:
+                outcome = preamble(conn)
+            if observer is not None:
+                observer.start()
+            with watch_transaction(
+                conn, progress, version_table=project.version_table,
+                before_statement=before_statement,
+            ):
+                env.run_migrations()
+            if observer is not None:
+                observer.finish(progress.observed)
+    return outcome
+
+
+def _alone(
+    conn: Connection,
+    project: AlembicProject,
+    script: ScriptDirectory,
+    revision: str,
+    progress: RunProgress,
+    before_statement: StatementHook | None,
+) -> None:
+    """Run one revision in autocommit mode: each statement commits on its own."""
+    fn, on_apply = _migration_hooks(conn, project, script, revision, progress, None)
+    previous = conn.get_isolation_level()
+    conn.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
+        with EnvironmentContext(project.config(), script, fn=fn, destination_rev=revision) as env:
             env.configure(
                 connection=conn,
                 target_metadata=None,
@@ -334,19 +628,17 @@ def run_revisions(
                 transaction_per_migration=False,
                 on_version_apply=on_apply,
             )
-            # Alembic's own transaction (not one of ours around it): an autocommit_block
-            # then reaches Connection.commit(), where the watch stops it.
             with env.begin_transaction():
-                if preamble is not None:
-                    outcome = preamble(conn)
                 with watch_transaction(
-                    conn, progress, version_table=project.version_table
+                    conn, progress, version_table=project.version_table, strict=False,
+                    before_statement=before_statement,
                 ):
                     env.run_migrations()
-    except BaseException:
-        _abandon(conn)
-        raise
-    return outcome
+        progress.alone.append(revision)
+    finally:
+        if conn.in_transaction():
+            conn.commit()
+        conn.execution_options(isolation_level=previous)
 
 
 def _abandon(conn: Connection) -> None:

@@ -61,9 +61,10 @@ from abparts_ops.core.migrations.lint import (
     check_rule_names,
     lint_pending,
 )
+from abparts_ops.core.migrations.locking import lock_key
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.migrations.rehearsal import RehearsalResult, rehearse
+from abparts_ops.core.migrations.rehearsal import RehearsalCopy, RehearsalResult, rehearse
 from abparts_ops.core.migrations.runner import (
     AppliedRevision,
     LeftTransaction,
@@ -112,6 +113,15 @@ class UpgradePolicy:
     )
     block_on_lint_errors: bool = True
     error_rules: tuple[str, ...] = DEFAULT_ERROR_RULES
+    rehearsal: RehearsalCopy = field(default_factory=RehearsalCopy)
+
+    def session_settings(self) -> list[str]:
+        """The session-level timeouts of revisions that run as steps of their own."""
+        return [
+            f"SET lock_timeout = {_ms(self.lock_timeout_s)}",
+            f"SET statement_timeout = {_ms(self.statement_timeout_s)}",
+            f"SET client_connection_check_interval = {_ms(self.client_check_s)}",
+        ]
 
     def preamble(self) -> list[str]:
         """The SET statements the migration transaction starts with (also linted)."""
@@ -149,6 +159,8 @@ class UpgradeResult:
     acknowledged: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     guard: GuardReport | None = field(default=None, compare=False)
+    alone: tuple[str, ...] = ()
+    observed: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def findings(self) -> tuple[LintFinding, ...]:
@@ -317,8 +329,14 @@ def _apply(
     policy: UpgradePolicy,
     guard: WriteGuard,
     progress: RunProgress,
+    alone: Sequence[str] = (),
 ) -> GuardReport:
-    """The migration transaction (module doc, step 5); returns the guard's report."""
+    """The migration transaction (module doc, step 5); returns the guard's report.
+
+    ``alone`` are the revisions the rehearsal found must run as steps of their own: the
+    revisions before the first of them run in the one transaction, the rest one by one
+    under a session-level advisory lock and session-level timeouts.
+    """
     environment = work.environment
 
     def preamble(conn: Connection) -> GuardReport:
@@ -370,7 +388,9 @@ def _apply(
         return report
 
     return run_revisions(
-        conn, work.project, work.script, work.target, progress=progress, preamble=preamble
+        conn, work.project, work.script, work.target, progress=progress, preamble=preamble,
+        alone=alone, session_settings=policy.session_settings(), observe=True,
+        lock_key_text=lock_key(work.vt_schema, work.project.version_table),
     )
 
 
@@ -685,7 +705,7 @@ def guarded_upgrade(
             expected=expected_head, server_version=work.before_snapshot.server_version,
             schema=schema, exclude=exclude, privileges=expected.privileges,
             statement_timeout_s=policy.statement_timeout_s,
-            lock_timeout_s=policy.lock_timeout_s,
+            lock_timeout_s=policy.lock_timeout_s, copy=policy.rehearsal,
         )
         timings["rehearsal"] = time.perf_counter() - mark
         if not rehearsal.passed:
@@ -729,7 +749,10 @@ def guarded_upgrade(
         mark = time.perf_counter()
         try:
             with engine.connect() as conn:
-                entered = _apply(conn, work, policy=policy, guard=guard, progress=progress)
+                entered = _apply(
+                    conn, work, policy=policy, guard=guard, progress=progress,
+                    alone=rehearsal.alone,
+                )
         except Exception as exc:  # noqa: BLE001 - whatever stopped it, the re-read tells
             if isinstance(exc, _Refusal):
                 why = _first_line(exc.error)
@@ -758,6 +781,8 @@ def guarded_upgrade(
             )
         applied = tuple(progress.applied)
         common["guard"] = entered
+        common["alone"] = tuple(progress.alone)
+        common["observed"] = dict(progress.observed)
         return UpgradeResult(
             **common, action="upgraded", after=after, applied=applied,
             after_fingerprint=result.fingerprint, lock_wait_ms=entered.lock_wait_ms,
@@ -766,7 +791,14 @@ def guarded_upgrade(
                 f"upgraded {environment}: {_describe(work.before)} -> {target} "
                 f"({len(applied)} revision(s), "
                 + ", ".join(f"{a.revision} {a.seconds:.2f} s" for a in applied)
-                + "); verified against the head's expected schema."
+                + ")"
+                + (
+                    f"; {', '.join(progress.alone)} ran as step(s) of their own, in "
+                    "autocommit, the version row advancing revision by revision"
+                    if progress.alone
+                    else "; all in one transaction"
+                )
+                + "; verified against the head's expected schema."
             ),
         )
     except UpgradeRefused:

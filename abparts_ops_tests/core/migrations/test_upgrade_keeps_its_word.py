@@ -12,11 +12,7 @@ import pytest
 
 from abparts_ops.core.errors import UpgradeRefused
 from abparts_ops.core.identity import database_identity
-from abparts_ops.core.migrations.upgrade import (
-    RehearsalFailed,
-    TransactionBoundary,
-    UpgradeHalfApplied,
-)
+from abparts_ops.core.migrations.upgrade import RehearsalFailed, UpgradeHalfApplied
 from abparts_ops.core.reference import assess_snapshot
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.states import EnvironmentState
@@ -31,7 +27,7 @@ ON_REHEARSAL = (
 )
 OFFLINE = ["offline-sql-unavailable"]  # revisions that read the database cannot render offline
 
-# (case, body of r002's upgrade(), what the refusal names)
+# (case, body of r002's upgrade(), what the watch says of it)
 LEAVING_THE_TRANSACTION = [
     (
         "commit_midway",
@@ -76,11 +72,6 @@ LEAVING_THE_TRANSACTION = [
         "op.execute('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE')",
         "ends the upgrade's transaction itself: SET SESSION CHARACTERISTICS",
     ),
-    (
-        "rollback_and_go_on",
-        "op.add_column('parts', sa.Column('colour', sa.Text))\nop.execute('ROLLBACK')",
-        "ends the upgrade's transaction itself: ROLLBACK",
-    ),
 ]
 
 
@@ -89,31 +80,45 @@ LEAVING_THE_TRANSACTION = [
     LEAVING_THE_TRANSACTION,
     ids=[case for case, _, _ in LEAVING_THE_TRANSACTION],
 )
-def test_a_revision_that_leaves_the_transaction_is_refused_before_anything_is_written(
+def test_a_revision_that_leaves_the_transaction_runs_as_a_step_of_its_own(
     make_setup, case: str, body: str, named: str
 ) -> None:
-    """Found by running it in the rehearsal (not by the file's text), named with its
-    statement, refused for the dry run and the real run alike."""
-    setup = make_setup(body)
+    """Found by running it in the rehearsal (not by the file's text): the rehearsal runs
+    it again, alone, in autocommit, and the apply does the same; the version row and
+    the schema read back are the head's."""
+    setup = make_setup(body, ADD_COLUMN[1] if "colour" in body else "pass")
+    dry = setup.run(acknowledge=OFFLINE)
+    assert dry.rehearsal is not None and dry.rehearsal.passed, dry.rehearsal
+    assert dry.rehearsal.alone == ("r002",) and dry.rehearsal.attempts == 2
+    assert "r002 ran as step(s) of their own (autocommit)" in dry.rehearsal.verdict
+    done = setup.run(dry_run=False, acknowledge=OFFLINE)
+    assert done.action == "upgraded" and done.alone == ("r002",)
+    assert version_rows(setup.env_url) == ("r002",)
+    now = take_snapshot(setup.env_url, source="staging")
+    assert assess_snapshot("staging", ("r002",), now, setup.expected).state is (
+        EnvironmentState.IN_SYNC
+    )
+
+
+def test_a_revision_whose_alone_run_differs_from_alembics_is_refused(make_setup) -> None:
+    """``ROLLBACK`` after an ``ADD COLUMN``: Alembic's own run (one transaction per
+    revision) loses the column, a step in autocommit keeps it: the rehearsal's result is
+    not the expected schema, so the upgrade is refused with the diff, nothing written."""
+    setup = make_setup(
+        "op.add_column('parts', sa.Column('colour', sa.Text))\nop.execute('ROLLBACK')"
+    )
     before = state(setup.env_url)
-    for dry_run in (True, False):
-        with pytest.raises(TransactionBoundary) as caught:
-            setup.run(dry_run=dry_run, acknowledge=OFFLINE)
-        message = str(caught.value)
-        assert message.startswith("staging: revision r002 (r002_rev.py) "), message
-        assert named in message, message
-        assert "nothing was applied to staging (nothing was written)" in message
-        assert caught.value.rehearsal.left_transaction
-        assert caught.value.rehearsal.failed_revision == "r002"
-        assert state(setup.env_url) == before
+    with pytest.raises(RehearsalFailed) as caught:
+        setup.run(dry_run=False)
+    assert "differs from the head's expected schema in 1 object(s)" in str(caught.value)
+    assert caught.value.rehearsal.alone == ("r002",)
+    assert state(setup.env_url) == before
 
 
-def test_a_new_enum_value_used_before_its_commit_is_a_transaction_boundary(
-    make_setup,
-) -> None:
+def test_a_new_enum_value_used_before_its_commit_runs_after_a_commit(make_setup) -> None:
     """``ALTER TYPE ... ADD VALUE`` in one revision, the value used in the next: fine for
-    Alembic's one transaction per revision, impossible in the upgrade's one transaction
-    (SQLSTATE 55P04); refused, naming the revision that uses it."""
+    Alembic's one transaction per revision, impossible in one for both (SQLSTATE 55P04):
+    the revision that uses it runs as a step of its own, after r002 committed."""
     from abparts_ops_tests.core.migrations.projects import Rev
 
     setup = make_setup(
@@ -129,13 +134,9 @@ def test_a_new_enum_value_used_before_its_commit_is_a_transaction_boundary(
             )
         ],
     )
-    before = state(setup.env_url)
-    with pytest.raises(TransactionBoundary) as caught:
-        setup.run(dry_run=False)
-    message = str(caught.value)
-    assert message.startswith("staging: revision r003 (r003_rev.py) ")
-    assert "uses a value added to an enum in the same transaction" in message
-    assert state(setup.env_url) == before
+    done = setup.run(dry_run=False)
+    assert done.rehearsal is not None and done.rehearsal.alone == ("r003",)
+    assert done.alone == ("r003",) and version_rows(setup.env_url) == ("r003",)
 
 
 def test_a_comment_or_a_string_that_says_commit_is_not_a_boundary(make_setup) -> None:
