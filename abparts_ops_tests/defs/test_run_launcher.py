@@ -10,6 +10,7 @@ an upgrade, the daemon failing it, the queue moving on) is
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from dagster._core.launcher import WorkerStatus
 
 from abparts_ops.defs.names import STAMP_TAG_KEY
 from abparts_ops.defs.run_launcher import LocalRunLauncher, process_gone
+from abparts_ops_tests.readme import code_blocks, readme_section
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,3 +119,22 @@ def test_process_gone_tells_a_zombie_and_a_reused_pid_from_a_live_process() -> N
     # A process that started after the moment its pid was recorded alive is another one.
     assert "another process" in str(process_gone(os.getpid(), now - 3600))
 
+
+def test_the_readme_command_clears_a_stuck_run_and_keeps_its_log(
+    instance: DagsterInstance, dagster_home: Path
+) -> None:
+    """README's "If a run is stuck": the dagster-graphql line, run as written."""
+    [block] = code_blocks(readme_section("If a run is stuck"), "bash")
+    [line] = [line for line in block.splitlines() if "dagster-graphql" in line]
+    stuck = _started_run(instance, 2**22 + 1)  # above the default pid_max: no such process
+    args = shlex.split(line.replace("RUN_ID", stuck.run_id))
+    args[0] = str(REPO / args[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    env["DAGSTER_HOME"] = str(dagster_home)
+    out = subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert '"TerminateRunSuccess"' in out, out
+    run = instance.get_run_by_id(stuck.run_id)
+    assert run is not None and run.status == DagsterRunStatus.CANCELED
+    assert instance.all_logs(stuck.run_id, of_type=DagsterEventType.RUN_START)
