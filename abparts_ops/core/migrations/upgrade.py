@@ -79,7 +79,8 @@ class UpgradePolicy:
 
     ``lock_timeout_s`` bounds every lock wait of the migration transaction (and the wait
     for the advisory lock); ``statement_timeout_s`` every statement; ``client_check_s`` is
-    how often the server checks, while a statement runs, that the client is still there. ``exclude`` rules
+    how often the server checks, while a statement runs, that the client is still there.
+    ``exclude`` rules
     are never checked; with ``block_on_lint_errors`` an error-level finding refuses the
     upgrade unless the run acknowledges its rule. ``error_rules`` are the squawk rules
     whose findings are error-level.
