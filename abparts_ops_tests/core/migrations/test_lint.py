@@ -422,3 +422,37 @@ def test_forty_seven_revisions_go_to_one_squawk_run(
                           executable=wrapper)
     assert log.read_text().split() == ["20", "20", "7"]
     assert again.findings == report.findings
+
+
+def test_on_the_demo_history_what_ran_and_the_offline_sql_agree(
+    tmp_path: Path, db_factory: Callable[..., str]
+) -> None:
+    """14 revisions with a merge, enums, a backfill and a dropped table: linting what
+    each revision executed finds, revision by revision, what its offline SQL shows."""
+    from abparts_ops.embedded.demo import DEMO_OLD_HEAD, prepare_demo_project
+
+    project = load_project(ini_path=prepare_demo_project(tmp_path).alembic_ini)
+    script = project.script()
+    progress = RunProgress()
+    engine = make_engine(db_factory("lint"))
+    try:
+        with connect(engine) as conn:
+            run_revisions(conn, project, script, DEMO_OLD_HEAD, progress=progress)
+    finally:
+        engine.dispose()
+    executed = lint_executed(executed_revisions(progress), excluded=POLICY_EXCLUDED,
+                             preamble=PREAMBLE)
+    offline = lint_pending(project, script, (), DEMO_OLD_HEAD, excluded=POLICY_EXCLUDED,
+                           preamble=PREAMBLE)
+    assert [r.revision for r in executed.revisions] == [r.revision for r in offline.revisions]
+    assert len(executed.revisions) == 14
+    assert {(f.revision, f.rule) for f in executed.errors} == {
+        (f.revision, f.rule) for f in offline.errors
+    } == {
+        ("0e2c4a6b8d57", "adding-not-nullable-field"),
+        ("d1f3b5e7a9c6", "changing-column-type"),
+        ("7c9e1a3b5d08", "ban-drop-table"),
+    }
+    assert {(f.revision, f.rule) for f in executed.findings} == {
+        (f.revision, f.rule) for f in offline.findings
+    }
