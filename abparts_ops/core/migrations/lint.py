@@ -1,19 +1,27 @@
-"""Lint the pending revisions' SQL with ``squawk`` before they reach an environment.
+"""Lint the pending revisions' SQL with ``squawk``, each revision on its own.
 
-The SQL is what ``alembic upgrade <from>:<to> --sql`` prints: Alembic's offline mode,
-configured here with an :class:`EnvironmentContext` of our own (the application's
-``env.py`` is never run), one transaction around every pending revision, as the guarded
-upgrade applies them. The ``SET lock_timeout`` / ``SET statement_timeout`` the upgrade
-runs first are put at the top, so squawk judges the statements as they really run.
+What is linted is, first of all, what runs: the statements each revision executed in
+the rehearsal (:func:`lint_executed`; :func:`executed_revisions` takes them from the
+runner's :class:`~.runner.RunProgress`), parameters bound, Alembic's version-table writes
+left out. Only a dry run that cannot reach a scratch server falls back to Alembic's
+offline mode (:func:`lint_pending`): ``alembic upgrade <down>:<rev> --sql`` once per
+revision, configured here with an :class:`EnvironmentContext` of our own (the
+application's ``env.py`` is never run). A revision whose SQL cannot be rendered offline
+(one that reads the database through ``op.get_bind()``) gives an ``error`` finding of the
+rule :data:`OFFLINE_SQL_RULE` for itself only, which a run may acknowledge like any
+other; the revisions after it are rendered and linted all the same.
 
-``squawk`` (the ``squawk-cli`` package) reads that file and reports JSON; each finding
-becomes a :class:`LintFinding` with the revision whose SQL holds its line. squawk 2
+Each revision's SQL becomes a file of its own: a comment naming the revision, the
+``SET lock_timeout`` / ``SET statement_timeout`` the upgrade runs first (so squawk judges
+the statements as they really run), then the revision's statements in one transaction.
+``squawk`` (the ``squawk-cli`` package) reads all the files in one run and reports JSON
+naming each finding's file; each finding becomes a :class:`LintFinding` with its
+revision, its file, its line and (for executed SQL) the number of its statement. squawk 2
 reports every rule violation as a warning (its errors are syntax errors), so the level
 that may block an upgrade is ours: ``error`` for squawk's errors and for the rules in the
 policy's ``error_rules`` (the ones that take long exclusive locks or lose data), else
-``warning``. A revision whose SQL cannot be rendered offline (one that reads the database
-through ``op.get_bind()``) gives an ``error`` finding of the rule
-:data:`OFFLINE_SQL_RULE`, which a run may acknowledge like any other.
+``warning``. A statement squawk cannot parse hides every other finding of its file, so a
+revision's executed statements are linted again without it.
 
 Rule names are checked when they are given (the configuration's exclusions, a run's
 acknowledgements): :func:`unknown_rules` asks the installed squawk itself which names it
@@ -25,6 +33,7 @@ confirmed the same way) plus :data:`PROJECT_RULES`, for the suggestions of
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import io
 import json
@@ -34,20 +43,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, UpgradeRefused
 from abparts_ops.core.migrations.project import AlembicProject
 
+if TYPE_CHECKING:
+    from abparts_ops.core.migrations.runner import RunProgress
+
 OFFLINE_SQL_RULE = "offline-sql-unavailable"
 SQUAWK_TIMEOUT_SECONDS = 120
+SQUAWK_FILES_PER_RUN = 200
+"""How many revisions' files one squawk run reads (the command line stays short)."""
+SQUAWK_SYNTAX_RULE = "syntax-error"
+"""The rule name of squawk's findings on SQL it cannot parse."""
 DEFAULT_ERROR_RULES = (
     "adding-not-nullable-field",
     "adding-required-field",
@@ -80,8 +95,10 @@ class LintExclusion:
 class LintFinding:
     """One squawk finding: rule, our level, squawk's message, where, and which revision.
 
-    ``line`` is 1-based in the revision's own SQL (``sql_line`` in the whole file);
-    ``revision`` is None for a line outside every revision (the file's preamble).
+    ``line`` is 1-based in the text squawk read for the revision (its
+    :attr:`RevisionSQL.sql`), ``sql_line`` in the report's whole text
+    (:attr:`LintReport.sql`); ``file`` is the revision's file; ``statement_number`` is
+    1-based among the statements the revision executed (None for offline SQL).
     """
 
     rule: str
@@ -93,6 +110,8 @@ class LintFinding:
     statement: str = ""
     help: str = ""
     squawk_level: str = ""
+    file: str | None = None
+    statement_number: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -100,8 +119,21 @@ class LintFinding:
 
 
 @dataclass(frozen=True)
+class ExecutedRevision:
+    """The statements one revision executed in the rehearsal, in order, and its file.
+
+    Each statement as the server received it (parameters bound), with or without its
+    terminating semicolon.
+    """
+
+    revision: str
+    file: str | None
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RevisionSQL:
-    """The offline SQL of one pending revision, and its first line in the whole file."""
+    """The text squawk read for one revision, and its first line in the report's text."""
 
     revision: str
     path: str | None
@@ -111,12 +143,17 @@ class RevisionSQL:
 
 @dataclass(frozen=True)
 class LintReport:
-    """What squawk said about the pending revisions' SQL."""
+    """What squawk said about the pending revisions' SQL.
+
+    ``sql`` is every revision's text (:attr:`revisions`) one after the other; ``source``
+    says what was linted: ``executed`` (the rehearsal's statements) or ``offline``.
+    """
 
     findings: tuple[LintFinding, ...]
     revisions: tuple[RevisionSQL, ...]
     sql: str
     excluded: tuple[LintExclusion, ...] = ()
+    source: str = "offline"
 
     @property
     def errors(self) -> tuple[LintFinding, ...]:
@@ -359,91 +396,231 @@ def check_rule_names(
         raise error(f"{where}: {describe_unknown_rules(unknown, executable=executable)}")
 
 
-def render_offline_sql(
+# ------------------------------------------------------------------- what squawk reads
+
+
+@dataclass(frozen=True)
+class RenderedRevision:
+    """One pending revision's offline SQL (``alembic upgrade <down>:<rev> --sql``).
+
+    ``failure`` is the :data:`OFFLINE_SQL_RULE` finding when its code cannot run offline;
+    ``sql`` then holds what it printed before that point.
+    """
+
+    revision: str
+    path: str | None
+    sql: str
+    failure: LintFinding | None = None
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One squawk input: a revision's SQL as squawk reads it (header and preamble first).
+
+    ``starts`` holds the 0-based line of each executed statement in ``text`` and ``stop``
+    the line after the last (empty and 0 for offline SQL, whose statements are not known
+    one by one).
+    """
+
+    revision: str
+    path: str | None
+    text: str
+    statements: tuple[str, ...] = ()
+    starts: tuple[int, ...] = ()
+    stop: int = 0
+    failure: LintFinding | None = None
+
+
+def _header(revision: str, path: str | None, what: str) -> str:
+    name = f" ({os.path.basename(path)})" if path else ""
+    return " ".join(f"-- revision {revision}{name}: {what}".split()) + "\n"
+
+
+def _terminated(statement: str) -> str:
+    """``statement`` trimmed, ending in a semicolon that no trailing ``--`` comment swallows."""
+    text = statement.strip()
+    if text.endswith(";"):
+        return text
+    last = text.rsplit("\n", 1)[-1]
+    return text + ("\n;" if "--" in last else ";")
+
+
+def _executed_unit(item: ExecutedRevision, preamble: Sequence[str]) -> _Unit:
+    parts = [_header(item.revision, item.file,
+                     f"{len(item.statements)} statement(s) executed in the rehearsal")]
+    parts.extend(line + "\n" for line in preamble)
+    parts.append("BEGIN;\n")
+    line = sum(part.count("\n") for part in parts)
+    starts: list[int] = []
+    for statement in item.statements:
+        text = _terminated(statement) + "\n"
+        starts.append(line)
+        parts.append(text)
+        line += text.count("\n")
+    parts.append("COMMIT;\n")
+    return _Unit(item.revision, item.file, "".join(parts), tuple(item.statements),
+                 tuple(starts), line)
+
+
+def _offline_failure(revision: str, path: str | None, exc: BaseException) -> LintFinding:
+    first = str(exc).strip().splitlines()
+    detail = first[0] if first else exc.__class__.__name__
+    return LintFinding(
+        rule=OFFLINE_SQL_RULE,
+        level="error",
+        message=(
+            f"cannot render this revision's SQL offline: {exc.__class__.__name__}: "
+            f"{detail[:300]} (what it printed before is linted, the rest is not; "
+            f"acknowledge `{OFFLINE_SQL_RULE}` if the rehearsal's result is enough)"
+        ),
+        line=1,
+        sql_line=0,
+        revision=revision,
+        file=path,
+    )
+
+
+def _unfinished(item: RenderedRevision) -> str:
+    """The end of a revision that could not be rendered: said, and its transaction closed
+    (squawk would otherwise report the missing COMMIT, which the upgrade does send)."""
+    if item.failure is None:
+        return ""
+    closing = "COMMIT;\n" if re.search(r"^BEGIN;$", item.sql, re.M) else ""
+    return "-- not rendered offline past this point\n" + closing
+
+
+def render_offline_revisions(
     project: AlembicProject,
     script: ScriptDirectory,
     start: Sequence[str],
     target: str,
     *,
     preamble: Sequence[str] = (),
-) -> tuple[str, tuple[RevisionSQL, ...], LintFinding | None]:
-    """``alembic upgrade <start>:<target> --sql``, split by revision.
+) -> tuple[RenderedRevision, ...]:
+    """Each pending revision of ``start -> target`` rendered offline on its own.
 
-    Returns the whole text (``preamble`` lines first), the SQL of each revision, and a
-    finding of :data:`OFFLINE_SQL_RULE` when a revision cannot be rendered offline (the
-    SQL rendered before it is kept).
+    One ``alembic upgrade <down_revision(s)>:<revision> --sql`` pass per revision, in the
+    order the upgrade runs them, each in one transaction after the ``preamble`` lines. A
+    revision that cannot be rendered offline (it reads the database through
+    ``op.get_bind()``, binds a value without a literal form, ...) gets its
+    :data:`OFFLINE_SQL_RULE` finding and the next revisions are rendered all the same.
+    Raises :class:`MigrationError` when ``start -> target`` is not an upgrade path.
     """
-    buffer = io.StringIO()
-    for line in preamble:
-        buffer.write(line + "\n")
-    marks: list[tuple[str, str | None, int]] = []
-
-    def fn(heads: Any, context: MigrationContext) -> Iterator[Any]:
-        for step in script._upgrade_revs(target, heads):
-            revision = step.revision
-            marks.append((revision.revision, revision.path, buffer.tell()))
-            yield step
-
-    failure: LintFinding | None = None
-    starting = ",".join(start) if start else None
     try:
-        with EnvironmentContext(
-            project.config(),
-            script,
-            fn=fn,
-            as_sql=True,
-            starting_rev=starting,
-            destination_rev=target,
-        ) as env:
-            env.configure(
-                dialect_name="postgresql",
-                output_buffer=buffer,
-                target_metadata=None,
-                version_table=project.version_table,
-                version_table_schema=project.version_table_schema,
-                transaction_per_migration=False,
-                literal_binds=True,
-            )
-            with env.begin_transaction():
-                env.run_migrations()
-    except Exception as exc:  # noqa: BLE001 - any error of a revision's code in offline mode
-        failing = marks[-1][0] if marks else None
-        first = str(exc).strip().splitlines()
-        detail = first[0] if first else exc.__class__.__name__
-        failure = LintFinding(
-            rule=OFFLINE_SQL_RULE,
-            level="error",
-            message=(
-                f"cannot render this revision's SQL offline: {exc.__class__.__name__}: "
-                f"{detail[:300]} (it was not linted; acknowledge `{OFFLINE_SQL_RULE}` if "
-                "the rehearsal's result is enough)"
-            ),
-            line=1,
-            sql_line=0,
-            revision=failing,
-            squawk_level="",
-        )
-    text = buffer.getvalue()
-    pieces: list[RevisionSQL] = []
-    for index, (revision, path, offset) in enumerate(marks):
-        end = marks[index + 1][2] if index + 1 < len(marks) else len(text)
-        pieces.append(
-            RevisionSQL(
-                revision=revision,
-                path=path,
-                sql=text[offset:end],
-                first_line=text.count("\n", 0, offset) + 1,
-            )
-        )
-    return text, tuple(pieces), failure
+        steps = script._upgrade_revs(target, tuple(start))  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - alembic's revision errors, several classes
+        shown = ", ".join(start) or "base"
+        raise MigrationError(
+            f"lint: cannot list the revisions from {shown} to {target}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r} "
+            "(check the history's heads)."
+        ) from None
+    config = project.config()
+    rendered: list[RenderedRevision] = []
+    for step in steps:
+        revision = step.revision.revision
+        path = step.revision.path
+        buffer = io.StringIO()
+        for line in preamble:
+            buffer.write(line + "\n")
+        down = tuple(step.from_revisions_no_deps)
+        failure = None
+        try:
+            with EnvironmentContext(
+                config,
+                script,
+                fn=lambda _heads, _context, step=step: [step],
+                as_sql=True,
+                starting_rev=down or None,  # type: ignore[arg-type]
+                destination_rev=revision,
+            ) as env:
+                env.configure(
+                    dialect_name="postgresql",
+                    output_buffer=buffer,
+                    target_metadata=None,
+                    version_table=project.version_table,
+                    version_table_schema=project.version_table_schema,
+                    transaction_per_migration=False,
+                    literal_binds=True,
+                )
+                with env.begin_transaction():
+                    env.run_migrations()
+        except Exception as exc:  # noqa: BLE001 - any error of a revision's code offline
+            failure = _offline_failure(revision, path, exc)
+        rendered.append(RenderedRevision(revision, path, buffer.getvalue(), failure))
+    return tuple(rendered)
 
 
-def _revision_at(pieces: Sequence[RevisionSQL], line: int) -> RevisionSQL | None:
-    found = None
-    for piece in pieces:
-        if piece.first_line <= line:
-            found = piece
+# ------------------------------------------------------------------------- squawk runs
+
+
+def _squawk_args(
+    binary: Path, excluded: Sequence[str], pg_version: str | None
+) -> list[str]:
+    args = [str(binary), "--reporter", "json"]
+    if excluded:
+        args.append("--exclude=" + ",".join(excluded))
+    if pg_version:
+        args.append(f"--pg-version={pg_version}")
+    return args
+
+
+def _run_squawk_files(
+    texts: Sequence[str],
+    *,
+    excluded: Sequence[str] = (),
+    pg_version: str | None = None,
+    executable: Path | None = None,
+) -> list[list[dict[str, Any]]]:
+    """squawk's raw findings for each of ``texts`` (one file each), in that order.
+
+    squawk takes many paths and names each finding's file, so the files go to as few
+    runs as the command line allows (:data:`SQUAWK_FILES_PER_RUN` a run).
+    """
+    found: list[list[dict[str, Any]]] = [[] for _ in texts]
+    if not texts:
+        return found
+    binary = executable or squawk_executable()
+    base = _squawk_args(binary, excluded, pg_version)
+    with tempfile.TemporaryDirectory(prefix="abparts_ops_lint_") as folder:
+        names = [f"rev_{index:05d}.sql" for index in range(len(texts))]
+        for name, text in zip(names, texts, strict=True):
+            (Path(folder) / name).write_text(text, encoding="utf-8")
+        index_of = {name: index for index, name in enumerate(names)}
+        for first in range(0, len(names), SQUAWK_FILES_PER_RUN):
+            batch = names[first : first + SQUAWK_FILES_PER_RUN]
+            for item in _squawk_json(binary, [*base, *batch], folder):
+                where = index_of.get(os.path.basename(str(item.get("file") or "")))
+                if where is None:
+                    if len(batch) != 1:
+                        raise MigrationError(
+                            f"lint: squawk reported a finding without a known file "
+                            f"({str(item.get('file'))[:100]!r}); install squawk-cli>=2.70,<3."
+                        )
+                    where = index_of[batch[0]]
+                found[where].append(item)
     return found
+
+
+def _squawk_json(binary: Path, args: list[str], folder: str) -> list[dict[str, Any]]:
+    try:
+        result = subprocess.run(
+            args, capture_output=True, text=True, timeout=SQUAWK_TIMEOUT_SECONDS, cwd=folder
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise MigrationError(f"lint: cannot run {binary}: {exc} (reinstall squawk-cli).") from None
+    output = result.stdout.strip()
+    try:
+        parsed = json.loads(output) if output else []
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list) or result.returncode not in (0, 1):
+        stderr = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[0]
+        raise MigrationError(
+            f"lint: squawk failed: {stderr[:300]} (check the squawk-cli installation and the "
+            "excluded rule names)."
+        )
+    return [item for item in parsed if isinstance(item, dict)]
 
 
 def run_squawk(
@@ -457,36 +634,9 @@ def run_squawk(
 
     Raises :class:`MigrationError` when squawk cannot run or prints no JSON.
     """
-    binary = executable or squawk_executable()
-    with tempfile.TemporaryDirectory(prefix="abparts_ops_lint_") as folder:
-        path = Path(folder) / "pending_revisions.sql"
-        path.write_text(sql, encoding="utf-8")
-        args = [str(binary), "--reporter", "json"]
-        if excluded:
-            args.append("--exclude=" + ",".join(excluded))
-        if pg_version:
-            args.append(f"--pg-version={pg_version}")
-        args.append(str(path))
-        try:
-            result = subprocess.run(
-                args, capture_output=True, text=True, timeout=SQUAWK_TIMEOUT_SECONDS, cwd=folder
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise MigrationError(
-                f"lint: cannot run {binary}: {exc} (reinstall squawk-cli)."
-            ) from None
-    output = result.stdout.strip()
-    try:
-        parsed = json.loads(output) if output else []
-    except json.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, list) or result.returncode not in (0, 1):
-        stderr = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[0]
-        raise MigrationError(
-            f"lint: squawk failed: {stderr[:300]} (check the squawk-cli installation and the "
-            "excluded rule names)."
-        )
-    return parsed
+    return _run_squawk_files(
+        [sql], excluded=excluded, pg_version=pg_version, executable=executable
+    )[0]
 
 
 def _pg_version(server_version: str | None) -> str | None:
@@ -494,6 +644,144 @@ def _pg_version(server_version: str | None) -> str | None:
     if not match:
         return None
     return f"{match.group(1)}.{match.group(2) or 0}"
+
+
+# ------------------------------------------------------------------------------ lint
+
+
+def _statement_at(unit: _Unit, zero_based: int) -> int | None:
+    """The 0-based index of the executed statement holding ``zero_based`` (a line)."""
+    if not unit.starts or not unit.starts[0] <= zero_based < unit.stop:
+        return None
+    return bisect.bisect_right(unit.starts, zero_based) - 1
+
+
+def _findings_of(
+    unit: _Unit,
+    raw: Sequence[dict[str, Any]],
+    *,
+    first_line: int,
+    errors: set[str],
+    skip: set[str],
+    line_map: Sequence[int] | None = None,
+) -> list[LintFinding]:
+    """``raw`` squawk findings on ``unit`` as :class:`LintFinding` (``line_map`` turns the
+    lines of a re-run's text back into ``unit.text``'s)."""
+    lines = unit.text.splitlines()
+    out: list[LintFinding] = []
+    for item in raw:
+        rule = str(item.get("rule_name") or "unknown")
+        if rule in skip:
+            continue
+        zero_based = int(item.get("line") or 0)
+        end = int(item.get("line_end") or zero_based)
+        if line_map is not None:
+            zero_based = line_map[min(zero_based, len(line_map) - 1)]
+            end = line_map[min(end, len(line_map) - 1)]
+        number = _statement_at(unit, zero_based)
+        if number is not None:
+            statement = " ".join(_terminated(unit.statements[number]).split())
+        else:
+            statement = " ".join(
+                part.strip() for part in lines[zero_based : end + 1] if part.strip()
+            )
+        squawk_level = str(item.get("level") or "")
+        level = "error" if squawk_level.lower() == "error" or rule in errors else "warning"
+        out.append(
+            LintFinding(
+                rule=rule,
+                level=level,
+                message=str(item.get("message") or ""),
+                help=str(item.get("help") or ""),
+                line=zero_based + 1,
+                sql_line=first_line + zero_based,
+                revision=unit.revision,
+                statement=statement[:500],
+                squawk_level=squawk_level,
+                file=unit.path,
+                statement_number=None if number is None else number + 1,
+            )
+        )
+    return out
+
+
+def _without_unparsed(unit: _Unit, bad: set[int]) -> tuple[str, list[int]]:
+    """``unit.text`` without the executed statements in ``bad``, and for each line of the
+    result its line in ``unit.text``."""
+    lines = unit.text.splitlines(keepends=True)
+    bounds = [*unit.starts, unit.stop]
+    keep: list[int] = list(range(unit.starts[0]))
+    for index in range(len(unit.statements)):
+        if index not in bad:
+            keep.extend(range(bounds[index], bounds[index + 1]))
+    keep.extend(range(unit.stop, len(lines)))
+    return "".join(lines[i] for i in keep), keep
+
+
+def _lint_units(
+    units: Sequence[_Unit],
+    *,
+    excluded: Sequence[LintExclusion],
+    error_rules: Iterable[str],
+    server_version: str | None,
+    source: str,
+    executable: Path | None,
+) -> LintReport:
+    """squawk on each unit's own file (one run for all), findings mapped to revisions.
+
+    A squawk syntax error hides every other finding of its file; in executed SQL the
+    statement that squawk could not parse is known, so the revision's other statements
+    are linted again without it (one more run, only for such revisions).
+    """
+    errors = set(error_rules)
+    skip = {e.rule for e in excluded}
+    to_squawk = sorted(skip - PROJECT_RULES)
+    pg_version = _pg_version(server_version)
+    pieces: list[RevisionSQL] = []
+    line = 1
+    for unit in units:
+        pieces.append(RevisionSQL(unit.revision, unit.path, unit.text, line))
+        line += unit.text.count("\n")
+    raw = _run_squawk_files(
+        [unit.text for unit in units], excluded=to_squawk, pg_version=pg_version,
+        executable=executable,
+    )
+    findings: list[LintFinding] = []
+    again: list[tuple[int, str, list[int]]] = []
+    for index, (unit, piece, items) in enumerate(zip(units, pieces, raw, strict=True)):
+        found = _findings_of(unit, items, first_line=piece.first_line, errors=errors, skip=skip)
+        findings.extend(found)
+        bad = {
+            f.statement_number - 1 for f in found
+            if f.rule == SQUAWK_SYNTAX_RULE and f.statement_number is not None
+        }
+        if bad and len(bad) < len(unit.statements):
+            text, line_map = _without_unparsed(unit, bad)
+            again.append((index, text, line_map))
+        if unit.failure is not None and unit.failure.rule not in skip:
+            findings.append(replace(unit.failure, sql_line=piece.first_line))
+    if again:
+        rerun = _run_squawk_files(
+            [text for _, text, _ in again], excluded=to_squawk, pg_version=pg_version,
+            executable=executable,
+        )
+        for (index, _, line_map), items in zip(again, rerun, strict=True):
+            seen = {(f.rule, f.line) for f in findings if f.revision == units[index].revision}
+            findings.extend(
+                f for f in _findings_of(
+                    units[index], items, first_line=pieces[index].first_line,
+                    errors=errors, skip=skip, line_map=line_map,
+                )
+                if (f.rule, f.line) not in seen
+            )
+    findings.sort(key=lambda f: (f.level != "error", f.sql_line, f.rule))
+    return LintReport(
+        findings=tuple(findings),
+        revisions=tuple(pieces),
+        sql="".join(unit.text for unit in units),
+        excluded=tuple(excluded),
+        source=source,
+    )
 
 
 def lint_pending(
@@ -506,55 +794,76 @@ def lint_pending(
     error_rules: Iterable[str] = DEFAULT_ERROR_RULES,
     preamble: Sequence[str] = (),
     server_version: str | None = None,
+    executable: Path | None = None,
 ) -> LintReport:
-    """Render the SQL of ``start -> target`` offline and lint it with squawk.
+    """Lint the offline SQL of ``start -> target``, each revision on its own.
 
-    ``excluded`` rules are not checked at all; findings of ``error_rules`` and squawk's
-    own errors are error-level. The report attributes each finding to its revision.
+    The fallback of :func:`lint_executed` when no rehearsal ran: each revision is rendered
+    by :func:`render_offline_revisions` (one that cannot be rendered gives one
+    :data:`OFFLINE_SQL_RULE` finding, for itself only) and squawk reads one file per
+    revision. ``excluded`` rules are not checked at all; findings of ``error_rules`` and
+    squawk's own errors are error-level. Raises :class:`MigrationError` when squawk
+    cannot run.
     """
-    text, pieces, failure = render_offline_sql(
-        project, script, start, target, preamble=preamble
-    )
-    errors = set(error_rules)
-    skip = {e.rule for e in excluded}
-    raw = run_squawk(
-        text, excluded=sorted(skip - PROJECT_RULES), pg_version=_pg_version(server_version)
-    ) if text.strip() else []
-    lines = text.splitlines()
-    findings: list[LintFinding] = []
-    for item in raw:
-        rule = str(item.get("rule_name") or "unknown")
-        if rule in skip:
-            continue
-        zero_based = int(item.get("line") or 0)
-        end = int(item.get("line_end") or zero_based)
-        sql_line = zero_based + 1
-        piece = _revision_at(pieces, sql_line)
-        statement = " ".join(
-            part.strip() for part in lines[zero_based : end + 1] if part.strip()
+    units = [
+        _Unit(
+            item.revision,
+            item.path,
+            _header(item.revision, item.path, "offline SQL (alembic upgrade --sql)")
+            + item.sql
+            + _unfinished(item),
+            failure=item.failure,
         )
-        squawk_level = str(item.get("level") or "")
-        level = "error" if squawk_level.lower() == "error" or rule in errors else "warning"
-        findings.append(
-            LintFinding(
-                rule=rule,
-                level=level,
-                message=str(item.get("message") or ""),
-                help=str(item.get("help") or ""),
-                line=sql_line - piece.first_line + 1 if piece else sql_line,
-                sql_line=sql_line,
-                revision=piece.revision if piece else None,
-                statement=statement[:500],
-                squawk_level=squawk_level,
-            )
-        )
-    if failure is not None and failure.rule not in skip:
-        findings.append(failure)
-    findings.sort(key=lambda f: (f.level != "error", f.sql_line, f.rule))
-    return LintReport(
-        findings=tuple(findings),
-        revisions=pieces,
-        sql=text,
-        excluded=tuple(excluded),
+        for item in render_offline_revisions(project, script, start, target, preamble=preamble)
+    ]
+    return _lint_units(
+        units, excluded=excluded, error_rules=error_rules, server_version=server_version,
+        source="offline", executable=executable,
     )
 
+
+def executed_revisions(progress: RunProgress) -> tuple[ExecutedRevision, ...]:
+    """What each revision executed in a run of :func:`~.runner.run_revisions`.
+
+    The revisions that ran to the end, in order, each with its file and its statements
+    (none for a revision that executed nothing); then the one that was running when the
+    run stopped, if it executed anything.
+    """
+    grouped: dict[str, list[str]] = {}
+    for executed in progress.executed:
+        if executed.revision is not None:
+            grouped.setdefault(executed.revision, []).append(executed.sql)
+    out = [
+        ExecutedRevision(applied.revision, applied.file,
+                         tuple(grouped.pop(applied.revision, ())))
+        for applied in progress.applied
+    ]
+    if progress.current is not None and progress.current in grouped:
+        out.append(ExecutedRevision(progress.current, progress.current_file,
+                                    tuple(grouped.pop(progress.current))))
+    return tuple(out)
+
+
+def lint_executed(
+    revisions: Sequence[ExecutedRevision],
+    *,
+    excluded: Sequence[LintExclusion] = (),
+    error_rules: Iterable[str] = DEFAULT_ERROR_RULES,
+    preamble: Sequence[str] = (),
+    server_version: str | None = None,
+    executable: Path | None = None,
+) -> LintReport:
+    """Lint the SQL each revision really executed in the rehearsal, each on its own.
+
+    Each revision's statements (see :func:`executed_revisions`), each ending in a
+    semicolon, go into a file of their own after the ``preamble`` lines, in one
+    transaction; squawk reads all files in one run. Every finding names its revision, its
+    file, the line in the revision's text (:attr:`LintReport.revisions`) and the number
+    of the executed statement. ``excluded``, ``error_rules`` and ``server_version`` are
+    those of :func:`lint_pending`. Raises :class:`MigrationError` when squawk cannot run.
+    """
+    units = [_executed_unit(item, preamble) for item in revisions]
+    return _lint_units(
+        units, excluded=excluded, error_rules=error_rules, server_version=server_version,
+        source="executed", executable=executable,
+    )
