@@ -57,6 +57,7 @@ from abparts_ops.core.schema.ddl import (
 )
 from abparts_ops.core.schema.kinds import BY_NAME
 from abparts_ops.core.schema.model import KINDS, Snapshot
+from abparts_ops.core.schema.validity import invalid_objects
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
 
@@ -498,7 +499,9 @@ def render_baseline(
 
     The same arguments always give byte-identical text. Raises :class:`MigrationError`
     when the schema cannot be built from it: a foreign key to an excluded table (or to a
-    table the snapshot does not hold), or a foreign table.
+    table the snapshot does not hold), a foreign table, or an INVALID index (or a key
+    whose index is INVALID, see :mod:`~abparts_ops.core.schema.validity`): the baseline
+    would build it valid, which the source is not, so it is repaired in the source first.
     """
     if not re.fullmatch(r"[0-9A-Za-z_]+", revision):
         raise MigrationError(
@@ -511,6 +514,15 @@ def render_baseline(
             f"foreign key {key.split('.', 1)[-1]!r} of table {table!r} references {where} "
             f"{ref!r}; a baseline without {ref!r} cannot be built (stop excluding {ref!r}, "
             f"or exclude {table!r} too)."
+        )
+    invalid = invalid_objects(snapshot)
+    if invalid:
+        kind, key, advice = invalid[0]
+        more = f" (and {len(invalid) - 1} more INVALID index(es))" if len(invalid) > 1 else ""
+        raise MigrationError(
+            f"{BY_NAME[kind].singular} {key!r} of the source: {advice}{more}; a baseline "
+            "would build it valid, which the source is not: repair it in the source (or "
+            "exclude its table), then run the reset again."
         )
     renderer = _Renderer(snapshot)
     upgrade = renderer.upgrade()

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from abparts_ops.core.errors import SchemaError
-from abparts_ops.core.schema.kinds import PHASE, REGISTRY
+from abparts_ops.core.schema.kinds import BY_NAME, PHASE, REGISTRY
 from abparts_ops.core.schema.model import KINDS, Snapshot
+from abparts_ops.core.schema.validity import invalid_objects
 
 #: Keywords that PostgreSQL's ``quote_ident`` quotes (every category but unreserved;
 #: ``pg_get_keywords()`` of PostgreSQL 15).
@@ -336,6 +337,12 @@ def _header(snapshot: Snapshot) -> list[str]:
         lines.append(
             f"-- WARNING: foreign key {key} of {table} references {ref}, which is "
             "not in this snapshot"
+        )
+    for kind, key, advice in invalid_objects(snapshot):
+        lines.append(
+            f"-- WARNING: {BY_NAME[kind].singular} {key} of the source: {advice}. It is "
+            "rendered below as the valid index its definition describes, which the source "
+            "does not have (pg_dump leaves an INVALID index out)."
         )
     return lines
 
@@ -945,7 +952,9 @@ def render_ddl(snapshot: Snapshot) -> str:
 
     See the module docstring for the order. The text starts with a comment header naming
     the snapshot's fingerprint and ends with a newline. Raises :class:`SchemaError` for a
-    foreign table (the snapshot does not record its server).
+    foreign table (the snapshot does not record its server). An INVALID index (see
+    :mod:`~abparts_ops.core.schema.validity`) is rendered as the valid index its
+    definition describes, and a ``WARNING`` line of the header names it.
     """
     schema = snapshot.schema
     qschema = quote_ident(schema)

@@ -5,9 +5,13 @@ database) or ``extra`` (in the actual database only); an object on both sides wi
 attributes is ``changed``, with the attributes that differ. A change is *destructive*
 when bringing the actual database back to the reference would lose data or could fail on
 existing rows (dropping a table or column, changing a type, tightening nullability,
-removing enum labels), or when an environment lacks a trigger or a row-level security
-policy of the reference (its data is then no longer guarded as the reference guards it).
-The diff is empty if and only if the fingerprints are equal.
+removing enum labels, building again a unique index or key that is INVALID here), or
+when an environment lacks a trigger or a row-level security policy of the reference (its
+data is then no longer guarded as the reference guards it). An index that is INVALID on
+one side only (a failed ``CREATE INDEX CONCURRENTLY``, see
+:mod:`abparts_ops.core.schema.validity`) is a change whose detail says so and how to
+repair it, never an equal object. The diff is empty if and only if the fingerprints are
+equal.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from abparts_ops.core.schema.kinds import REGISTRY
 from abparts_ops.core.schema.model import KINDS, Snapshot
+from abparts_ops.core.schema.validity import VALIDITY_FIELD, invalid_advice, is_invalid
 
 # From the registry: kinds whose extra objects hold data (dropping them would lose it),
 # and kinds whose missing objects silently remove a safeguard (a trigger, a policy).
@@ -29,22 +34,31 @@ _SAFEGUARD_KINDS = {kind.name for kind in REGISTRY if kind.missing_destructive}
 
 @dataclass(frozen=True)
 class Change:
-    """One object that differs. ``fields`` maps attribute -> (reference, actual)."""
+    """One object that differs. ``fields`` maps attribute -> (reference, actual).
+
+    ``notes`` maps an attribute to a sentence that describes it better than its two
+    values do (an index's validity: what INVALID means here and how to repair it).
+    """
 
     kind: str
     key: str
     change: str
     destructive: bool
     fields: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One readable line, e.g. ``default: 'a'::text -> 'b'::text``."""
-        if self.change == "missing":
-            return "in the reference, not in this database"
-        if self.change == "extra":
-            return "in this database, not in the reference"
+        if self.change in ("missing", "extra"):
+            where = (
+                "in the reference, not in this database"
+                if self.change == "missing"
+                else "in this database, not in the reference"
+            )
+            return "; ".join([where, *self.notes.values()])
         parts = [
-            f"{name}: {_short(ref)} → {_short(act)}" for name, (ref, act) in self.fields.items()
+            self.notes[name] if name in self.notes else f"{name}: {_short(ref)} → {_short(act)}"
+            for name, (ref, act) in self.fields.items()
         ]
         return "; ".join(parts)
 
@@ -56,6 +70,7 @@ class Change:
             "change": self.change,
             "destructive": self.destructive,
             "fields": {k: {"reference": r, "actual": a} for k, (r, a) in self.fields.items()},
+            "notes": dict(self.notes),
         }
 
 
@@ -82,6 +97,31 @@ def _is_destructive(kind: str, change: str, fields: Mapping[str, tuple[Any, Any]
     if kind == "sequence" and "data_type" in fields:
         return True
     return False
+
+
+def _validity_notes(
+    kind: str,
+    reference: Snapshot,
+    ref: Mapping[str, Any] | None,
+    actual: Snapshot,
+    act: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    """The note on an index (or key) that is INVALID on one side (empty when on neither)."""
+    ref_invalid, act_invalid = is_invalid(kind, ref), is_invalid(kind, act)
+    if ref_invalid == act_invalid:
+        return {}
+    name = VALIDITY_FIELD[kind]
+    if act_invalid:
+        assert act is not None
+        return {name: invalid_advice(actual, kind, act)}
+    assert ref is not None
+    here = "" if act is None else "; valid in this database"
+    return {name: f"in the reference, {invalid_advice(reference, kind, ref)}{here}"}
+
+
+def _invalid_unique(kind: str, act: Mapping[str, Any]) -> bool:
+    """An INVALID unique index or key here: building it again can fail on existing rows."""
+    return is_invalid(kind, act) and (kind != "index" or bool(act.get("unique")))
 
 
 @dataclass(frozen=True)
@@ -187,10 +227,15 @@ def diff_snapshots(
             act = act_objects.get(key)
             if ref == act:
                 continue
+            notes = (
+                _validity_notes(kind, reference, ref, actual, act) if kind in VALIDITY_FIELD else {}
+            )
             if act is None:
-                changes.append(Change(kind, key, "missing", _is_destructive(kind, "missing", {})))
+                destructive = _is_destructive(kind, "missing", {})
+                changes.append(Change(kind, key, "missing", destructive, notes=notes))
             elif ref is None:
-                changes.append(Change(kind, key, "extra", _is_destructive(kind, "extra", {})))
+                destructive = _is_destructive(kind, "extra", {})
+                changes.append(Change(kind, key, "extra", destructive, notes=notes))
             else:
                 fields = {
                     name: (ref.get(name), act.get(name))
@@ -199,9 +244,10 @@ def diff_snapshots(
                 }
                 if kind == "column" and set(fields) == {"position"} and ref["table"] in shifted:
                     continue  # only moved because a column before it is missing or extra
-                changes.append(
-                    Change(kind, key, "changed", _is_destructive(kind, "changed", fields), fields)
+                destructive = _is_destructive(kind, "changed", fields) or (
+                    VALIDITY_FIELD.get(kind) in fields and _invalid_unique(kind, act)
                 )
+                changes.append(Change(kind, key, "changed", destructive, fields, notes))
     return SchemaDiff(
         reference_fingerprint=reference.fingerprint,
         actual_fingerprint=actual.fingerprint,

@@ -212,7 +212,9 @@ COLUMNS_SQL = r"""
 
 CONSTRAINTS_SQL = r"""
   -- constraints: primary key, foreign key, unique, check, exclusion; those a partition or
-  -- child table gets from its parent are marked inherited (not rendered of their own)
+  -- child table gets from its parent are marked inherited (not rendered of their own);
+  -- a key whose index is INVALID (a partitioned table's key added ONLY to the parent,
+  -- a partition's index not attached yet) says index_valid false
   SELECT CASE c.contype WHEN 'p' THEN 'primary_key' WHEN 'f' THEN 'foreign_key'
                         WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check' ELSE 'exclusion' END,
          r.relname || '.' || c.conname, CASE WHEN r.excluded THEN r.relname END,
@@ -255,6 +257,9 @@ CONSTRAINTS_SQL = r"""
            'validated', c.convalidated,
            'no_inherit', c.connoinherit,
            'inherited', CASE WHEN c.conparentid <> 0 OR NOT c.conislocal THEN true END,
+           'index_valid', CASE WHEN c.contype IN ('p', 'u', 'x') THEN
+             (SELECT false FROM pg_index ix WHERE ix.indexrelid = c.conindid
+                AND NOT (ix.indisvalid AND ix.indisready)) END,
            'comment', (SELECT description FROM pg_description
                        WHERE objoid = c.oid AND classoid = 'pg_constraint'::regclass)))
   FROM pg_constraint c JOIN rels r ON r.oid = c.conrelid
@@ -263,9 +268,20 @@ CONSTRAINTS_SQL = r"""
 
 INDEXES_SQL = r"""
   -- indexes that do not back a constraint (a partition's index attached to its parent's
-  -- partitioned index names it in parent_index)
+  -- partitioned index names it in parent_index). An INVALID index (indisvalid or
+  -- indisready false: a failed CREATE INDEX CONCURRENTLY, or a partitioned index created
+  -- ON ONLY whose partitions' indexes are not all attached) adds "valid": false; a
+  -- valid one has no such key, so its row (and every fingerprint) is what it was before
+  -- validity was read
   SELECT 'index', ic.relname::text, CASE WHEN r.excluded THEN r.relname END,
-         json_build_object(
+         CASE WHEN i.indisvalid AND i.indisready THEN x.attrs
+              ELSE (x.attrs::jsonb || '{"valid": false}'::jsonb)::json END
+  FROM pg_index i
+  JOIN rels r ON r.oid = i.indrelid
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_am am ON am.oid = ic.relam
+  LEFT JOIN descr d ON d.objoid = i.indexrelid AND d.objsubid = 0
+  CROSS JOIN LATERAL (SELECT json_build_object(
            'table', r.relname,
            'unique', i.indisunique,
            'method', am.amname::text,
@@ -290,12 +306,7 @@ INDEXES_SQL = r"""
            'definition', regexp_replace(pg_get_indexdef(i.indexrelid),
                                         ' ON (ONLY )?' || quote_ident(%(schema)s) || '\.',
                                         ' ON \1'),
-           'comment', d.description)
-  FROM pg_index i
-  JOIN rels r ON r.oid = i.indrelid
-  JOIN pg_class ic ON ic.oid = i.indexrelid
-  JOIN pg_am am ON am.oid = ic.relam
-  LEFT JOIN descr d ON d.objoid = i.indexrelid AND d.objsubid = 0
+           'comment', d.description) AS attrs) x
   WHERE NOT EXISTS (SELECT 1 FROM pg_constraint c
                     WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid
                       AND c.contype IN ('p', 'u', 'x'))
@@ -462,12 +473,15 @@ class Kind:
 
 _TYPE_CATALOGS = ("pg_type", "pg_namespace", "pg_depend", "pg_description")
 _REL_CATALOGS = ("pg_class", "pg_namespace", "pg_depend", "pg_description", "pg_attribute")
-_CONSTRAINT_CATALOGS = _REL_CATALOGS + ("pg_constraint", "pg_proc", "pg_operator", "pg_type")
+_CONSTRAINT_CATALOGS = _REL_CATALOGS + (
+    "pg_constraint", "pg_proc", "pg_operator", "pg_type", "pg_index",
+)
 _CONSTRAINT_ATTRS = (
     "table, name, columns, definition; checks add expression; foreign keys add ref_table, "
     "ref_columns, on_update, on_delete, match; all add deferrable, initially_deferred, "
-    "validated, no_inherit, inherited (from a parent table or partitioned table) and "
-    "comment when set"
+    "validated, no_inherit, inherited (from a parent table or partitioned table), "
+    "index_valid (false when the index of a primary key, unique or exclusion constraint is "
+    "INVALID) and comment when set"
 )
 
 
@@ -562,7 +576,8 @@ REGISTRY: tuple[Kind, ...] = (
     Kind(
         "index", "index", "indexes", "name",
         "table, unique, method, keys, include, predicate, nulls_not_distinct, parent_index, "
-        "definition, comment",
+        "definition, comment; valid (false, only on an INVALID index: a failed CREATE INDEX "
+        "CONCURRENTLY, or a partitioned index not attached on every partition)",
         INDEXES_SQL,
         _REL_CATALOGS + ("pg_index", "pg_am", "pg_opclass", "pg_constraint", "pg_inherits",
                          "pg_collation", "pg_proc", "pg_operator", "pg_type"),

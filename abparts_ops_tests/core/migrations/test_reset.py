@@ -13,8 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from abparts_ops.core.db import make_engine
+from abparts_ops.core.errors import MigrationError
 from abparts_ops.core.migrations import archive as archive_mod
 from abparts_ops.core.migrations.archive import MANIFEST_JSON, plan_archive
 from abparts_ops.core.migrations.project import load_project
@@ -263,4 +265,30 @@ def test_baseline_lacking_one_object_of_a_kind_is_refused_and_named(admin_url, s
     parity = outcome.results["dump_parity"]
     assert outcome.refused and "dump_parity" in outcome.failed
     assert label in parity.summary, parity.summary
+    assert tree(root) == before
+
+
+def test_a_source_with_an_invalid_index_is_refused_and_named(admin_url, setup):
+    """A failed CREATE INDEX CONCURRENTLY left an INVALID index in the source: the baseline
+    would build it valid, so the reset stops (dry run too) before anything is written."""
+    url, _snapshot, root = setup
+    _run_sql(url, "INSERT INTO parts (name) VALUES ('bolt'), ('bolt')")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "CREATE UNIQUE INDEX CONCURRENTLY parts_name_key ON parts (name)"
+            )
+    finally:
+        engine.dispose()
+    snapshot = take_snapshot(url, exclude=EXCLUDE, source="dev")
+    assert snapshot.kind("index")["parts_name_key"]["valid"] is False
+    before = tree(root)
+    for dry_run in (True, False):
+        with pytest.raises(MigrationError) as refused:
+            _reset(admin_url, url, snapshot, root, dry_run=dry_run)
+        assert str(refused.value).startswith(
+            "index 'parts_name_key' of the source: INVALID (a failed CREATE INDEX "
+            "CONCURRENTLY): drop it with DROP INDEX CONCURRENTLY and build it again"
+        )
     assert tree(root) == before

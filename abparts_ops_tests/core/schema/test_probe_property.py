@@ -2,7 +2,8 @@
 
 One database holds a base schema with every kind of the registry but privileges (a
 trigger function and a trigger, row-level security and a policy, a composite type, a
-partitioned table with a partition and a partitioned index, a materialized view). Every
+partitioned table with a partition and a partitioned index, a materialized view, a unique
+index that a mutation leaves INVALID by a failed ``CREATE INDEX CONCURRENTLY``). Every
 example applies a random subset of mutations (some change the schema, some only look as
 if they might: data, statistics, excluded tables, other schemas, an add-then-drop),
 checks that "the probe fingerprint changed" is exactly "the snapshot diff is not empty"
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,19 +74,30 @@ CREATE TABLE events (at date NOT NULL, v int) PARTITION BY RANGE (at);
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE INDEX events_v_idx ON events (v);
 CREATE MATERIALIZED VIEW note_counts AS SELECT author, count(*) AS n FROM notes GROUP BY author;
+CREATE TABLE tags (id int, label text);
+INSERT INTO tags VALUES (1, 'a');
+CREATE UNIQUE INDEX tags_label_key ON tags (label);
 """
+
+
+class Failing(str):
+    """A statement of a mutation that must fail (with a unique violation), run on its own
+    in autocommit: a ``CREATE UNIQUE INDEX CONCURRENTLY`` on duplicate rows, which leaves
+    its index behind, INVALID."""
 
 TOUCH = "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ {} $$"
 AUDIT_TOUCH = (
     "CREATE OR REPLACE FUNCTION audit_touch() RETURNS trigger LANGUAGE plpgsql AS $$ {} $$"
 )
 
-# (name, sql, revert sql, changes the compared schema?). Each writes objects no other
-# one writes (rows go into orgs, whose constraints no mutation tightens; the trigger that
-# is dropped is not the one that is disabled; the function replaced as is is not the one
-# whose body changes), so any subset applies, and reverts, in any order, and no mutation
-# undoes another's change. ``test_mutations_touch_disjoint_objects`` holds them to it.
-MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
+# (name, sql, revert sql, changes the compared schema?); a tuple of statements is run one
+# statement at a time (CONCURRENTLY cannot run in a transaction block). Each writes
+# objects no other one writes (rows go into orgs, whose constraints no mutation tightens,
+# and into tags, which only index_invalid touches; the trigger that is dropped is not the
+# one that is disabled; the function replaced as is is not the one whose body changes),
+# so any subset applies, and reverts, in any order, and no mutation undoes another's
+# change. ``test_mutations_touch_disjoint_objects`` holds them to it.
+MUTATIONS: tuple[tuple[str, str | tuple[str, ...], str, bool], ...] = (
     ("index_added", "CREATE INDEX parts_qty_idx ON parts (qty)", "DROP INDEX parts_qty_idx", True),
     (
         "index_dropped",
@@ -220,6 +233,16 @@ MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
         True,
     ),
     (
+        "index_invalid",
+        (
+            "DROP INDEX tags_label_key; INSERT INTO tags VALUES (2, 'a')",
+            Failing("CREATE UNIQUE INDEX CONCURRENTLY tags_label_key ON tags (label)"),
+        ),
+        "DROP INDEX tags_label_key; DELETE FROM tags WHERE id = 2;"
+        " CREATE UNIQUE INDEX tags_label_key ON tags (label)",
+        True,
+    ),
+    (
         "rule_added",
         "CREATE RULE notes_keep AS ON DELETE TO notes DO INSTEAD NOTHING",
         "DROP RULE notes_keep ON notes",
@@ -284,11 +307,19 @@ MUTATIONS: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
-def _run(url: str, sql: str) -> None:
+def _run(url: str, sql: str | tuple[str, ...]) -> None:
+    """Run ``sql`` in autocommit (a tuple: one statement at a time; a :class:`Failing`
+    one must fail)."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(sql)
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            for statement in (sql,) if isinstance(sql, str) else sql:
+                if isinstance(statement, Failing):
+                    with pytest.raises(sa.exc.IntegrityError):
+                        conn.exec_driver_sql(statement)
+                else:
+                    conn.exec_driver_sql(statement)
     finally:
         engine.dispose()
 
