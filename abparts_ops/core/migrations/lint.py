@@ -123,12 +123,15 @@ class ExecutedRevision:
     """The statements one revision executed in the rehearsal, in order, and its file.
 
     Each statement as the server received it (parameters bound), with or without its
-    terminating semicolon.
+    terminating semicolon. ``in_transaction`` is False for a revision that ran as a step
+    of its own, in autocommit: it is linted as it ran, without ``BEGIN``/``COMMIT``
+    around it (so ``CREATE INDEX CONCURRENTLY`` there is what it should be).
     """
 
     revision: str
     file: str | None
     statements: tuple[str, ...]
+    in_transaction: bool = True
 
 
 @dataclass(frozen=True)
@@ -449,7 +452,8 @@ def _executed_unit(item: ExecutedRevision, preamble: Sequence[str]) -> _Unit:
     parts = [_header(item.revision, item.file,
                      f"{len(item.statements)} statement(s) executed in the rehearsal")]
     parts.extend(line + "\n" for line in preamble)
-    parts.append("BEGIN;\n")
+    if item.in_transaction:
+        parts.append("BEGIN;\n")
     line = sum(part.count("\n") for part in parts)
     starts: list[int] = []
     for statement in item.statements:
@@ -457,7 +461,8 @@ def _executed_unit(item: ExecutedRevision, preamble: Sequence[str]) -> _Unit:
         starts.append(line)
         parts.append(text)
         line += text.count("\n")
-    parts.append("COMMIT;\n")
+    if item.in_transaction:
+        parts.append("COMMIT;\n")
     return _Unit(item.revision, item.file, "".join(parts), tuple(item.statements),
                  tuple(starts), line)
 

@@ -8,8 +8,9 @@ leaves the environment exactly as it was):
 2. **rehearsal** (:mod:`.rehearsal`): the pending revisions run on a scratch copy of the
    environment's own ``pg_dump --schema-only``; the result must equal the head's expected
    schema;
-3. **lint** (:mod:`.lint`): squawk on the pending revisions' offline SQL; with
-   ``block_on_lint_errors`` an error-level finding blocks unless its rule is acknowledged;
+3. **lint** (:mod:`.lint`): squawk on the SQL each pending revision really executed in
+   the rehearsal, revision by revision; with ``block_on_lint_errors`` an error-level
+   finding blocks unless its rule is acknowledged;
 4. a dry run stops here. (The write guard, :mod:`abparts_ops.core.write_guard`, looks
    first of all, before step 1: a ``confirm`` naming another environment, a protected
    environment without ``confirm == environment`` on a real run, a database that is
@@ -55,11 +56,12 @@ from abparts_ops.core.db import connect, make_engine, redact_url, scrub
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, UpgradeRefused
 from abparts_ops.core.migrations.lint import (
     DEFAULT_ERROR_RULES,
+    ExecutedRevision,
     LintExclusion,
     LintFinding,
     LintReport,
     check_rule_names,
-    lint_pending,
+    lint_executed,
 )
 from abparts_ops.core.migrations.locking import lock_key
 from abparts_ops.core.migrations.migrate import current_revisions
@@ -576,6 +578,24 @@ def _check(
     )
 
 
+def _executed(
+    script: ScriptDirectory, pending: Sequence[str], rehearsal: RehearsalResult
+) -> tuple[ExecutedRevision, ...]:
+    """What each pending revision executed in the rehearsal, in order (what the lint reads)."""
+    revisions = []
+    for revision in pending:
+        found = script.get_revision(revision)
+        revisions.append(
+            ExecutedRevision(
+                revision,
+                found.path if found is not None else None,
+                tuple(rehearsal.statements_of(revision)),
+                in_transaction=revision not in rehearsal.alone,
+            )
+        )
+    return tuple(revisions)
+
+
 def _rehearsal_refusal(environment: str, rehearsal: RehearsalResult) -> RehearsalFailed:
     """The refusal a failed rehearsal gives (a transaction boundary says what to do)."""
     details = (
@@ -711,8 +731,8 @@ def guarded_upgrade(
         if not rehearsal.passed:
             raise _rehearsal_refusal(environment, rehearsal)
         mark = time.perf_counter()
-        report = lint_pending(
-            project, script, work.before, target, excluded=policy.exclude,
+        report = lint_executed(
+            _executed(script, work.pending, rehearsal), excluded=policy.exclude,
             error_rules=policy.error_rules, preamble=policy.preamble(),
             server_version=work.before_snapshot.server_version,
         )
