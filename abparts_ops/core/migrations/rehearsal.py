@@ -53,6 +53,7 @@ from abparts_ops.core.migrations.runner import (
     RunProgress,
     StatementHook,
     VersionRowsWritten,
+    error_line,
     run_revisions,
     shorten,
 )
@@ -145,9 +146,7 @@ def _set_version_rows(
 
 
 def _first_line(exc: BaseException) -> str:
-    source: Any = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    lines = str(source).strip().splitlines()
-    return lines[0].strip() if lines else exc.__class__.__name__
+    return error_line(exc)
 
 
 def _timeouts(

@@ -117,10 +117,22 @@ class RunProgress:
     bookkeeping: bool = False
     observed: dict[str, RevisionObservation] = field(default_factory=dict)
     alone: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
 
     def statements_of(self, revision: str) -> list[str]:
         """The SQL ``revision`` executed, in order."""
         return [s.sql for s in self.executed if s.revision == revision]
+
+
+def error_line(exc: BaseException) -> str:
+    """The server's message of ``exc`` on one line, with its DETAIL when it has one
+    ("could not create unique index ...: Key (name)=(bolt) is duplicated.")."""
+    source: Any = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(source).strip().splitlines()
+    first = lines[0].strip() if lines else exc.__class__.__name__
+    diag = getattr(source, "diag", None)
+    detail = getattr(diag, "message_detail", None) if diag is not None else None
+    return f"{first}: {' '.join(detail.split())}" if detail else first
 
 
 def shorten(statement: str | None, limit: int = 500) -> str | None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,11 @@ from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, make_engine, redact_url, scrub
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, UpgradeRefused
+from abparts_ops.core.migrations.invalid_repair import (
+    drop_invalid,
+    invalid_leftovers,
+    rebuilders,
+)
 from abparts_ops.core.migrations.lint import (
     DEFAULT_ERROR_RULES,
     ExecutedRevision,
@@ -72,6 +77,7 @@ from abparts_ops.core.migrations.runner import (
     LeftTransaction,
     RunProgress,
     VersionRowsWritten,
+    error_line,
     run_revisions,
     shorten,
 )
@@ -163,6 +169,7 @@ class UpgradeResult:
     guard: GuardReport | None = field(default=None, compare=False)
     alone: tuple[str, ...] = ()
     observed: dict[str, Any] = field(default_factory=dict, compare=False)
+    repaired: tuple[str, ...] = ()
 
     @property
     def findings(self) -> tuple[LintFinding, ...]:
@@ -249,9 +256,7 @@ def pending_revisions(
 
 
 def _first_line(exc: BaseException) -> str:
-    source: Any = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    lines = str(source).strip().splitlines()
-    return lines[0].strip() if lines else exc.__class__.__name__
+    return error_line(exc)
 
 
 def _first_db_error(exc: BaseException) -> BaseException:
@@ -317,6 +322,8 @@ class _Target:
     expected: ExpectedSnapshots
     schema: str
     patterns: list[str]
+    repair: tuple[str, ...] = ()
+    drift: SchemaDiff | None = None
 
     @property
     def vt_schema(self) -> str:
@@ -332,13 +339,17 @@ def _apply(
     guard: WriteGuard,
     progress: RunProgress,
     alone: Sequence[str] = (),
+    repair: Mapping[str, str] | None = None,
 ) -> GuardReport:
     """The migration transaction (module doc, step 5); returns the guard's report.
 
     ``alone`` are the revisions the rehearsal found must run as steps of their own: the
     revisions before the first of them run in the one transaction, the rest one by one
-    under a session-level advisory lock and session-level timeouts.
+    under a session-level advisory lock and session-level timeouts. ``repair`` maps an
+    INVALID index left by a failed concurrent build to the alone revision that builds it
+    again: it is dropped (``DROP INDEX CONCURRENTLY``) right before that revision.
     """
+    repair = dict(repair or {})
     environment = work.environment
 
     def preamble(conn: Connection) -> GuardReport:
@@ -389,10 +400,16 @@ def _apply(
             )
         return report
 
+    def before_alone(conn: Connection, revision: str) -> None:
+        names = [name for name, rev in repair.items() if rev == revision]
+        if names:
+            progress.repaired.extend(drop_invalid(conn, work.schema, names))
+
     return run_revisions(
         conn, work.project, work.script, work.target, progress=progress, preamble=preamble,
         alone=alone, session_settings=policy.session_settings(), observe=True,
         lock_key_text=lock_key(work.vt_schema, work.project.version_table),
+        before_alone=before_alone,
     )
 
 
@@ -506,6 +523,13 @@ def what_was_written(
         f"to undo: revert the objects in the diff so the schema is revision {work.current}'s "
         f"again, with the version rows at {work.current}"
     )
+    leftovers = invalid_leftovers(diff, now) if after == work.before else ()
+    if leftovers:
+        finish = (
+            f"to finish: fix what made the build fail, then run upgrade_{environment} "
+            f"again: the INVALID index(es) {', '.join(leftovers)} are dropped (DROP INDEX "
+            "CONCURRENTLY) and built again by the revision that builds them"
+        )
     where = f" revision {running}" if running else ""
     message = (
         f"{environment} is half-way through{where}: the upgrade failed ({why}), and the "
@@ -543,6 +567,11 @@ def _check(
         environment, before, actual, expected, archived=archived, baseline=baseline
     )
     state = assessment.state
+    repair: tuple[str, ...] = ()
+    if state == EnvironmentState.SCHEMA_DRIFT and assessment.diff is not None:
+        repair = invalid_leftovers(assessment.diff, actual)
+        if repair and assessment.expected_revision is not None and assessment.pending:
+            state = EnvironmentState.BEHIND  # if a pending revision rebuilds them (step 2)
     if state == EnvironmentState.SCHEMA_DRIFT and assessment.diff is not None:
         raise UpgradeDrift(
             f"{assessment.reason}; refusing to upgrade, {NOTHING_WRITTEN} (apply the "
@@ -575,7 +604,27 @@ def _check(
         before=before, current=current, pending=pending, before_snapshot=actual,
         expected=expected, schema=schema,
         patterns=exclusion_patterns(exclude, project.version_table),
+        repair=repair, drift=assessment.diff if repair else None,
     )
+
+
+def _repair_plan(work: _Target, rehearsal: RehearsalResult) -> dict[str, str]:
+    """Which alone revision rebuilds each INVALID leftover; refuses the drift otherwise."""
+    if not work.repair:
+        return {}
+    statements = {rev: rehearsal.statements_of(rev) for rev in rehearsal.alone}
+    plan = rebuilders(work.repair, rehearsal.alone, statements)
+    if plan is None:
+        assert work.drift is not None
+        raise UpgradeDrift(
+            f"{work.environment}: schema drift: INVALID index(es) "
+            f"{', '.join(work.repair)} that no pending revision builds again (CREATE INDEX "
+            f"CONCURRENTLY, run as a step of its own); refusing to upgrade, "
+            f"{NOTHING_WRITTEN} (drop them with DROP INDEX CONCURRENTLY, or fix the "
+            f"revision that builds them).\n\n{work.drift.to_markdown(50)}",
+            work.drift,
+        )
+    return plan
 
 
 def _executed(
@@ -730,6 +779,7 @@ def guarded_upgrade(
         timings["rehearsal"] = time.perf_counter() - mark
         if not rehearsal.passed:
             raise _rehearsal_refusal(environment, rehearsal)
+        repair = _repair_plan(work, rehearsal)
         mark = time.perf_counter()
         report = lint_executed(
             _executed(script, work.pending, rehearsal), excluded=policy.exclude,
@@ -771,7 +821,7 @@ def guarded_upgrade(
             with engine.connect() as conn:
                 entered = _apply(
                     conn, work, policy=policy, guard=guard, progress=progress,
-                    alone=rehearsal.alone,
+                    alone=rehearsal.alone, repair=repair,
                 )
         except Exception as exc:  # noqa: BLE001 - whatever stopped it, the re-read tells
             if isinstance(exc, _Refusal):
@@ -802,6 +852,7 @@ def guarded_upgrade(
         applied = tuple(progress.applied)
         common["guard"] = entered
         common["alone"] = tuple(progress.alone)
+        common["repaired"] = tuple(progress.repaired)
         common["observed"] = dict(progress.observed)
         return UpgradeResult(
             **common, action="upgraded", after=after, applied=applied,

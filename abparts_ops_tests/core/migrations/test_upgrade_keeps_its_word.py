@@ -340,3 +340,93 @@ def test_the_rehearsal_records_the_sql_each_revision_ran(make_setup, admin_url: 
         "UPDATE parts SET colour = 'it''s red'",
     ]
     assert version_rows(setup.env_url) == ("r002",)
+
+
+# -- a concurrent index build that fails, and its retry ------------------------------------
+
+UNIQUE_CONCURRENTLY = (
+    "with op.get_context().autocommit_block():\n"
+    "    op.create_index('ux_parts_name', 'parts', ['name'], unique=True,\n"
+    "                    postgresql_concurrently=True)",
+    "op.drop_index('ux_parts_name', table_name='parts')",
+)
+DUPLICATES = "INSERT INTO parts (id, name) VALUES (1, 'bolt'), (2, 'bolt'), (3, 'nut')"
+
+
+def test_a_duplicate_is_found_by_the_rehearsal_with_rows(make_setup) -> None:
+    """With the rows copied, the unique concurrent build fails on the copy: refused,
+    naming the revision and the duplicate, staging untouched (no INVALID index there)."""
+    from abparts_ops_tests.sql import run_sql
+
+    setup = make_setup(*UNIQUE_CONCURRENTLY)
+    run_sql(setup.env_url, DUPLICATES)
+    before = state(setup.env_url)
+    with pytest.raises(RehearsalFailed) as caught:
+        setup.run(dry_run=False)
+    message = str(caught.value)
+    assert "revision r002 (r002_rev.py) failed in the rehearsal" in message
+    assert "could not create unique index" in message and "(name)=(bolt)" in message
+    assert caught.value.rehearsal.copy is not None
+    assert caught.value.rehearsal.copy.mode == "rows"
+    assert state(setup.env_url) == before
+
+
+def test_a_failed_concurrent_build_is_reported_invalid_and_the_retry_repairs_it(
+    make_setup,
+) -> None:
+    """Copied schema only (over the copy limit), the build fails only on staging: the
+    read-back names the INVALID index, the reference calls it drift; once the duplicate
+    is gone the same upgrade drops the INVALID index and builds it again: in sync."""
+    from abparts_ops.core.migrations.rehearsal import RehearsalCopy
+    from abparts_ops.core.migrations.upgrade import UpgradePolicy
+    from abparts_ops_tests.sql import run_sql
+
+    setup = make_setup(*UNIQUE_CONCURRENTLY)
+    run_sql(setup.env_url, DUPLICATES)
+    policy = UpgradePolicy(rehearsal=RehearsalCopy(max_bytes=0))
+    with pytest.raises(UpgradeHalfApplied) as caught:
+        setup.run(dry_run=False, policy=policy)
+    message = str(caught.value)
+    assert message.startswith("staging is half-way through revision r002: ")
+    assert "could not create unique index" in message
+    assert "INVALID index(es) ux_parts_name are dropped" in message
+    assert "INVALID (a failed CREATE INDEX CONCURRENTLY)" in message
+    rows = version_rows(setup.env_url)
+    assert rows == ("r001",)
+    now = take_snapshot(setup.env_url, source="staging")
+    assert now.kind("index")["ux_parts_name"]["valid"] is False
+    drift = assess_snapshot("staging", rows, now, setup.expected)
+    assert drift.state is EnvironmentState.SCHEMA_DRIFT
+
+    run_sql(setup.env_url, "DELETE FROM parts WHERE id = 2")
+    done = setup.run(dry_run=False, policy=policy)
+    assert done.action == "upgraded" and done.repaired == ("ux_parts_name",)
+    assert done.alone == ("r002",)
+    now = take_snapshot(setup.env_url, source="staging")
+    assert "valid" not in now.kind("index")["ux_parts_name"]
+    assert assess_snapshot("staging", ("r002",), now, setup.expected).state is (
+        EnvironmentState.IN_SYNC
+    )
+
+
+def test_an_invalid_index_no_pending_revision_rebuilds_is_drift(make_setup) -> None:
+    """An INVALID index that the pending revisions do not build again is plain drift."""
+    from abparts_ops.core.migrations.upgrade import UpgradeDrift
+    from abparts_ops_tests.sql import run_sql
+
+    setup = make_setup(*ADD_COLUMN)
+    run_sql(setup.env_url, DUPLICATES)
+    from abparts_ops.core.db import make_engine
+
+    engine = make_engine(setup.env_url)
+    try:
+        with engine.connect() as conn:
+            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+            with pytest.raises(Exception, match="could not create unique index"):
+                auto.exec_driver_sql("CREATE UNIQUE INDEX CONCURRENTLY ux_by_hand ON parts (name)")
+    finally:
+        engine.dispose()
+    before = state(setup.env_url)
+    with pytest.raises(UpgradeDrift, match="ux_by_hand that no pending revision builds again"):
+        setup.run(dry_run=False)
+    assert state(setup.env_url) == before
