@@ -79,8 +79,10 @@ DEFAULT_ERROR_RULES = (
     OFFLINE_SQL_RULE,
 )
 """Rules whose findings are error-level: long ACCESS EXCLUSIVE locks, rewrites, data loss."""
-PROJECT_RULES = frozenset({OFFLINE_SQL_RULE})
-"""Rule names this project's lint reports itself; squawk does not know them."""
+DATA_LOSS_RULE = "data-loss"
+"""Rows a revision deletes or overwrites, data it drops (:mod:`.data_loss`)."""
+PROJECT_RULES = frozenset({OFFLINE_SQL_RULE, DATA_LOSS_RULE})
+"""Rule names this project reports itself; squawk does not know them."""
 SQUAWK_RULES_URL = "https://squawkhq.com/docs/rules"
 
 @dataclass(frozen=True)

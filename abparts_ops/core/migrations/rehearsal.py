@@ -36,6 +36,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, make_engine, quote_ident
+from abparts_ops.core.migrations.data_loss import Loss
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.rehearsal_copy import (
@@ -101,6 +102,7 @@ class RehearsalResult:
     executed: tuple[ExecutedStatement, ...] = ()
     revision_seconds: Mapping[str, float] = field(default_factory=dict)
     attempts: int = 1
+    losses: tuple[Loss, ...] = ()
 
     def statements_of(self, revision: str) -> list[str]:
         """The SQL ``revision`` executed on the copy, in order."""

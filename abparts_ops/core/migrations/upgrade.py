@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg2
@@ -54,12 +54,18 @@ from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, make_engine, redact_url, scrub
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, UpgradeRefused
+from abparts_ops.core.migrations.data_loss import (
+    as_findings,
+    losses_from_statistics,
+    merge_losses,
+)
 from abparts_ops.core.migrations.invalid_repair import (
     drop_invalid,
     invalid_leftovers,
     rebuilders,
 )
 from abparts_ops.core.migrations.lint import (
+    DATA_LOSS_RULE,
     DEFAULT_ERROR_RULES,
     ExecutedRevision,
     LintExclusion,
@@ -645,6 +651,27 @@ def _executed(
     return tuple(revisions)
 
 
+def _files(script: ScriptDirectory, revisions: Sequence[str]) -> dict[str, str | None]:
+    found = {rev: script.get_revision(rev) for rev in revisions}
+    return {rev: (r.path if r is not None else None) for rev, r in found.items()}
+
+
+def _with_data_loss(
+    report: LintReport,
+    rehearsal: RehearsalResult,
+    policy: UpgradePolicy,
+    *,
+    files: Mapping[str, str | None],
+) -> LintReport:
+    """``report`` with one ``data-loss`` finding per loss the rehearsal counted."""
+    if DATA_LOSS_RULE in {e.rule for e in policy.exclude}:
+        return report
+    losses = merge_losses(rehearsal.losses, losses_from_statistics(rehearsal.observed))
+    if not losses:
+        return report
+    return replace(report, findings=report.findings + tuple(as_findings(losses, files)))
+
+
 def _rehearsal_refusal(environment: str, rehearsal: RehearsalResult) -> RehearsalFailed:
     """The refusal a failed rehearsal gives (a transaction boundary says what to do)."""
     details = (
@@ -786,6 +813,7 @@ def guarded_upgrade(
             error_rules=policy.error_rules, preamble=policy.preamble(),
             server_version=work.before_snapshot.server_version,
         )
+        report = _with_data_loss(report, rehearsal, policy, files=_files(script, work.pending))
         timings["lint"] = time.perf_counter() - mark
         blocking = report.blocking(acknowledged) if policy.block_on_lint_errors else ()
         common.update(rehearsal=rehearsal, lint=report, blocking=blocking)
