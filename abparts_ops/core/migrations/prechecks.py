@@ -125,7 +125,7 @@ class PreCheck:
     ``counts`` describes), ``total`` (the table's rows) and, for ``unique``, ``groups``.
     ``meaning`` is a sentence saying what a non-zero count means; ``failure`` is True when
     it means the apply would fail, False when it means data is lost. ``missing_ok``: the
-    statement says IF EXISTS, so a missing table or column is no finding.
+    statement drops IF EXISTS, so a missing table or column is no finding.
     """
 
     revision: str | None
@@ -569,19 +569,17 @@ class _Deriver:
                 self.add_column(key, table, rv, cmd.def_)
             elif sub == T.AT_SetNotNull:
                 self.not_null(
-                    key, table, rv, [cmd.name],
-                    f"sets {self.shown(key)}.{_name(cmd.name)} NOT NULL",
-                    missing_ok=stmt.missing_ok,
+                    key, table, rv, [cmd.name], f"sets {self.shown(key)}.{_name(cmd.name)} NOT NULL"
                 )
             elif sub == T.AT_AddConstraint:
-                self.constraint(key, table, rv, cmd.def_, missing_ok=stmt.missing_ok)
+                self.constraint(key, table, rv, cmd.def_)
             elif sub == T.AT_ValidateConstraint:
                 self.validate(key, table, rv, cmd.name)
             elif sub == T.AT_AlterColumnType:
-                self.alter_type(key, table, rv, cmd.name, cmd.def_, missing_ok=stmt.missing_ok)
+                self.alter_type(key, table, rv, cmd.name, cmd.def_)
             elif sub == T.AT_DropColumn:
                 self.drop_column(
-                    key, table, rv, cmd.name, missing_ok=stmt.missing_ok or cmd.missing_ok
+                    key, table, rv, cmd.name, missing_ok=cmd.missing_ok
                 )
             elif sub == T.AT_AttachPartition:
                 part = cmd.def_.name
@@ -640,7 +638,6 @@ class _Deriver:
         columns: Sequence[str],
         action: str,
         *,
-        missing_ok: bool = False,
         counts: str = "rows are NULL",
     ) -> None:
         def build() -> str:
@@ -663,7 +660,7 @@ class _Deriver:
             NOT_NULL, key, action,
             "Rows with a NULL there make the statement fail: fill them (or give the column "
             "a value) first.",
-            build, counts=counts, missing_ok=missing_ok,
+            build, counts=counts,
         )
 
     def constraint(
@@ -675,7 +672,6 @@ class _Deriver:
         *,
         column: str | None = None,
         validating: bool = False,
-        missing_ok: bool = False,
     ) -> None:
         C = enums.ConstrType
         name = f" {_name(con.conname)}" if con.conname else ""
@@ -694,30 +690,28 @@ class _Deriver:
                 )
                 return
             self.not_null(
-                key, table, rv, keys, action, missing_ok=missing_ok,
-                counts="rows have a NULL in the key",
+                key, table, rv, keys, action, counts="rows have a NULL in the key",
             )
-            self.unique(key, table, rv, [_colref(k) for k in keys], None, False, action,
-                        missing_ok=missing_ok)
+            self.unique(key, table, rv, [_colref(k) for k in keys], None, False, action)
         elif con.contype == C.CONSTR_UNIQUE:
             if con.indexname:
                 return  # built from an existing unique index: nothing left to check
             nnd = " NULLS NOT DISTINCT" if con.nulls_not_distinct else ""
             action = f"adds UNIQUE{name}{nnd} ({shown_keys}) on {self.shown(key)}"
             self.unique(key, table, rv, [_colref(k) for k in keys], None,
-                        con.nulls_not_distinct, action, missing_ok=missing_ok)
+                        con.nulls_not_distinct, action)
         elif con.contype == C.CONSTR_CHECK:
             if con.skip_validation and not validating:
                 self.remember_not_valid(key, con)
                 return
             action = f"{verb} CHECK{name} ({_sql(con.raw_expr)}) on {self.shown(key)}"
-            self.check(key, table, rv, con.raw_expr, action, missing_ok=missing_ok)
+            self.check(key, table, rv, con.raw_expr, action)
         elif con.contype == C.CONSTR_FOREIGN:
             if con.skip_validation and not validating:
                 self.remember_not_valid(key, con)
                 return
             fk_cols = [a.sval for a in con.fk_attrs or ()] or ([column] if column else [])
-            self.foreign_key(key, table, rv, con, fk_cols, verb, name, missing_ok=missing_ok)
+            self.foreign_key(key, table, rv, con, fk_cols, verb, name)
         elif con.contype == C.CONSTR_EXCLUSION:
             self.not_derived(
                 EXCLUSION, key, f"adds an EXCLUDE constraint{name} on {self.shown(key)}",
@@ -753,8 +747,6 @@ class _Deriver:
         predicate: ast.Node | None,
         nulls_not_distinct: bool,
         action: str,
-        *,
-        missing_ok: bool = False,
     ) -> None:
         def build() -> str:
             self.readable(key, table)
@@ -785,7 +777,7 @@ class _Deriver:
             UNIQUE, key, action,
             "Rows sharing one key make the unique constraint or index fail to build: remove "
             "or change the duplicates first.",
-            build, counts="rows in duplicate groups", missing_ok=missing_ok,
+            build, counts="rows in duplicate groups",
         )
 
     def check(
@@ -795,8 +787,6 @@ class _Deriver:
         rv: ast.RangeVar,
         expr: ast.Node,
         action: str,
-        *,
-        missing_ok: bool = False,
     ) -> None:
         def build() -> str:
             self.readable(key, table)
@@ -811,7 +801,7 @@ class _Deriver:
             CHECK, key, action,
             "Rows for which the expression is false make the statement fail (NULL passes a "
             "CHECK): fix them first, or add the constraint NOT VALID.",
-            build, counts="rows fail the check", missing_ok=missing_ok,
+            build, counts="rows fail the check",
         )
 
     def foreign_key(
@@ -823,8 +813,6 @@ class _Deriver:
         fk_cols: Sequence[str],
         verb: str,
         name: str,
-        *,
-        missing_ok: bool = False,
     ) -> None:
         parent_rv = con.pktable
         parent_key = self.key(parent_rv)
@@ -887,7 +875,6 @@ class _Deriver:
             build,
             counts=f"rows have no matching row in {self.shown(parent_key)}"
             if not full else "rows have no matching row or a partly NULL key",
-            missing_ok=missing_ok,
         )
 
     def alter_type(
@@ -897,8 +884,6 @@ class _Deriver:
         rv: ast.RangeVar,
         column: str,
         coldef: ast.ColumnDef,
-        *,
-        missing_ok: bool = False,
     ) -> None:
         type_name = coldef.typeName
         using = coldef.raw_default
@@ -947,7 +932,6 @@ class _Deriver:
             build,
             counts=f"rows are longer than {length} characters" if length is not None
             else "rows do not convert",
-            missing_ok=missing_ok,
         )
         current = self.value(table, column)
         if current is None or table.env is None:
