@@ -209,7 +209,7 @@ def world(
 
 WRAPPER = """#!{python}
 import json, os, stat, sys
-record = {{"argv": sys.argv[1:], "env": sorted(os.environ)}}
+record = {{"program": {name!r}, "argv": sys.argv[1:], "env": sorted(os.environ)}}
 path = os.environ.get("PGSERVICEFILE")
 if path and os.path.exists(path):
     record["service_file"] = path
@@ -225,13 +225,18 @@ os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 def recorder(
     real_pg_dump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[], list[dict[str, Any]]]:
-    """Install the recording pg_dump wrapper; returns a reader of its records."""
+    """Install the recording pg_dump and pg_restore wrappers; returns a reader of their
+    records (the rehearsal's copy with rows pipes one into the other)."""
     folder = tmp_path / "bin"
     folder.mkdir()
     log = tmp_path / "calls.jsonl"
-    wrapper = folder / "pg_dump"
-    wrapper.write_text(WRAPPER.format(python=sys.executable, log=str(log), real=str(real_pg_dump)))
-    wrapper.chmod(0o755)
+    for name in ("pg_dump", "pg_restore"):
+        wrapper = folder / name
+        real = real_pg_dump.with_name(name)
+        wrapper.write_text(
+            WRAPPER.format(python=sys.executable, log=str(log), real=str(real), name=name)
+        )
+        wrapper.chmod(0o755)
     monkeypatch.setenv(PG_DUMP_DIRS_ENV, str(folder))
 
     def records() -> list[dict[str, Any]]:
@@ -286,14 +291,14 @@ def test_no_secret_on_any_pg_dump_command_line(
     ))
 
     records = recorder()
-    secrets = secrets_of(env_url) | secrets_of(stamp_url)
+    secrets = secrets_of(env_url) | secrets_of(stamp_url) | secrets_of(world.admin_url)
     users = {user for user in ROLES if user in env_url}
     assert secrets, form
     leaks = _found(records, secrets)
     assert not leaks, f"{form}: a secret on a pg_dump command line: {leaks[:2]}"
     named = _found(records, users)
     assert not named, f"{form}: user info on a pg_dump command line: {named[:2]}"
-    dumps = [record for record in records if "--schema-only" in record["argv"]]
+    dumps = [r for r in records if any(a.startswith("--dbname") for a in r["argv"])]
     for record in dumps:
         assert "PGPASSWORD" not in record["env"], form
         assert record.get("mode") == 0o600, f"{form}: service file mode {record.get('mode')}"
@@ -314,8 +319,11 @@ def test_no_secret_on_any_pg_dump_command_line(
         rehearsal = outcomes["upgrade"].rehearsal
         assert rehearsal is not None and rehearsal.passed
         assert "CREATE TABLE public.parts" in outcomes["dump_environment"]
-        # reference_dump 1, dump_parity 2, the rehearsal 1, the two direct calls
-        assert len(dumps) == 6, [record["argv"][:2] for record in dumps]
+        # pg_dump: reference_dump 1, dump_parity 2, the rehearsal's copy 1, the two direct
+        # calls; pg_restore: the rehearsal's copy (its rows piped from that pg_dump)
+        programs = sorted(record["program"] for record in dumps)
+        assert programs == ["pg_dump"] * 6 + ["pg_restore"], programs
+        assert rehearsal.copy is not None and rehearsal.copy.mode == "rows"
     for value in outcomes.values():  # and the errors, scrubbed as always
         if isinstance(value, Exception):
             text = str(value)

@@ -1,12 +1,13 @@
 """Data loss as a finding: rows a revision deletes or overwrites, data it drops.
 
-The rehearsal with rows knows, per revision, how many rows it inserted, updated and
-deleted in each table (``pg_stat_xact_user_tables``, read before the revision's
-transaction commits), and, counted on the copy right before each statement that
-loses data, how many rows or values that statement takes and of how many
-(:class:`Loss`, made by :func:`count_before` from the statement's derived check). A
-schema-only rehearsal gets the same counts from read-only checks on the environment
-itself (the derived pre-checks). Each loss becomes one finding ``data-loss`` at error
+The rehearsal with rows counts on the copy, right before each statement that loses data,
+how many rows or values it takes and of how many (:class:`LossCounter`, from the
+statement's derived check in :mod:`.prechecks`); the transaction statistics of each
+revision (``pg_stat_xact_user_tables``) add rows deleted by what no check covers (a
+trigger, a function). A schema-only rehearsal gets the counts from the same checks run
+read-only on the environment itself (:func:`losses_on_environment`). Only data that
+existed before the pending revisions counts: a column added and backfilled by them is
+not lost. Each loss becomes one finding ``data-loss`` at error
 level: in an environment where error-level findings block, the upgrade is refused until
 the run acknowledges ``data-loss`` after review, like a squawk rule; the counts go into
 the audit record either way.
@@ -16,9 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from pglast import ast, enums, parse_sql
 
 from abparts_ops.core.migrations.lint import DATA_LOSS_RULE, LintFinding
-from abparts_ops.core.migrations.runner import RevisionObservation
+from abparts_ops.core.migrations.prechecks import (
+    DROP_COLUMN,
+    DROP_TABLE,
+    TRUNCATE,
+    UPDATE,
+    PreCheck,
+    PreCheckResult,
+    derive_prechecks,
+)
+from abparts_ops.core.migrations.runner import ExecutedStatement, RevisionObservation
+from abparts_ops.core.schema.model import Snapshot
 
 _VERBS = {
     "delete": "deletes",
@@ -67,15 +83,20 @@ class Loss:
         return dict(self.__dict__)
 
 
-def losses_from_statistics(observed: Mapping[str, RevisionObservation]) -> list[Loss]:
-    """Rows deleted and updated per revision and table, from the transaction statistics."""
+def losses_from_statistics(
+    observed: Mapping[str, RevisionObservation], before: Snapshot | None = None
+) -> list[Loss]:
+    """Rows deleted per revision from tables that existed before, from the statistics.
+
+    Updates are left to the counted checks: the statistics cannot tell a backfill of a
+    new column from an overwrite of data that was there.
+    """
     losses = []
+    tables = set(before.kind("table")) if before is not None else None
     for revision, seen in observed.items():
-        for table, (_inserted, updated, deleted) in sorted(seen.rows.items()):
-            if deleted:
+        for table, (_inserted, _updated, deleted) in sorted(seen.rows.items()):
+            if deleted and (tables is None or _bare(table) in tables):
                 losses.append(Loss(revision, "delete", table, deleted, source="statistics"))
-            if updated:
-                losses.append(Loss(revision, "update", table, updated, source="statistics"))
     return losses
 
 
@@ -120,3 +141,118 @@ def as_findings(
         )
         for loss in losses
     ]
+
+
+def _columns_touched(check: PreCheck) -> list[str]:
+    """The columns an UPDATE sets or an ALTER TABLE drops, read from its statement."""
+    try:
+        parsed = parse_sql(check.statement)
+    except Exception:  # noqa: BLE001 - pglast raises its own ParseError family
+        return []
+    names: list[str] = []
+    for raw in parsed:
+        stmt = raw.stmt
+        if isinstance(stmt, ast.UpdateStmt):
+            names += [target.name for target in stmt.targetList or () if target.name]
+        elif isinstance(stmt, ast.AlterTableStmt):
+            names += [
+                cmd.name for cmd in stmt.cmds or ()
+                if isinstance(cmd, ast.AlterTableCmd)
+                and cmd.subtype == enums.AlterTableType.AT_DropColumn and cmd.name
+            ]
+    return names
+
+
+def existed_before(check: PreCheck, before: Snapshot) -> bool:
+    """Whether what ``check`` would lose existed before the pending revisions ran.
+
+    Rows a revision inserts and then deletes, a column it adds and backfills, a table it
+    creates and drops: none of that is data the environment had, so none of it is lost.
+    """
+    table = _bare(check.relation)
+    if table not in before.kind("table"):
+        return False
+    if check.kind not in (UPDATE, DROP_COLUMN):
+        return True
+    columns = before.kind("column")
+    return any(f"{table}.{name}" in columns for name in _columns_touched(check))
+
+
+class LossCounter:
+    """Counts on the rehearsal's copy, right before each statement, what it will lose.
+
+    Called by the runner before every statement a revision runs (it is a
+    :data:`~.runner.StatementHook`): the statement's derived data-loss check
+    (:func:`~.prechecks.derive_prechecks`) runs on the same connection and transaction,
+    in a savepoint, so it sees every earlier revision's effect and changes nothing.
+    ``before`` is the schema before the pending revisions (what counts as existing data).
+    """
+
+    def __init__(self, schema: str, before: Snapshot) -> None:
+        self.schema = schema
+        self.before = before
+        self.losses: list[Loss] = []
+
+    def __call__(self, raw: Any, revision: str | None, sql: str) -> None:
+        """Count what ``sql`` (about to run for ``revision``) loses; remember it."""
+        if revision is None:
+            return
+        for check in derive_prechecks([ExecutedStatement(revision, sql)], schema=self.schema):
+            if check.failure or check.query is None or not existed_before(check, self.before):
+                continue
+            counted = _count(raw, check.query)
+            if counted is None or not counted[0]:
+                continue
+            found, total = counted
+            columns = _columns_touched(check) if check.kind == DROP_COLUMN else []
+            self.losses.append(
+                Loss(
+                    revision, check.kind, _bare(check.relation), found,
+                    total if check.kind not in (DROP_TABLE, TRUNCATE) else None,
+                    column=columns[0] if columns else None,
+                    statement=" ".join(check.statement.split())[:300],
+                )
+            )
+
+
+def _count(raw: Any, query: str) -> tuple[int, int | None] | None:
+    """``(found, total)`` of a derived check's query on ``raw``; None when it fails."""
+    in_transaction = raw.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    with raw.cursor() as cur:
+        try:
+            if in_transaction:
+                cur.execute("SAVEPOINT abparts_ops_count")
+            cur.execute(query)
+            row = cur.fetchone()
+            if in_transaction:
+                cur.execute("RELEASE SAVEPOINT abparts_ops_count")
+        except psycopg2.Error:
+            if in_transaction:
+                cur.execute("ROLLBACK TO SAVEPOINT abparts_ops_count")
+            return None
+    if row is None:
+        return None
+    total = int(row[1]) if len(row) > 1 and row[1] is not None else None
+    return int(row[0] or 0), total
+
+
+def losses_on_environment(results: Iterable[PreCheckResult], before: Snapshot) -> list[Loss]:
+    """The data the derived pre-checks found a schema-only-rehearsed upgrade would lose."""
+    losses = []
+    for result in results:
+        check = result.precheck
+        if not result.loses_data or not result.found or check.revision is None:
+            continue
+        if not existed_before(check, before):
+            continue
+        columns = _columns_touched(check) if check.kind == DROP_COLUMN else []
+        losses.append(
+            Loss(
+                check.revision, check.kind, _bare(check.relation), int(result.found),
+                result.total if check.kind not in (DROP_TABLE, TRUNCATE) else None,
+                column=columns[0] if columns else None,
+                statement=" ".join(check.statement.split())[:300],
+                source="environment",
+            )
+        )
+    return losses

@@ -36,7 +36,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, make_engine, quote_ident
-from abparts_ops.core.migrations.data_loss import Loss
+from abparts_ops.core.migrations.data_loss import Loss, LossCounter
 from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.rehearsal_copy import (
@@ -214,6 +214,20 @@ class _Attempt:
     result: Snapshot | None = None
     failure: RehearsalResult | None = None
     again: str | None = None
+    losses: tuple[Loss, ...] = ()
+
+
+def _both(first: StatementHook | None, second: StatementHook | None) -> StatementHook | None:
+    """One statement hook calling ``first`` then ``second`` (either may be None)."""
+    hooks = [hook for hook in (first, second) if hook is not None]
+    if not hooks:
+        return None
+
+    def hook(raw: Any, revision: str | None, sql: str) -> None:
+        for each in hooks:
+            each(raw, revision, sql)
+
+    return hook
 
 
 def rehearse(
@@ -263,18 +277,22 @@ def rehearse(
     alone: list[str] = []
     pending = _pending(script, current, target)
     for attempts in range(1, len(pending) + 2):
+        counter = LossCounter(schema, expected_from) if mode == "rows" else None
         attempt = _attempt(
             env_url, scratch_server_url, environment=environment, project=project,
             script=script, current=current, target=target, server_version=server_version,
             schema=schema, exclude=exclude, privileges=privileges, copy=copy, dump=dump,
             alone=alone, started=started, timeouts=(statement_timeout_s, lock_timeout_s),
-            before_statement=before_statement,
+            before_statement=_both(counter, before_statement),
         )
+        attempt.losses = tuple(counter.losses) if counter is not None else ()
         if attempt.again is not None:
             alone.append(attempt.again)
             continue
         if attempt.failure is not None:
-            return _with(attempt.failure, copied, alone, attempt.progress, attempts)
+            return _with(
+                attempt.failure, copied, alone, attempt.progress, attempts, attempt.losses
+            )
         break
     assert attempt.result is not None and attempt.restored is not None
     return _judge(
@@ -414,12 +432,13 @@ def _with(
     alone: Sequence[str],
     progress: RunProgress,
     attempts: int,
+    losses: tuple[Loss, ...] = (),
 ) -> RehearsalResult:
     """``result`` with what the attempt saw (copy, alone revisions, statements, rows)."""
     return replace(
         result, copy=copied, alone=tuple(alone), observed=dict(progress.observed),
         executed=tuple(progress.executed), attempts=attempts,
-        revision_seconds={a.revision: a.seconds for a in progress.applied},
+        revision_seconds={a.revision: a.seconds for a in progress.applied}, losses=losses,
     )
 
 
@@ -469,7 +488,7 @@ def _judge(
             ),
             **common,
         )
-        return _with(failed, copied, alone, attempt.progress, attempts)
+        return _with(failed, copied, alone, attempt.progress, attempts, attempt.losses)
     steps = (
         f"; {', '.join(alone)} ran as step(s) of their own (autocommit)" if alone else ""
     )
@@ -487,4 +506,4 @@ def _judge(
         ),
         **common,
     )
-    return _with(passed, copied, alone, attempt.progress, attempts)
+    return _with(passed, copied, alone, attempt.progress, attempts, attempt.losses)

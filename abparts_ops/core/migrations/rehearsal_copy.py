@@ -83,14 +83,18 @@ def database_size(url: str, *, environment: str) -> int:
         engine.dispose()
 
 
-def _tools(server_version: str | None, environment: str) -> tuple[Path, Path]:
+def _pg_dump(server_version: str | None, environment: str) -> Path:
     found = find_pg_dump(server_version)
     if found is None:
         raise DatabaseError(
             f"{environment}: no pg_dump of the server's major version ({server_version}) is "
             "installed; the rehearsal needs one (install postgresql-client of that version)."
         )
-    pg_dump = found[0]
+    return found[0]
+
+
+def _tools(server_version: str | None, environment: str) -> tuple[Path, Path]:
+    pg_dump = _pg_dump(server_version, environment)
     pg_restore = pg_dump.with_name("pg_restore")
     if not pg_restore.is_file():
         raise DatabaseError(
@@ -108,7 +112,7 @@ def dump_environment(url: str, server_version: str | None, *, environment: str) 
     :func:`~abparts_ops.core.schema.dump.libpq_connection`), never its command line.
     Errors are one :class:`DatabaseError` line naming ``environment``.
     """
-    executable, _ = _tools(server_version, environment)
+    executable = _pg_dump(server_version, environment)
     args = [str(executable), "--schema-only", "--no-owner", "--no-privileges", "--no-password"]
     if supports_restrict_key(executable):
         args.append("--restrict-key=abpartsopsrehearsal")

@@ -248,10 +248,12 @@ _EXISTING = "SELECT array_agg(oid::bigint) FROM pg_class WHERE relkind IN ('r', 
 
 
 class _Observer:
-    """Reads, after each revision of a transaction, the rows it wrote and the locks it took."""
+    """Reads, after each revision of a transaction, the rows it wrote and the locks it took
+    (the version table's own rows and locks left out)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, version_table: str = "") -> None:
         self.conn = conn
+        self.version_table = version_table
         self.rows: dict[str, tuple[int, int, int]] = {}
         self.locked: dict[int, tuple[str, str, str, float]] = {}
         self.existing: set[int] = set()
@@ -272,6 +274,8 @@ class _Observer:
         """What ``revision`` added to the transaction's rows and strong locks."""
         observed = RevisionObservation()
         for table, ins, upd, dele in self._query(_XACT_ROWS):
+            if self._is_version_table(table):
+                continue
             was = self.rows.get(table, (0, 0, 0))
             delta = (int(ins) - was[0], int(upd) - was[1], int(dele) - was[2])
             self.rows[table] = (int(ins), int(upd), int(dele))
@@ -280,10 +284,17 @@ class _Observer:
         now = time.perf_counter()
         for oid, name, mode in self._query(_STRONG_LOCKS):
             key = int(oid)
+            if self._is_version_table(name):
+                continue
             if key in self.existing and key not in self.locked:
                 self.locked[key] = (name, mode, revision, now)
                 observed.locks.append(LockHeld(name, _mode(mode), revision))
         return observed
+
+    def _is_version_table(self, name: str) -> bool:
+        return bool(self.version_table) and name.rsplit(".", 1)[-1].strip('"') == (
+            self.version_table
+        )
 
     def finish(self, observed: dict[str, RevisionObservation]) -> None:
         """Give every lock the time it was held until the end of the transaction."""
@@ -589,7 +600,7 @@ def _one_transaction(
     if target is None:
         with conn.begin():
             return preamble(conn) if preamble is not None else None
-    observer = _Observer(conn) if observe else None
+    observer = _Observer(conn, project.version_table) if observe else None
     fn, on_apply = _migration_hooks(conn, project, script, target, progress, observer)
     outcome: Any = None
     with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:

@@ -55,8 +55,10 @@ from sqlalchemy.exc import DBAPIError
 from abparts_ops.core.db import connect, make_engine, redact_url, scrub
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, UpgradeRefused
 from abparts_ops.core.migrations.data_loss import (
+    Loss,
     as_findings,
     losses_from_statistics,
+    losses_on_environment,
     merge_losses,
 )
 from abparts_ops.core.migrations.invalid_repair import (
@@ -76,6 +78,7 @@ from abparts_ops.core.migrations.lint import (
 )
 from abparts_ops.core.migrations.locking import lock_key
 from abparts_ops.core.migrations.migrate import current_revisions
+from abparts_ops.core.migrations.prechecks import PreCheckResult, derive_prechecks, run_prechecks
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.rehearsal import RehearsalCopy, RehearsalResult, rehearse
 from abparts_ops.core.migrations.runner import (
@@ -173,6 +176,7 @@ class UpgradeResult:
     acknowledged: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     guard: GuardReport | None = field(default=None, compare=False)
+    prechecks: tuple[PreCheckResult, ...] = field(default=(), compare=False)
     alone: tuple[str, ...] = ()
     observed: dict[str, Any] = field(default_factory=dict, compare=False)
     repaired: tuple[str, ...] = ()
@@ -651,6 +655,38 @@ def _executed(
     return tuple(revisions)
 
 
+class PreChecksFailed(UpgradeRefused):
+    """Read-only checks on the environment say the apply would fail on its rows."""
+
+    def __init__(self, message: str, results: Sequence[PreCheckResult]) -> None:
+        super().__init__(message)
+        self.results = tuple(results)
+
+
+def _prechecks(
+    url: str, work: _Target, rehearsal: RehearsalResult, policy: UpgradePolicy
+) -> tuple[PreCheckResult, ...]:
+    """For a schema-only rehearsal: the derived pre-checks, run read-only on the
+    environment; refuses when one says the apply would fail on its rows."""
+    if rehearsal.copy is None or rehearsal.copy.mode != "schema":
+        return ()
+    checks = derive_prechecks(rehearsal.executed, schema=work.schema)
+    results = run_prechecks(
+        url, checks, statement_timeout_s=policy.statement_timeout_s,
+        environment=work.environment,
+    )
+    failing = [r for r in results if r.would_fail]
+    if failing:
+        lines = "\n".join(f"- {r.message}" for r in failing)
+        raise PreChecksFailed(
+            f"{work.environment}: {len(failing)} read-only pre-check(s) on its rows say the "
+            f"upgrade would fail ({failing[0].message}); refusing to upgrade, "
+            f"{NOTHING_WRITTEN} (fix the rows or the revision first).\n\n{lines}",
+            failing,
+        )
+    return tuple(results)
+
+
 def _files(script: ScriptDirectory, revisions: Sequence[str]) -> dict[str, str | None]:
     found = {rev: script.get_revision(rev) for rev in revisions}
     return {rev: (r.path if r is not None else None) for rev, r in found.items()}
@@ -662,11 +698,17 @@ def _with_data_loss(
     policy: UpgradePolicy,
     *,
     files: Mapping[str, str | None],
+    before: Snapshot,
+    on_environment: Sequence[Loss] = (),
 ) -> LintReport:
-    """``report`` with one ``data-loss`` finding per loss the rehearsal counted."""
+    """``report`` with one ``data-loss`` finding per loss the rehearsal (or, for a
+    schema-only rehearsal, the pre-checks on the environment) counted."""
     if DATA_LOSS_RULE in {e.rule for e in policy.exclude}:
         return report
-    losses = merge_losses(rehearsal.losses, losses_from_statistics(rehearsal.observed))
+    losses = merge_losses(
+        [*rehearsal.losses, *on_environment],
+        losses_from_statistics(rehearsal.observed, before),
+    )
     if not losses:
         return report
     return replace(report, findings=report.findings + tuple(as_findings(losses, files)))
@@ -808,15 +850,24 @@ def guarded_upgrade(
             raise _rehearsal_refusal(environment, rehearsal)
         repair = _repair_plan(work, rehearsal)
         mark = time.perf_counter()
+        prechecked = _prechecks(url, work, rehearsal, policy)
+        timings["prechecks"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         report = lint_executed(
             _executed(script, work.pending, rehearsal), excluded=policy.exclude,
             error_rules=policy.error_rules, preamble=policy.preamble(),
             server_version=work.before_snapshot.server_version,
         )
-        report = _with_data_loss(report, rehearsal, policy, files=_files(script, work.pending))
+        report = _with_data_loss(
+            report, rehearsal, policy, files=_files(script, work.pending),
+            before=expected.snapshot(work.current) or work.before_snapshot,
+            on_environment=losses_on_environment(prechecked, work.before_snapshot),
+        )
         timings["lint"] = time.perf_counter() - mark
         blocking = report.blocking(acknowledged) if policy.block_on_lint_errors else ()
-        common.update(rehearsal=rehearsal, lint=report, blocking=blocking)
+        common.update(
+            rehearsal=rehearsal, lint=report, blocking=blocking, prechecks=prechecked
+        )
         if dry_run:
             would = (
                 f"; would be BLOCKED by {len(blocking)} error-level finding(s) "

@@ -15,6 +15,7 @@ from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.errors import ConfigError, MigrationError, UpgradeRefused
 from abparts_ops.core.migrations import lint
 from abparts_ops.core.migrations.lint import (
+    DATA_LOSS_RULE,
     DEFAULT_ERROR_RULES,
     OFFLINE_SQL_RULE,
     PROJECT_RULES,
@@ -107,7 +108,10 @@ def test_excluding_our_own_rule_is_not_passed_to_squawk(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ rule names
 
 ACK = "prod: run config acknowledge"
-FIX = "use the names squawk reports (https://squawkhq.com/docs/rules) or offline-sql-unavailable."
+FIX = (
+    "use the names squawk reports (https://squawkhq.com/docs/rules) or data-loss, "
+    "offline-sql-unavailable."
+)
 
 
 def test_known_rules_are_read_from_the_installed_squawk() -> None:
@@ -187,7 +191,9 @@ def fake_squawk(path: Path, known: list[str]) -> Path:
 def test_the_list_is_read_from_the_binary_and_cached_per_path_and_mtime(tmp_path: Path) -> None:
     squawk = fake_squawk(tmp_path / "squawk", ["ban-fake-rule", "prefer-fake-style"])
     assert squawk_rules(squawk) == {"ban-fake-rule", "prefer-fake-style"}
-    assert known_rules(squawk) == {"ban-fake-rule", "prefer-fake-style", OFFLINE_SQL_RULE}
+    assert known_rules(squawk) == {
+        "ban-fake-rule", "prefer-fake-style", OFFLINE_SQL_RULE, DATA_LOSS_RULE
+    }
     with pytest.raises(UpgradeRefused, match=r"`ban-fake-rul` \(did you mean `ban-fake-rule`"):
         check_rule_names(["ban-fake-rul"], where=ACK, executable=squawk)
     stat = squawk.stat()

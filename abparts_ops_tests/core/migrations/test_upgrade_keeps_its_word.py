@@ -371,24 +371,53 @@ def test_a_duplicate_is_found_by_the_rehearsal_with_rows(make_setup) -> None:
     assert state(setup.env_url) == before
 
 
-def test_a_failed_concurrent_build_is_reported_invalid_and_the_retry_repairs_it(
+def test_over_the_copy_limit_the_duplicate_is_found_by_a_read_only_pre_check(
     make_setup,
 ) -> None:
-    """Copied schema only (over the copy limit), the build fails only on staging: the
-    read-back names the INVALID index, the reference calls it drift; once the duplicate
-    is gone the same upgrade drops the INVALID index and builds it again: in sync."""
+    """Copied schema only (over the copy limit), the copy has no rows to fail on: the
+    pre-check derived from the rehearsed statement counts the duplicates on staging
+    itself, read only, and refuses with the numbers; staging read back unchanged."""
     from abparts_ops.core.migrations.rehearsal import RehearsalCopy
-    from abparts_ops.core.migrations.upgrade import UpgradePolicy
+    from abparts_ops.core.migrations.upgrade import PreChecksFailed, UpgradePolicy
     from abparts_ops_tests.sql import run_sql
 
     setup = make_setup(*UNIQUE_CONCURRENTLY)
     run_sql(setup.env_url, DUPLICATES)
+    before = state(setup.env_url)
     policy = UpgradePolicy(rehearsal=RehearsalCopy(max_bytes=0))
-    with pytest.raises(UpgradeHalfApplied) as caught:
+    with pytest.raises(PreChecksFailed) as caught:
         setup.run(dry_run=False, policy=policy)
+    assert (
+        "r002 creates unique index ux_parts_name on parts (name): 1 duplicate groups "
+        "(2 rows) among 3 rows"
+    ) in str(caught.value)
+    assert state(setup.env_url) == before
+
+
+def test_a_failed_concurrent_build_is_reported_invalid_and_the_retry_repairs_it(
+    make_setup,
+) -> None:
+    """A writer's open transaction on staging (nothing the copy or a pre-check can see)
+    makes the concurrent build wait past lock_timeout: the read-back names the INVALID
+    index and the reference calls it drift; once the writer is gone the same upgrade
+    drops the INVALID index and builds it again: in sync."""
+    from abparts_ops.core.db import make_engine
+    from abparts_ops.core.migrations.upgrade import UpgradePolicy
+
+    setup = make_setup(*UNIQUE_CONCURRENTLY)
+    policy = UpgradePolicy(lock_timeout_s=1.0)
+    writer = make_engine(setup.env_url)
+    try:
+        with writer.connect() as conn:
+            conn.exec_driver_sql("INSERT INTO parts (id, name) VALUES (9, 'washer')")
+            with pytest.raises(UpgradeHalfApplied) as caught:
+                setup.run(dry_run=False, policy=policy)
+            conn.rollback()
+    finally:
+        writer.dispose()
     message = str(caught.value)
     assert message.startswith("staging is half-way through revision r002: ")
-    assert "could not create unique index" in message
+    assert "lock_timeout (1 s) reached" in message
     assert "INVALID index(es) ux_parts_name are dropped" in message
     assert "INVALID (a failed CREATE INDEX CONCURRENTLY)" in message
     rows = version_rows(setup.env_url)
@@ -398,7 +427,6 @@ def test_a_failed_concurrent_build_is_reported_invalid_and_the_retry_repairs_it(
     drift = assess_snapshot("staging", rows, now, setup.expected)
     assert drift.state is EnvironmentState.SCHEMA_DRIFT
 
-    run_sql(setup.env_url, "DELETE FROM parts WHERE id = 2")
     done = setup.run(dry_run=False, policy=policy)
     assert done.action == "upgraded" and done.repaired == ("ux_parts_name",)
     assert done.alone == ("r002",)
