@@ -215,6 +215,7 @@ class _Attempt:
     failure: RehearsalResult | None = None
     again: str | None = None
     losses: tuple[Loss, ...] = ()
+    copy_seconds: float = 0.0
 
 
 def _both(first: StatementHook | None, second: StatementHook | None) -> StatementHook | None:
@@ -286,6 +287,7 @@ def rehearse(
             before_statement=_both(counter, before_statement),
         )
         attempt.losses = tuple(counter.losses) if counter is not None else ()
+        copied = replace(copied, seconds=copied.seconds + attempt.copy_seconds)
         if attempt.again is not None:
             alone.append(attempt.again)
             continue
@@ -339,6 +341,7 @@ def _attempt(
     progress = RunProgress()
     attempt = _Attempt(progress)
     with scratch_database(scratch_server_url, prefix=SCRATCH_PREFIX) as url:
+        mark = time.perf_counter()
         if dump is None:
             copy_with_rows(
                 env_url, url, server_version=server_version, environment=environment,
@@ -347,6 +350,7 @@ def _attempt(
             )
         else:
             restore_dump(url, dump, environment=environment)
+        attempt.copy_seconds = time.perf_counter() - mark
         engine = make_engine(url, label="rehearsal database")
         try:
             with connect(engine, label="rehearsal database") as conn:

@@ -52,7 +52,8 @@ class RehearsalCopy:
 
 @dataclass(frozen=True)
 class CopyReport:
-    """What was copied: ``mode`` is ``"rows"`` or ``"schema"``; the environment's size."""
+    """What was copied: ``mode`` is ``"rows"`` or ``"schema"``; the environment's size;
+    ``seconds`` the time spent dumping and restoring (every attempt's copy)."""
 
     mode: str
     database_bytes: int
