@@ -268,6 +268,7 @@ def _evidence(exc: AbpartsOpsError) -> dict[str, Any]:
             "rehearsal": rehearsal.verdict,
             "failed_revision": rehearsal.failed_revision or "",
             "failed_file": rehearsal.file or "",
+            "failed_line": rehearsal.line or 0,
             "failed_statement": rehearsal.statement or "",
         }
         if rehearsal.diff is not None and not rehearsal.diff.is_empty:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, make_engine, quote_ident
 from abparts_ops.core.migrations.data_loss import Loss, LossCounter
-from abparts_ops.core.migrations.migrate import current_revisions
+from abparts_ops.core.migrations.migrate import current_revisions, failing_line
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.rehearsal_copy import (
     CopyReport,
@@ -91,6 +91,7 @@ class RehearsalResult:
     failed_revision: str | None = None
     file: str | None = None
     statement: str | None = None
+    line: int | None = None
     error: str | None = None
     diff: SchemaDiff | None = None
     result_fingerprint: str | None = None
@@ -117,6 +118,7 @@ class RehearsalResult:
             "seconds": round(self.seconds, 3),
             "failed_revision": self.failed_revision,
             "file": self.file,
+            "line": self.line,
             "statement": self.statement,
             "error": self.error,
             "diff": self.diff.counts() if self.diff is not None else None,
@@ -421,13 +423,20 @@ def _revision_failure(exc: BaseException, progress: RunProgress, started: float)
             error=_first_line(exc),
         )
     statement = _statement_of(exc) or shorten(progress.statement, 1000)
-    name = f" ({os.path.basename(progress.current_file)})" if progress.current_file else ""
+    line = failing_line(exc, progress.current_file)
+    name = (
+        f" ({os.path.basename(progress.current_file)}"
+        + (f", line {line})" if line else ")")
+        if progress.current_file
+        else ""
+    )
     shown = f"; statement: {statement}" if statement else ""
-    return _failed(
+    failed = _failed(
         f"revision {revision}{name} failed in the rehearsal: {_first_line(exc)}{shown}",
         revision, progress.current_file, statement, progress, started, 0.0,
         error=_first_line(exc),
     )
+    return replace(failed, line=line)
 
 
 def _with(

@@ -331,6 +331,21 @@ def test_head_moved_past_the_baseline_refuses_and_says_to_upgrade(
         env.stamp(staging, script=script, expected=expected, allow_behind_head=True)
 
 
+def test_a_no_op_stamp_records_no_purge(env: Env, staging: str, tmp_path: Path) -> None:
+    """Issue 16.7: at the head of a history that moved past the baseline, in sync, the
+    stamp does nothing, and says it purged nothing (it used to list the head)."""
+    ini = write_project(tmp_path, [Rev(BASELINE, None), Rev("r2r2r2r2r2r2", BASELINE)])
+    script = load_project(ini_path=ini).script()
+    expected = env.expected({"r2r2r2r2r2r2": env.reference})  # r2 builds nothing
+    run_sql(staging, "UPDATE alembic_version SET version_num = 'r2r2r2r2r2r2'")
+    before = state(staging)
+    result = env.stamp(staging, script=script, expected=expected, dry_run=False)
+    assert result.action == "noop" and result.state == "in_sync"
+    assert (result.purged, result.purged_archived, result.purged_unknown) == ((), (), ())
+    assert "Purged" not in result.message
+    assert state(staging) == before
+
+
 def test_purge_tells_archived_ids_from_ids_in_no_history(env: Env, staging: str) -> None:
     """Issue 10.5: ids of the archived history and ids found in no history, listed apart."""
     run_sql(

@@ -364,7 +364,7 @@ def test_a_duplicate_is_found_by_the_rehearsal_with_rows(make_setup) -> None:
     with pytest.raises(RehearsalFailed) as caught:
         setup.run(dry_run=False)
     message = str(caught.value)
-    assert "revision r002 (r002_rev.py) failed in the rehearsal" in message
+    assert "revision r002 (r002_rev.py, line 17) failed in the rehearsal" in message
     assert "could not create unique index" in message and "(name)=(bolt)" in message
     assert caught.value.rehearsal.copy is not None
     assert caught.value.rehearsal.copy.mode == "rows"
