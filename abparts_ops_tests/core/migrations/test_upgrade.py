@@ -86,7 +86,7 @@ def test_revision_failing_in_the_rehearsal_names_revision_file_and_statement(mak
     with pytest.raises(RehearsalFailed) as caught:
         setup.run(dry_run=False, exclude=["knowledge_documents"])
     message = str(caught.value)
-    assert "revision r002 (r002_rev.py)" in message
+    assert "revision r002 (r002_rev.py, line 18)" in message
     assert "division by zero" in message and "SELECT 1/0" in message
     assert "nothing was applied to staging" in message
     assert caught.value.rehearsal.failed_revision == "r002"
