@@ -585,6 +585,35 @@ def _migration_hooks(
     return fn, on_apply
 
 
+@contextmanager
+def migration_environment(
+    conn: Connection,
+    project: AlembicProject,
+    script: ScriptDirectory,
+    target: str,
+    fn: Callable[..., Iterator[Any]],
+    on_apply: Callable[..., None],
+    *,
+    per_migration: bool = False,
+) -> Iterator[EnvironmentContext]:
+    """Alembic's ``EnvironmentContext`` on ``conn`` for the project, without its env.py.
+
+    The application's ``env.py`` reads its own URL from its own variables, so it is never
+    run: the context is built and configured here, as ``alembic.command.upgrade`` would,
+    with ``fn`` choosing the steps and ``on_apply`` called after each one.
+    """
+    with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
+        env.configure(
+            connection=conn,
+            target_metadata=None,
+            version_table=project.version_table,
+            version_table_schema=project.version_table_schema,
+            transaction_per_migration=per_migration,
+            on_version_apply=on_apply,
+        )
+        yield env
+
+
 def _one_transaction(
     conn: Connection,
     project: AlembicProject,
@@ -603,15 +632,7 @@ def _one_transaction(
     observer = _Observer(conn, project.version_table) if observe else None
     fn, on_apply = _migration_hooks(conn, project, script, target, progress, observer)
     outcome: Any = None
-    with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
-        env.configure(
-            connection=conn,
-            target_metadata=None,
-            version_table=project.version_table,
-            version_table_schema=project.version_table_schema,
-            transaction_per_migration=False,
-            on_version_apply=on_apply,
-        )
+    with migration_environment(conn, project, script, target, fn, on_apply) as env:
         # Alembic's own transaction (not one of ours around it): an autocommit_block
         # then reaches Connection.commit(), where the watch stops it.
         with env.begin_transaction():
@@ -642,15 +663,7 @@ def _alone(
     previous = conn.get_isolation_level()
     conn.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        with EnvironmentContext(project.config(), script, fn=fn, destination_rev=revision) as env:
-            env.configure(
-                connection=conn,
-                target_metadata=None,
-                version_table=project.version_table,
-                version_table_schema=project.version_table_schema,
-                transaction_per_migration=False,
-                on_version_apply=on_apply,
-            )
+        with migration_environment(conn, project, script, revision, fn, on_apply) as env:
             with env.begin_transaction():
                 with watch_transaction(
                     conn, progress, version_table=project.version_table, strict=False,
