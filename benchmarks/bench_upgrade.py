@@ -36,9 +36,9 @@ Timed in the same run, each repetition on its own fresh environments (median of
 Targets (the exit status is 1 when one is missed): (b) - (a) < 5 s; (c) < 2 x (d);
 with (e), (e) - (a) <= 10 s (the earlier target). For the breakdown, the benchmark
 wraps the rehearsal's ``database_size``, ``scratch_database`` and ``copy_with_rows``
-with timers (wall, and CPU of the pg_dump/pg_restore children plus of the server's
-exited backends, ``cutime + cstime`` of the postmaster), the hand pipeline too. The
-load average is printed with the table. Everything runs on the dedicated embedded
+with timers (wall, and for the copy the CPU of its pg_dump and pg_restore); the hand
+pipelines also show the CPU of the server's backends (the postmaster's ``cutime +
+cstime``). The load average is printed with the table. Everything runs on the dedicated embedded
 server under ``.abparts_ops/bench``.
 """
 
