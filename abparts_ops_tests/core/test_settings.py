@@ -418,13 +418,14 @@ def test_new_keys_and_their_defaults(project: Path) -> None:
                 {"rule": "prefer-robust-stmt", "reason": "one transaction"}]}}),
             "abparts_ops.yaml: upgrade.squawk.exclude.rule: unknown lint rule "
             "`prefer-robust-stmt` (did you mean `prefer-robust-stmts`?): use the names squawk "
-            "reports (https://squawkhq.com/docs/rules) or offline-sql-unavailable.",
+            "reports (https://squawkhq.com/docs/rules) or data-loss, "
+            "offline-sql-unavailable.",
         ),
         (
             lambda d: d.update(upgrade={"lock_timeout": 3}),
             "abparts_ops.yaml: upgrade.lock_timeout: unknown key (did you mean "
-            "`lock_timeout_s`? allowed: lock_timeout_s, squawk, statement_timeout_s); remove "
-            "or rename it.",
+            "`lock_timeout_s`? allowed: lock_timeout_s, rehearsal, squawk, "
+            "statement_timeout_s); remove or rename it.",
         ),
         (
             lambda d: d.update(probe={"connect_timeout_s": 0}),
