@@ -266,8 +266,14 @@ class _Observer:
             return list(cur.fetchall())
 
     def start(self) -> None:
-        """Note the relations that exist before the first revision (new ones are nobody's)."""
+        """Note the relations that exist before the first revision (new ones are nobody's)
+        and the counts the view already shows: the backend reports what it has not yet
+        flushed, which may include an earlier transaction's rows."""
         self.existing = set(self._query(_EXISTING)[0][0] or ())
+        self.rows = {
+            table: (int(ins), int(upd), int(dele))
+            for table, ins, upd, dele in self._query(_XACT_ROWS)
+        }
         self.started = time.perf_counter()
 
     def after(self, revision: str) -> RevisionObservation:
