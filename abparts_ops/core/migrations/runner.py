@@ -473,6 +473,7 @@ def run_revisions(
     observe: bool = False,
     before_statement: StatementHook | None = None,
     before_alone: AloneHook | None = None,
+    epilogue: Callable[[Connection], Any] | None = None,
 ) -> Any:
     """Upgrade ``conn``'s database to ``target``, watched (module doc).
 
@@ -492,8 +493,10 @@ def run_revisions(
     ``observe`` records, per revision of a transaction, the rows inserted, updated and
     deleted per table and the relations locked ``ACCESS EXCLUSIVE`` or ``SHARE``
     (:class:`RevisionObservation` in ``progress.observed``). ``before_statement`` is
-    called before each statement a revision runs. On any exception the connection is
-    invalidated (the server rolls back and drops the session) and the error propagates.
+    called before each statement a revision runs. ``epilogue(conn)`` runs after the last
+    revision: in the one transaction when there is one, else in a transaction of its own
+    at the end (the catch-up's stamp). On any exception the connection is invalidated
+    (the server rolls back and drops the session) and the error propagates.
     """
     if conn.in_transaction():
         conn.commit()
@@ -521,6 +524,7 @@ def run_revisions(
         outcome = _one_transaction(
             conn, project, script, head_part[-1] if head_part else None, progress,
             preamble=opening, observe=observe, before_statement=before_statement,
+            epilogue=epilogue if first_alone is None else None,
         )
         if first_alone is None:
             return outcome
@@ -539,6 +543,9 @@ def run_revisions(
                     conn, project, script, revision, progress, preamble=None,
                     observe=observe, before_statement=before_statement,
                 )
+        if epilogue is not None:
+            with conn.begin():
+                epilogue(conn)
         if hold:
             conn.execute(
                 sa.text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), {"key": hold}
@@ -630,11 +637,16 @@ def _one_transaction(
     preamble: Callable[[Connection], Any] | None,
     observe: bool,
     before_statement: StatementHook | None,
+    epilogue: Callable[[Connection], Any] | None = None,
 ) -> Any:
-    """Run up to ``target`` (None: none, only the preamble) in one watched transaction."""
+    """Run up to ``target`` (None: none, only the preamble) in one watched transaction,
+    ``epilogue`` last in it."""
     if target is None:
         with conn.begin():
-            return preamble(conn) if preamble is not None else None
+            outcome = preamble(conn) if preamble is not None else None
+            if epilogue is not None:
+                epilogue(conn)
+            return outcome
     observer = _Observer(conn, project.version_table) if observe else None
     fn, on_apply = _migration_hooks(conn, project, script, target, progress, observer)
     outcome: Any = None
@@ -653,6 +665,8 @@ def _one_transaction(
                 env.run_migrations()
             if observer is not None:
                 observer.finish(progress.observed)
+            if epilogue is not None:
+                epilogue(conn)
     return outcome
 
 

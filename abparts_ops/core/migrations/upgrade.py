@@ -318,8 +318,14 @@ def _snapshot_in_transaction(
 
 
 @dataclass(frozen=True)
-class _Target:
-    """What one guarded upgrade works on (read once in step 1, used by every step)."""
+class RunTarget:
+    """What one guarded run works on (read once in step 1, used by every step).
+
+    ``project``/``script`` are the history the revisions come from (the archive's for a
+    catch-up), ``target`` its last revision, ``final`` the version row the run ends at
+    (default ``target``; the baseline for a catch-up, written by ``epilogue`` in the same
+    transaction), ``action`` the word the result uses.
+    """
 
     environment: str
     project: AlembicProject
@@ -334,6 +340,10 @@ class _Target:
     patterns: list[str]
     repair: tuple[str, ...] = ()
     drift: SchemaDiff | None = None
+    final: str | None = None
+    epilogue: Callable[[Connection], None] | None = None
+    epilogue_says: str = ""
+    action: str = "upgraded"
 
     @property
     def vt_schema(self) -> str:
@@ -343,7 +353,7 @@ class _Target:
 
 def _apply(
     conn: Connection,
-    work: _Target,
+    work: RunTarget,
     *,
     policy: UpgradePolicy,
     guard: WriteGuard,
@@ -419,7 +429,7 @@ def _apply(
         conn, work.project, work.script, work.target, progress=progress, preamble=preamble,
         alone=alone, session_settings=policy.session_settings(), observe=True,
         lock_key_text=lock_key(work.vt_schema, work.project.version_table),
-        before_alone=before_alone,
+        before_alone=before_alone, epilogue=work.epilogue,
     )
 
 
@@ -457,7 +467,7 @@ ReadBack = Callable[[], tuple[tuple[str, ...] | None, Snapshot]]
 
 
 def what_was_written(
-    work: _Target, why: str, read_back: ReadBack, *, url: str, running: str | None = None
+    work: RunTarget, why: str, read_back: ReadBack, *, url: str, running: str | None = None
 ) -> AbpartsOpsError:
     """The truth after a failed or interrupted apply, read back from the database.
 
@@ -565,7 +575,7 @@ def _check(
     schema: str,
     archived: Collection[str],
     baseline: str | None,
-) -> _Target:
+) -> RunTarget:
     """Step 1: the environment's revision, its schema, and what is pending (module doc)."""
     vt_schema = project.version_table_schema or schema
     before = current_revisions(conn, version_table=project.version_table, schema=vt_schema)
@@ -609,7 +619,7 @@ def _check(
                 f"{environment}: no expected schema for revision {revision} (refresh "
                 f"expected_schemas); {NOTHING_WRITTEN}."
             )
-    return _Target(
+    return RunTarget(
         environment=environment, project=project, script=script, target=target,
         before=before, current=current, pending=pending, before_snapshot=actual,
         expected=expected, schema=schema,
@@ -618,7 +628,7 @@ def _check(
     )
 
 
-def _repair_plan(work: _Target, rehearsal: RehearsalResult) -> dict[str, str]:
+def _repair_plan(work: RunTarget, rehearsal: RehearsalResult) -> dict[str, str]:
     """Which alone revision rebuilds each INVALID leftover; refuses the drift otherwise."""
     if not work.repair:
         return {}
@@ -664,7 +674,7 @@ class PreChecksFailed(UpgradeRefused):
 
 
 def _prechecks(
-    url: str, work: _Target, rehearsal: RehearsalResult, policy: UpgradePolicy
+    url: str, work: RunTarget, rehearsal: RehearsalResult, policy: UpgradePolicy
 ) -> tuple[PreCheckResult, ...]:
     """For a schema-only rehearsal: the derived pre-checks, run read-only on the
     environment; refuses when one says the apply would fail on its rows."""
@@ -771,9 +781,58 @@ def guarded_upgrade(
     when a failed apply left something written, :class:`UpgradeVerificationFailed`
     when the applied result is not the expected one.
     """
-    policy = policy or UpgradePolicy()
     script = script or project.script()
-    guard = guard or WriteGuard(environment, protected=protected, confirm=confirm)
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise UpgradeRefused(
+            f"{environment}: the Alembic history has {len(heads)} heads "
+            f"({', '.join(sorted(heads)) or 'none'}); an upgrade needs exactly one (merge "
+            f"them with `alembic merge`); {NOTHING_WRITTEN}."
+        )
+    target = heads[0]
+
+    def locate(conn: Connection) -> RunTarget:
+        return _check(
+            conn, environment=environment, project=project, script=script, target=target,
+            expected=expected, exclude=exclude, schema=schema, archived=archived,
+            baseline=baseline,
+        )
+
+    return guarded_run(
+        url, locate, environment=environment, scratch_url=scratch_url,
+        policy=policy or UpgradePolicy(),
+        guard=guard or WriteGuard(environment, protected=protected, confirm=confirm),
+        acknowledge=acknowledge, dry_run=dry_run, exclude=exclude, schema=schema,
+        privileges=expected.privileges, connect_timeout=connect_timeout,
+    )
+
+
+Locate = Callable[[Connection], RunTarget]
+"""Step 1 of a guarded run: reads the environment and says what to run (or refuses)."""
+
+
+def guarded_run(
+    url: str,
+    locate: Locate,
+    *,
+    environment: str,
+    scratch_url: str,
+    policy: UpgradePolicy,
+    guard: WriteGuard,
+    acknowledge: Iterable[str] = (),
+    dry_run: bool = True,
+    exclude: Iterable[str] = (),
+    schema: str = "public",
+    privileges: bool = False,
+    connect_timeout: int = 5,
+) -> UpgradeResult:
+    """The steps every guarded run of revisions shares (module doc, steps 2 to 6).
+
+    ``locate`` is step 1, on a first connection after the guard's look: it returns the
+    :class:`RunTarget` (which history, which revisions, what the result must be, the version
+    rows to end at and what to do after the last revision in its transaction) or
+    refuses. Used by :func:`guarded_upgrade` and the catch-up across a reset.
+    """
     acknowledged = tuple(sorted(set(acknowledge)))
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -783,44 +842,35 @@ def guarded_upgrade(
             check_rule_names(acknowledged, where=f"{environment}: run config acknowledge")
         except AbpartsOpsError as exc:
             raise UpgradeRefused(f"{str(exc).rstrip('.')}; {NOTHING_WRITTEN}.") from None
-    heads = script.get_heads()
-    if len(heads) != 1:
-        raise UpgradeRefused(
-            f"{environment}: the Alembic history has {len(heads)} heads "
-            f"({', '.join(sorted(heads)) or 'none'}); an upgrade needs exactly one (merge "
-            f"them with `alembic merge`); {NOTHING_WRITTEN}."
-        )
-    target = heads[0]
     engine = make_engine(url, label=environment, connect_timeout=connect_timeout)
-    work: _Target | None = None
+    work: RunTarget | None = None
     applying = False
 
     def read_back() -> tuple[tuple[str, ...] | None, Snapshot]:
         assert work is not None
         with connect(engine, label=environment) as conn:
             rows = current_revisions(
-                conn, version_table=project.version_table, schema=work.vt_schema
+                conn, version_table=work.project.version_table, schema=work.vt_schema
             )
             now = snapshot_connection(
-                conn, schema=schema, exclude=exclude, version_table=project.version_table,
-                source=environment, privileges=expected.privileges,
+                conn, schema=schema, exclude=exclude,
+                version_table=work.project.version_table, source=environment,
+                privileges=privileges,
             )
         return rows, now
 
     try:
         with connect(engine, label=environment) as conn:
             looked = guard.inspect(conn, dry_run=dry_run, what="upgrade", refuse=UpgradeRefused)
-            work = _check(
-                conn, environment=environment, project=project, script=script,
-                target=target, expected=expected, exclude=exclude, schema=schema,
-                archived=archived, baseline=baseline,
-            )
+            work = locate(conn)
         timings["check"] = time.perf_counter() - started
+        project, script, target, expected = work.project, work.script, work.target, work.expected
+        final = work.final or target
         expected_head = expected.snapshot(target)
         assert expected_head is not None
         common: dict[str, Any] = {
             "environment": environment,
-            "target": target,
+            "target": final,
             "before": work.before,
             "pending": work.pending,
             "before_fingerprint": work.before_snapshot.fingerprint,
@@ -841,7 +891,7 @@ def guarded_upgrade(
             current=work.before, target=target,
             expected_from=expected.snapshot(work.current) or work.before_snapshot,
             expected=expected_head, server_version=work.before_snapshot.server_version,
-            schema=schema, exclude=exclude, privileges=expected.privileges,
+            schema=schema, exclude=exclude, privileges=privileges,
             statement_timeout_s=policy.statement_timeout_s,
             lock_timeout_s=policy.lock_timeout_s, copy=policy.rehearsal,
         )
@@ -868,6 +918,7 @@ def guarded_upgrade(
         common.update(
             rehearsal=rehearsal, lint=report, blocking=blocking, prechecks=prechecked
         )
+        then = f" then {work.epilogue_says}" if work.epilogue_says else ""
         if dry_run:
             would = (
                 f"; would be BLOCKED by {len(blocking)} error-level finding(s) "
@@ -879,7 +930,7 @@ def guarded_upgrade(
                 lock_wait_ms=0.0, seconds=time.perf_counter() - started, timings=timings,
                 message=(
                     f"dry run: would apply {len(work.pending)} revision(s) to {environment} "
-                    f"({_describe(work.before)} -> {target}); rehearsal passed; "
+                    f"({_describe(work.before)} -> {target}){then}; rehearsal passed; "
                     f"{len(report.findings)} lint finding(s){would}. Nothing was written."
                 ),
             )
@@ -918,14 +969,14 @@ def guarded_upgrade(
         after, result = read_back()
         timings["verify"] = time.perf_counter() - mark
         check = diff_snapshots(
-            expected_head, result, reference_label=f"expected at {target}",
+            expected_head, result, reference_label=f"expected at {final}",
             actual_label=environment,
         )
-        if after != (target,) or not check.is_empty:
+        if after != (final,) or not check.is_empty:
             raise UpgradeVerificationFailed(
                 f"{environment}: the revisions were applied, but verification found "
                 f"{_describe(after)} and {len(check.changes)} difference(s) from the schema "
-                f"expected at {target} (inspect the environment).\n\n{check.to_markdown(50)}",
+                f"expected at {final} (inspect the environment).\n\n{check.to_markdown(50)}",
                 check,
             )
         applied = tuple(progress.applied)
@@ -934,21 +985,21 @@ def guarded_upgrade(
         common["repaired"] = tuple(progress.repaired)
         common["observed"] = dict(progress.observed)
         return UpgradeResult(
-            **common, action="upgraded", after=after, applied=applied,
+            **common, action=work.action, after=after, applied=applied,
             after_fingerprint=result.fingerprint, lock_wait_ms=entered.lock_wait_ms,
             seconds=time.perf_counter() - started, timings=timings,
             message=(
-                f"upgraded {environment}: {_describe(work.before)} -> {target} "
-                f"({len(applied)} revision(s), "
+                f"{work.action.replace('_', ' ')} {environment}: {_describe(work.before)} -> "
+                f"{target} ({len(applied)} revision(s), "
                 + ", ".join(f"{a.revision} {a.seconds:.2f} s" for a in applied)
-                + ")"
+                + f"){then}"
                 + (
                     f"; {', '.join(progress.alone)} ran as step(s) of their own, in "
                     "autocommit, the version row advancing revision by revision"
                     if progress.alone
                     else "; all in one transaction"
                 )
-                + "; verified against the head's expected schema."
+                + f"; verified against the schema expected at {final}."
             ),
         )
     except UpgradeRefused:
