@@ -125,7 +125,7 @@ def _plain(value: Any) -> Any:
         raw = raw.path
     try:
         json.dumps(raw)
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - any value that is not plain JSON (tables, schemas...)
         return str(raw)
     return raw
 
