@@ -165,19 +165,23 @@ def _schema_change(expected: Any, revision: str, empty: Any) -> dict[str, Any]:
         before, after, reference_label=f"expected at {parents[0] if parents else 'base'}",
         actual_label=f"expected at {revision}",
     )
+    # The diff's "destructive" says what undoing a difference would lose; for the
+    # revision's own change it is the reverse diff's (dropping a column loses data,
+    # adding one does not).
+    undo = {(c.kind, c.key): c.destructive for c in diff_snapshots(after, before).changes}
+    changes = [
+        {"change": {"extra": "added", "missing": "removed"}.get(c.change, c.change),
+         "kind": c.kind, "key": c.key, "destructive": undo.get((c.kind, c.key), c.destructive),
+         "detail": c.describe() if c.change == "changed" else ""}
+        for c in diff.changes
+    ]
     counts = diff.counts()
     summary = (
         "no schema change"
         if diff.is_empty
         else f"{counts['extra']} added, {counts['missing']} removed, {counts['changed']} "
-        f"changed ({counts['destructive']} destructive)"
+        f"changed ({sum(1 for c in changes if c['destructive'])} destructive)"
     )
-    changes = [
-        {"change": {"extra": "added", "missing": "removed"}.get(c.change, c.change),
-         "kind": c.kind, "key": c.key, "destructive": c.destructive,
-         "detail": c.describe() if c.change == "changed" else ""}
-        for c in diff.changes
-    ]
     return {"summary": summary, "changes": changes}
 
 
