@@ -386,7 +386,7 @@ def _finding_row(finding: Any) -> Mapping[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Check the revisions; exit 0 when they qualify, 1 otherwise."""
-    settings = load(quiet=args.json)
+    settings = load()
     document, lines = check(settings, args.since)
     emit(args, document, lines)
     return OK if document.get("ok") else FOUND

@@ -50,7 +50,7 @@ def demo_mode() -> bool:
     return not os.environ.get(CONFIG_ENV)
 
 
-def load(*, quiet: bool = False) -> Settings:
+def load(*, quiet: bool = True) -> Settings:
     """The configured settings; without ``ABPARTS_OPS_CONFIG``, the demo's (started).
 
     Environment variables are not required to be set here: each command reads an
@@ -63,7 +63,7 @@ def load(*, quiet: bool = False) -> Settings:
 
     layout = ensure_demo()
     if not quiet:
-        print(f"(no {CONFIG_ENV}: using the embedded demo, {layout.config_path})", file=sys.stderr)
+        print(f"(no {CONFIG_ENV}: the embedded demo, {layout.config_path})", file=sys.stderr)
     return load_settings(layout.config_path, check_env=False)
 
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Print one line per finding; exit 1 when anything is missing."""
     from abparts_ops.core.doctor import run_doctor
 
-    findings = run_doctor(load(quiet=args.json))
+    findings = run_doctor(load())
     document = {
         "findings": [
             {"subject": f.subject, "ok": f.ok, "detail": f.detail} for f in findings

@@ -103,7 +103,7 @@ def assess_all(settings: Any, names: list[str]) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Print each environment's state; exit 0 only when every one is in sync."""
-    settings = load(quiet=args.json)
+    settings = load()
     if args.all and args.envs:
         raise BadInput("give environment names or --all, not both.")
     names = environment_names(settings, args.envs) if args.envs else list(settings.environments)

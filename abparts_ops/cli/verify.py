@@ -54,7 +54,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Launch verify_environments (for ENV... only, when named); exit 0 iff all passed."""
-    settings = load(quiet=args.json)
+    settings = load()
     names = environment_names(settings, args.envs) if args.envs else list(settings.environments)
     from abparts_ops.defs.names import VERIFY_JOB, check_keys
 

@@ -17,9 +17,8 @@ from abparts_ops.cli.environments import from_checks, state_lines
 from abparts_ops.cli.launch import RunOutcome, run_lines
 
 _SHOWN = (
-    "state_before", "revision_before", "revision_after", "target", "pending_count",
-    "rehearsal", "findings_count", "error_findings", "blocking_rules", "acknowledged",
-    "purged", "identity_key", "launched_by",
+    "state_before", "pending_count", "rehearsal", "findings_count", "error_findings",
+    "blocking_rules", "acknowledged",
 )
 
 
@@ -75,8 +74,8 @@ def report(
     for failure in outcome.failures[1:]:
         lines.append(f"  ✗ {failure['description']}")
     if environments:
-        lines += ["", *state_lines(environments)]
-    lines += ["", *run_lines(outcome)]
+        lines += state_lines(environments)
+    lines += run_lines(outcome)
     emit(args, document, lines)
     if not outcome.success or blocked:
         return FOUND
