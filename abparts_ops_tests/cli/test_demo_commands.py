@@ -142,3 +142,13 @@ def test_demo_stop_stops_every_server_and_the_ui_it_started(
         for server in (demo_server, test_server):
             server.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_instance_turns_the_onboarding_dialog_off(tmp_path: Path) -> None:
+    """dagster.yaml (copied by scripts/demo and the demo's DAGSTER_HOME) says ``nux: off``:
+    the UI asks ``shouldShowNux`` and gets false."""
+    import dagster as dg
+
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.nux_enabled is False
