@@ -302,7 +302,8 @@ def check(settings: Any, since: str | None) -> tuple[dict[str, Any], list[str]]:
         before = expected.snapshot(current[0]) if len(current) == 1 else built
         before = before or built
         rehearsal = rehearse(
-            env_url, scratch_url, environment="check-revisions", project=project,
+            env_url, scratch_url, project=project,
+            environment=f"the history at {', '.join(current) or 'base'}",
             script=script, current=current, target=head, expected_from=before,
             expected=expected.snapshot(head), server_version=built.server_version,
             schema=source.schema, exclude=settings.exclude,
