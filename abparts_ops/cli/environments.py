@@ -52,6 +52,9 @@ def _current(text: str) -> str | None:
 def from_checks(name: str, checks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The entry of one environment from its checks' results (``verify``).
 
+    ``summary`` is the reference's summary the check's description ends with (the same
+    words as ``drift``), else the whole description (unreachable, stale expectations).
+
     ``checks`` maps a check name to ``{"passed", "description", "metadata"}``. The schema
     check (a full snapshot, with the diff) is preferred to the revision check (a probe)
     for the state and the summary.
@@ -64,13 +67,16 @@ def from_checks(name: str, checks: Mapping[str, Mapping[str, Any]]) -> dict[str,
     state = str(meta.get("state") or ("unreachable" if meta.get("error") else "unknown"))
     passed = all(check.get("passed") for check in checks.values()) and bool(checks)
     diff = meta.get("diff_json")
+    description = str(main.get("description") or "")
+    # the checks' descriptions end with the reference's own summary ("State: ...")
+    summary = description.split("State: ", 1)[1] if "State: " in description else description
     return {
         "name": name,
         "state": state,
         "revision": _current(str(meta.get("current") or "")),
         "expected_revision": meta.get("expected_revision") or None,
         "pending": [p.strip() for p in pending.split(",") if p.strip()],
-        "summary": str(main.get("description") or ""),
+        "summary": summary,
         "diff": list(diff) if isinstance(diff, list) else [],
         "head": meta.get("head") or None,
         "ok": passed,

@@ -158,6 +158,12 @@ def test_verify_launches_the_checks_of_the_named_environments(
     [entry] = red["environments"]
     assert entry["state"] == "schema_drift" and not entry["ok"]
     assert [(c["change"], c["key"]) for c in entry["diff"]] == [("extra", "drift_demo_idx")]
+    code, drift = cli("drift", "staging")  # the same words, read live without a run
+    assert code == FOUND
+    [live] = drift["environments"]
+    assert (live["state"], live["summary"], live["diff"]) == (
+        entry["state"], entry["summary"], entry["diff"]
+    )
 
 
 def test_drift_all_reports_every_environment_in_one_document(
