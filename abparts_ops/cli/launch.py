@@ -350,6 +350,18 @@ def launch(
         return _read_outcome(instance, run.run_id, log_path)
 
 
+VERDICT_TAG = "abparts_ops/verdict"
+
+
+def tag_run(outcome: RunOutcome, tags: Mapping[str, str]) -> None:
+    """Add ``tags`` to the finished run (the Runs list shows them beside its status)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        instance.add_run_tags(outcome.run_id, dict(tags))
+    outcome.tags.update(tags)
+
+
 def run_lines(outcome: RunOutcome) -> list[str]:
     """The closing lines every launching command prints: the run, its status, the log."""
     lines = [

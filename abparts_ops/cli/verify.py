@@ -16,7 +16,7 @@ from abparts_ops.cli.common import (
     load,
 )
 from abparts_ops.cli.environments import from_checks, state_lines
-from abparts_ops.cli.launch import launch, run_lines
+from abparts_ops.cli.launch import VERDICT_TAG, launch, run_lines, tag_run
 
 HELP = "run every environment's checks as a Dagster run (job verify_environments)"
 DESCRIPTION = """\
@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
                 "metadata": check.metadata,
             }
     entries = [from_checks(name, checks) for name, checks in by_env.items()]
+    # A verification whose checks failed is still a green SUCCESS in the Runs list (the
+    # checks do not block): the verdict tag says what it found, where people look first.
+    found = [f"{e['name']}: {e['state']}" for e in entries if not e["ok"]]
+    tag_run(outcome, {VERDICT_TAG: "; ".join(found)[:250] if found else "all in sync"})
     document = {"command": "verify", **outcome.to_dict(), "environments": entries}
     lines = [*state_lines(entries)]
     for failure in outcome.failures:

@@ -150,13 +150,16 @@ def test_verify_launches_the_checks_of_the_named_environments(
     assert {(k.asset_key.path[0], k.name) for k in run.asset_check_selection} == {
         ("staging", "revision_is_head"), ("staging", "schema_matches_reference")
     }
-    _tags_of_cli(world, green["run_id"], "verify staging")
+    assert _tags_of_cli(world, green["run_id"], "verify staging")[
+        "abparts_ops/verdict"] == "all in sync"
 
     introduce_drift(urls["staging"], "index")
     code, red = cli("verify", "staging")
     assert code == FOUND
     [entry] = red["environments"]
     assert entry["state"] == "schema_drift" and not entry["ok"]
+    assert red["status"] == "SUCCESS"  # the checks do not block: the tag says it instead
+    assert world.run(red["run_id"]).tags["abparts_ops/verdict"] == "staging: schema_drift"
     assert [(c["change"], c["key"]) for c in entry["diff"]] == [("extra", "drift_demo_idx")]
     code, drift = cli("drift", "staging")  # the same words, read live without a run
     assert code == FOUND
