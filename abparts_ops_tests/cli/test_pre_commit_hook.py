@@ -86,3 +86,16 @@ def test_the_hook_fails_a_dropped_column_and_passes_without_it(
     assert "ban-drop-column" in out and "1 error-level finding(s)" in out
     assert admin_url.split("@")[0].split(":")[-1] not in out  # no password in the output
     shutil.rmtree(tmp_path / "pre-commit-home", ignore_errors=True)
+
+
+def test_the_ci_workflow_example_runs_the_command_with_a_scratch_server() -> None:
+    """docs/ci/revisions.yml: valid YAML, a PostgreSQL service, and the step README shows."""
+    workflow = yaml.safe_load((REPO / "docs" / "ci" / "revisions.yml").read_text("utf-8"))
+    [job] = workflow["jobs"].values()
+    assert job["services"]["postgres"]["image"].startswith("postgres:")
+    [step] = [s for s in job["steps"] if s.get("run") == "abparts-ops check-revisions"]
+    assert {"ABPARTS_OPS_CONFIG", "ABPARTS_SCRATCH_URL"} <= set(step["env"])
+    assert step["env"]["ABPARTS_SCRATCH_URL"].endswith("@127.0.0.1:5432/postgres")
+    readme = (REPO / "README.md").read_text("utf-8")
+    assert "docs/ci/revisions.yml" in readme
+    assert "\n  - run: abparts-ops check-revisions\n" in readme
