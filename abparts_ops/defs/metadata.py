@@ -11,6 +11,7 @@ from abparts_ops.core.schema.diff import SchemaDiff
 from abparts_ops.core.schema.model import Snapshot
 
 _MAX_MD = 60_000
+_MAX_CHANGES = 500
 
 
 def md(text: str) -> dg.MetadataValue:
@@ -72,4 +73,6 @@ def diff_metadata(diff: SchemaDiff) -> dict[str, dg.MetadataValue | int | str]:
         "reference_fingerprint": diff.reference_fingerprint,
         "actual_fingerprint": diff.actual_fingerprint,
         "diff": md(diff.to_markdown()),
+        # the same changes as data, for programs (abparts-ops verify --json)
+        "diff_json": dg.MetadataValue.json([c.to_dict() for c in diff.changes[:_MAX_CHANGES]]),
     }

@@ -15,8 +15,9 @@ With no configuration at all the project runs against this demo:
 * :func:`ensure_demo` does all of it on the embedded server and exports the
   ``ABPARTS_*_URL`` variables the demo configuration names.
 * :func:`write_stamp_configs` writes the run config of each ``stamp_<env>`` job (a real
-  stamp; prod's confirmation included), so ``scripts/demo`` ends the reset with every
-  environment, dev first, stamped at the proven baseline: the head.
+  stamp; prod's confirmation included) as files for ``dagster job execute -c``: the
+  same run config ``scripts/demo`` launches through ``abparts-ops stamp ENV --apply``
+  to end the reset with every environment, dev first, stamped at the proven baseline.
 
 Databases are built under a temporary name and renamed when complete, under a Postgres
 advisory lock, so an interrupted or concurrent run never leaves a half-built database

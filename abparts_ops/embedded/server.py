@@ -30,6 +30,7 @@ from abparts_ops.core.errors import EmbeddedServerError
 DEFAULT_HOME_ENV = "ABPARTS_OPS_HOME"
 SUPERUSER = "abparts"
 _STATE_FILE = "server.json"
+_STATE_FILE_DIR = "pg"
 
 
 def project_home() -> Path:
@@ -99,6 +100,17 @@ class ServerInfo:
         return (
             f"postgresql+psycopg2://{quote(self.user, safe='')}:"
             f"{quote(self.password, safe='')}@{self.host}:{self.port}/{quote(database)}"
+        )
+
+    def passfile_url(self, database: str, passfile: Path) -> str:
+        """A URL for ``database`` that holds no password: libpq reads it from ``passfile``.
+
+        ``postgresql://user@host:port/db?passfile=...``: psycopg2, pg_dump and psql all
+        accept it, so it can be printed and exported (``abparts-ops demo env``).
+        """
+        return (
+            f"postgresql://{quote(self.user, safe='')}@{self.host}:{self.port}/"
+            f"{quote(database)}?passfile={quote(str(passfile), safe='/')}"
         )
 
 
@@ -262,6 +274,31 @@ class EmbeddedPostgres:
                 self._cmd([str(bin_dir / "pg_ctl"), "stop", "-w", "-m", mode,
                            "-D", str(self.data_dir)])
 
+    @property
+    def passfile(self) -> Path:
+        """The libpq password file of this server (mode 0600), see :meth:`write_passfile`."""
+        return self.root / "pgpass"
+
+    def write_passfile(self) -> Path:
+        """Write (or refresh) the password file libpq reads for password-free URLs.
+
+        One line, ``127.0.0.1:<port>:*:<user>:<password>``, mode 0600 (libpq ignores a
+        file others can read). Returns its path.
+        """
+        info = self.info()
+
+        def escape(value: str) -> str:
+            return value.replace("\\", "\\\\").replace(":", "\\:")
+
+        line = f"{info.host}:{info.port}:*:{escape(info.user)}:{escape(info.password)}\n"
+        tmp = self.passfile.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(line)
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.passfile)
+        return self.passfile
+
     def is_running(self) -> bool:
         """True when the server process is up and its port answers."""
         state = self._read_state()
@@ -297,3 +334,18 @@ class EmbeddedPostgres:
                 return
             time.sleep(0.1)
         raise EmbeddedServerError(f"embedded PostgreSQL did not accept connections on {port}")
+
+
+def embedded_servers(home: Path | None = None) -> list[EmbeddedPostgres]:
+    """Every embedded server initialised under ``home`` (default :func:`project_home`).
+
+    The demo's (``home/pg``) and those of the tests and benchmarks (``home/<name>/pg``,
+    e.g. ``.abparts_ops/test/pg``), running or not.
+    """
+    home = (home or project_home()).resolve()
+    found = [home / _STATE_FILE_DIR] + sorted(home.glob(f"*/{_STATE_FILE_DIR}"))
+    return [
+        EmbeddedPostgres(folder.parent)
+        for folder in found
+        if (folder / _STATE_FILE).is_file()
+    ]
