@@ -212,38 +212,10 @@ def _build_at(scratch_url: str, project: Any, script: Any, current: Sequence[str
 
 def _findings(rehearsal: Any, policy: Any, script: Any, before: Any) -> Any:
     """The lint of what each revision executed, with data-loss findings, as the upgrade
-    makes them (the same functions, the same policy)."""
-    from dataclasses import replace
+    makes them (the same function, the same policy)."""
+    from abparts_ops.core.migrations.upgrade import lint_rehearsal
 
-    from abparts_ops.core.migrations.data_loss import (
-        as_findings,
-        losses_from_statistics,
-        merge_losses,
-    )
-    from abparts_ops.core.migrations.lint import DATA_LOSS_RULE, ExecutedRevision, lint_executed
-
-    files = {}
-    executed = []
-    for revision in rehearsal.applied:
-        found = script.get_revision(revision)
-        files[revision] = found.path if found is not None else None
-        executed.append(
-            ExecutedRevision(
-                revision, files[revision], tuple(rehearsal.statements_of(revision)),
-                in_transaction=revision not in rehearsal.alone,
-            )
-        )
-    report = lint_executed(
-        executed, excluded=policy.exclude, error_rules=policy.error_rules,
-        preamble=policy.preamble(), server_version=before.server_version,
-    )
-    if DATA_LOSS_RULE not in {e.rule for e in policy.exclude}:
-        losses = merge_losses(
-            rehearsal.losses, losses_from_statistics(rehearsal.observed, before)
-        )
-        if losses:
-            report = replace(report, findings=report.findings + tuple(as_findings(losses, files)))
-    return report
+    return lint_rehearsal(script, rehearsal.applied, rehearsal, policy, before=before)
 
 
 def check(settings: Any, since: str | None) -> tuple[dict[str, Any], list[str]]:

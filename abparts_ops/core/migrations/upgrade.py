@@ -697,6 +697,30 @@ def _prechecks(
     return tuple(results)
 
 
+def lint_rehearsal(
+    script: ScriptDirectory,
+    pending: Sequence[str],
+    rehearsal: RehearsalResult,
+    policy: UpgradePolicy,
+    *,
+    before: Snapshot,
+    on_environment: Sequence[Loss] = (),
+) -> LintReport:
+    """The findings of a rehearsal, as the upgrade blocks on them: squawk on the SQL each
+    pending revision executed (outside a transaction for those that ran alone), plus one
+    ``data-loss`` finding per loss counted (``before`` is the schema before the revisions:
+    what counts as existing data; ``on_environment`` the pre-checks' losses)."""
+    report = lint_executed(
+        _executed(script, pending, rehearsal), excluded=policy.exclude,
+        error_rules=policy.error_rules, preamble=policy.preamble(),
+        server_version=before.server_version,
+    )
+    return _with_data_loss(
+        report, rehearsal, policy, files=_files(script, pending), before=before,
+        on_environment=on_environment,
+    )
+
+
 def _files(script: ScriptDirectory, revisions: Sequence[str]) -> dict[str, str | None]:
     found = {rev: script.get_revision(rev) for rev in revisions}
     return {rev: (r.path if r is not None else None) for rev, r in found.items()}
@@ -903,13 +927,8 @@ def guarded_run(
         prechecked = _prechecks(url, work, rehearsal, policy)
         timings["prechecks"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        report = lint_executed(
-            _executed(script, work.pending, rehearsal), excluded=policy.exclude,
-            error_rules=policy.error_rules, preamble=policy.preamble(),
-            server_version=work.before_snapshot.server_version,
-        )
-        report = _with_data_loss(
-            report, rehearsal, policy, files=_files(script, work.pending),
+        report = lint_rehearsal(
+            script, work.pending, rehearsal, policy,
             before=expected.snapshot(work.current) or work.before_snapshot,
             on_environment=losses_on_environment(prechecked, work.before_snapshot),
         )
