@@ -241,7 +241,7 @@ def _same_content(recorded: str | None, current: str | None) -> bool:
     """Whether a recorded file hash (full, or an index's prefix) is ``current``'s."""
     if not recorded or not current:
         return False
-    return current.startswith(recorded) if len(recorded) < len(current) else recorded == current
+    return recorded[:INDEX_CONTENT_CHARS] == current[:INDEX_CONTENT_CHARS]
 
 
 def history_delta(
