@@ -232,7 +232,13 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         policy = context.resources.policy
         problem = unproven_baseline(context.instance, defined_checks(context))
         if problem:
-            raise _failure(env.name, no_baseline(env.name), None, {"reason": problem})
+            raise _failure(
+                env.name,
+                f"{env.name}: refusing to stamp: {NO_BASELINE} ({_reason(problem)}; nothing "
+                "was written)",
+                None,
+                {"reason": problem},
+            )
         url: str | None = None
         try:
             url = db.get_url()
@@ -287,6 +293,16 @@ NO_BASELINE = "no proven baseline yet: run reset_baseline first"
 def no_baseline(environment: str, detail: str | None = None) -> str:
     """``<env>: no proven baseline yet: run reset_baseline first`` (and why, when given)."""
     return f"{environment}: {NO_BASELINE}" + (f" ({detail})" if detail else "")
+
+
+def _reason(problem: str) -> str:
+    """The proof gate's problem without its advice (the one line gives the advice)."""
+    cut = len(problem)
+    for marker in (" (rerun ", "; run ", "; materialize "):
+        at = problem.find(marker)
+        if at != -1:
+            cut = min(cut, at)
+    return problem[:cut].rstrip(" .")
 
 
 def current_expected(context: Any, project: AlembicProject, schema: str) -> ExpectedSchemas:
