@@ -6,14 +6,21 @@ makes:
 * ``<env>/alembic_stamp``: a materialization means *the environment was stamped* with the
   proven baseline (or was already there). A dry run (the default) materializes nothing:
   it records an observation saying what would change. Before anything, the blocking
-  proofs on ``baseline_revision`` must have passed on its latest materialization; then
+  proofs on ``baseline_revision`` must have passed on its latest materialization (else
+  one line: "no proven baseline yet: run reset_baseline first"); then
   :func:`~abparts_ops.core.migrations.stamp.guarded_stamp` does the work, comparing the
-  environment with the expected schema (``expected_schemas``) at that baseline.
+  environment with the expected schema at that baseline.
 * the checks ``revision_is_head`` and ``schema_matches_reference`` on that asset. They
   read the live database and ask the one reference
   (:mod:`abparts_ops.core.reference`) which state it is in: the revision check passes
   only at the head, the schema check only when the schema is what the history builds at
   the environment's own revision (so both pass only on the head's schema).
+
+The stamp and the checks get the expected schemas the one way
+(:func:`current_expected`, i.e. ``load_or_build_expected``): current for the revision
+files as they are, built or extended from the one cache when it is behind them. None of
+them loads a stored ``expected_schemas`` output, so a check never fails only because the
+cache was behind the files, and nothing needs an output a failed reset never wrote.
 * the job ``verify_environments`` (every environment's checks, no stamp) and one job
   ``stamp_<env>`` per environment carrying the run tag ``abparts_ops/stamp=true``.
 

@@ -3,11 +3,15 @@
 Both are thin: the probing, classification and memory live in
 :mod:`abparts_ops.core.drift`, and the state of each environment comes from the one
 reference, :mod:`abparts_ops.core.reference`. A tick of ``schema_drift_sensor`` costs one
-short query per environment (run concurrently: version rows and a catalog token) plus one
-read of the instance's event log (the latest ``expected_schemas`` index); only an
-environment whose catalogs changed since the last tick (the token moved, or it is the
-first tick) runs the full fingerprint query, and the expensive snapshot and diff run
-only in the verification run it requests when a fingerprint or revision moves.
+short query per environment (run concurrently: version rows and a catalog token) plus the
+reference: the revision files' fingerprint (a few small reads) and one manifest of the
+one expected-schemas cache (:func:`current_reference`; the latest ``expected_schemas``
+materialization's index only when the cache holds nothing); only an environment whose
+catalogs changed since the last tick (the token moved, or it is the first tick) runs the
+full fingerprint query, and the expensive snapshot and diff run only in the verification
+run it requests when a fingerprint or revision moves. Between a change of the revision
+files and the refresh, what the earlier build still describes is judged and the rest is
+``history_changed`` (said in the words of :mod:`abparts_ops.core.history_changes`).
 ``revision_files_sensor`` costs a few ``stat`` calls unless the versions folder changed.
 
 Environment URLs are read from their variables inside each probe's thread (not through
