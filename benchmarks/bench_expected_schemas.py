@@ -257,7 +257,7 @@ def main() -> None:
     index = json.dumps(expected.index().to_dict(), separators=(",", ":"))
     print(f"  index (Dagster metadata, read by the sensor): {len(index)} bytes")
     print(f"one new revision on top ({args.revisions + 1} revisions):")
-    print(f"  (d) refresh_expected, incremental (template copy + 1 upgrade + 1 snapshot): "
+    print(f"  (d) refresh_expected, incremental (template taken over + 1 upgrade + 1 snapshot): "
           f"{d * 1000:8.0f} ms")
     print(f"  (e) upgrading that revision on a database at the previous head + 1 snapshot: "
           f"{e * 1000:8.0f} ms   d/e = {d / e:.2f}x (target <= 3)")

@@ -57,23 +57,28 @@ from alembic.script import ScriptDirectory
 
 from abparts_ops.core.db import (
     connect,
-    create_database,
     drop_database,
     make_engine,
     quote_ident,
+    with_database,
 )
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, SchemaError
 from abparts_ops.core.history_changes import HistoryDelta, RevisionChange
 from abparts_ops.core.migrations import expected_store as store
 from abparts_ops.core.migrations.archive import ARCHIVE_PREFIX
-from abparts_ops.core.migrations.history import read_history, versions_fingerprint
+from abparts_ops.core.migrations.history import file_sha256, versions_fingerprint
 from abparts_ops.core.migrations.migrate import RevisionFailed, current_revisions, upgrade
-from abparts_ops.core.migrations.project import AlembicProject, read_revision_id, revision_files
+from abparts_ops.core.migrations.project import (
+    AlembicProject,
+    load_revisions,
+    read_revision_id,
+    revision_files,
+)
 from abparts_ops.core.migrations.scratch import LABEL as SCRATCH_LABEL
 from abparts_ops.core.migrations.scratch import scratch_database, scratch_name
+from abparts_ops.core.schema.catalog_sql import CATALOG_TOKEN_SQL
 from abparts_ops.core.schema.introspect import snapshot_connection
 from abparts_ops.core.schema.model import Snapshot, canonical_json, sha256_text
-from abparts_ops.core.schema.probe import probe
 
 log = logging.getLogger(__name__)
 
@@ -215,25 +220,53 @@ def _dependencies(script: ScriptDirectory, revisions: Iterable[str]) -> dict[str
     return found
 
 
+def _history_order(parents: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Base to head; among revisions ready together the smallest id first.
+
+    The order of :func:`~abparts_ops.core.migrations.history.read_history`.
+    """
+    indegree = {rev: 0 for rev in parents}
+    kids: dict[str, list[str]] = {rev: [] for rev in parents}
+    for rev, downs in parents.items():
+        for parent in downs:
+            if parent in parents:
+                indegree[rev] += 1
+                kids[parent].append(rev)
+    ready = [rev for rev, n in indegree.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        rev = heapq.heappop(ready)
+        order.append(rev)
+        for child in kids[rev]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                heapq.heappush(ready, child)
+    return tuple(order)
+
+
 def read_graph(project: AlembicProject, script: ScriptDirectory | None = None) -> HistoryGraph:
     """Read the revision files of ``project`` (through Alembic) into a :class:`HistoryGraph`.
 
-    Raises one MigrationError line on a broken history (see
-    :func:`~abparts_ops.core.migrations.history.read_history`).
+    One load of the revisions (``script``'s, when given). Raises one MigrationError line
+    on a broken history (see :func:`~abparts_ops.core.migrations.project.load_revisions`).
     """
-    fingerprint = history_fingerprint(project)
-    history = read_history(project)
     script = script or project.script()
-    parents = {info.revision: info.down_revisions for info in history.revisions}
+    fingerprint = history_fingerprint(project)
+    scripts = load_revisions(project, script)
+    parents = {
+        sc.revision: tuple(alembic_util.to_tuple(sc.down_revision, default=())) for sc in scripts
+    }
+    paths = {sc.revision: str(Path(sc.path).resolve()) for sc in scripts}
     dependencies = _dependencies(script, parents)
     return HistoryGraph(
         fingerprint=fingerprint,
-        heads=history.heads,
-        order=_upgrade_order(tuple(parents), parents, dependencies),
+        heads=tuple(sorted(sc.revision for sc in scripts if sc.is_head)),
+        order=_upgrade_order(_history_order(parents), parents, dependencies),
         parents=parents,
         dependencies=dependencies,
-        contents={info.revision: info.sha256 for info in history.revisions},
-        paths={info.revision: str(info.path) for info in history.revisions},
+        contents={rev: file_sha256(Path(path)) for rev, path in paths.items()},
+        paths=paths,
     )
 
 
@@ -670,26 +703,24 @@ def _scratch_comment() -> str:
     return f"abparts_ops scratch database; host={socket.gethostname()}; pid={os.getpid()}"
 
 
-def _autocommit(server_url: str, *statements: str) -> None:
-    engine = make_engine(server_url, label=SCRATCH_LABEL)
-    try:
-        with connect(engine, label=SCRATCH_LABEL) as conn:
-            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
-            for sql in statements:
-                auto.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
-
-
 def _comment_sql(name: str, text: str) -> str:
     return f"COMMENT ON DATABASE {quote_ident(name)} IS '" + text.replace("'", "''") + "'"
 
 
-class _Scratch:
-    """The scratch database and its connection: empty, or a copy of a kept template.
+def _catalog_token(conn: sa.Connection) -> str:
+    """The catalog token of the database of ``conn`` (changes with any DDL in it)."""
+    with conn.begin():
+        return str(conn.exec_driver_sql(CATALOG_TOKEN_SQL).scalar())
 
-    :meth:`fresh` and :meth:`clone` each replace the current scratch database (dropped);
-    :meth:`keep` renames the current one into a template instead of dropping it.
+
+class _Scratch:
+    """The scratch database and its connection: empty, or a template taken over.
+
+    :meth:`fresh` and :meth:`adopt` each replace the current scratch database (dropped).
+    :meth:`adopt` *renames* a kept template into this run's scratch database (no copy:
+    the template is this build's starting point and the next template is its last
+    state); :meth:`keep` renames the current one into a template instead of dropping it.
+    One admin connection (autocommit) serves every rename.
     """
 
     def __init__(self, server_url: str, stack: contextlib.ExitStack) -> None:
@@ -697,9 +728,36 @@ class _Scratch:
         self._stack = stack
         self._inner: contextlib.ExitStack | None = None
         self._engine: sa.Engine | None = None
+        self._admin: sa.Connection | None = None
         self.name: str | None = None
         self.url: str | None = None
         self.conn: sa.Connection | None = None
+
+    def _admin_run(self, *statements: str) -> None:
+        if self._admin is None:
+            engine = make_engine(self._server_url, label=SCRATCH_LABEL)
+            self._stack.callback(engine.dispose)
+            conn = self._stack.enter_context(connect(engine, label=SCRATCH_LABEL))
+            self._admin = conn.execution_options(isolation_level="AUTOCOMMIT")
+        for sql in statements:
+            self._admin.exec_driver_sql(sql)
+
+    def _wait_gone(self, pid: int, timeout_s: float = 2.0) -> None:
+        """Wait until the backend ``pid`` (our closed connection) has exited.
+
+        A rename waits (100 ms steps) while any session is connected to the database;
+        the backend of a connection just closed is still there for a moment.
+        """
+        self._admin_run()  # connects when needed
+        assert self._admin is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self._admin.exec_driver_sql(
+                f"SELECT 1 FROM pg_stat_activity WHERE pid = {pid}"
+            ).first()
+            if found is None:
+                return
+            time.sleep(0.002)
 
     def _close(self) -> None:
         if self._inner is not None:
@@ -723,43 +781,46 @@ class _Scratch:
         self.name = sa.make_url(url).database
         return self._open(inner, url)
 
-    def clone(self, template: str) -> sa.Connection | None:
-        """Replace the current scratch database with a copy of database ``template``.
+    def adopt(self, template: str) -> sa.Connection | None:
+        """Take template database ``template`` over as the scratch database (renamed).
 
-        None (logged) when the copy cannot be made (the template is gone, or in use).
+        None (logged) when it cannot be (gone, in use, renamed by a concurrent build).
+        The database is named and commented as a scratch database, so a killed run's
+        leftover is dropped by the next one like any other.
         """
         self._close()
         name = scratch_name()
         try:
-            url = create_database(self._server_url, name, template=template, label=SCRATCH_LABEL)
-        except AbpartsOpsError as exc:
-            log.info("expected-schemas template %s cannot be copied: %s", template, exc)
-            with contextlib.suppress(AbpartsOpsError):
-                drop_database(self._server_url, name, label=SCRATCH_LABEL)
+            self._admin_run(
+                f"ALTER DATABASE {quote_ident(template)} RENAME TO {quote_ident(name)}",
+            )
+        except (AbpartsOpsError, sa.exc.DBAPIError) as exc:
+            first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+            log.info("expected-schemas template %s cannot be taken: %s", template, first)
             return None
         inner = self._stack.enter_context(contextlib.ExitStack())
         self._inner = inner
         inner.callback(drop_database, self._server_url, name, label=SCRATCH_LABEL)
         self.name = name
-        with contextlib.suppress(AbpartsOpsError, sa.exc.DBAPIError):
-            _autocommit(self._server_url, _comment_sql(name, _scratch_comment()))
-        return self._open(inner, url)
-
-    def drop(self) -> None:
-        """Drop the current scratch database now."""
-        self._close()
+        with contextlib.suppress(sa.exc.DBAPIError):
+            self._admin_run(_comment_sql(name, _scratch_comment()))
+        return self._open(inner, with_database(self._server_url, name))
 
     def keep(self, template: str) -> bool:
         """Rename the current scratch database to ``template`` instead of dropping it."""
         if self.name is None or self._inner is None:
             return False
+        pid = None
         if self.conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                pid = self.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
             self.conn.close()
         if self._engine is not None:
             self._engine.dispose()
         try:
-            _autocommit(
-                self._server_url,
+            if pid is not None:
+                self._wait_gone(int(pid))
+            self._admin_run(
                 f"DROP DATABASE IF EXISTS {quote_ident(template)} WITH (FORCE)",
                 f"ALTER DATABASE {quote_ident(self.name)} RENAME TO {quote_ident(template)}",
                 _comment_sql(template, _template_comment()),
@@ -898,8 +959,8 @@ def _best_base(folder: Path, graph: HistoryGraph, settings: _Settings) -> _Base 
         if reusable and (best is None or len(reusable) > len(best.reusable)):
             contents = {rev: str(e.get("content", "")) for rev, e in data["revisions"].items()}
             best = _Base(data, refs, reusable, history_delta(data["order"], contents, graph))
-        if best is not None and len(best.reusable) == len(graph.order):
-            break
+        if best is not None and len(best.reusable) == len(best.data["order"]):
+            break  # every revision of that build is still the files': take it
     return best
 
 
@@ -910,12 +971,32 @@ class _Built:
     seeds: list[str]
     template: dict[str, Any] | None
     server_version: str | None
+    adopted: bool = False
 
 
-def _verify_clone(
-    url: str, conn: sa.Connection, template: Mapping[str, Any], settings: _Settings
+def _give_back(
+    scratch: _Scratch, conn: sa.Connection | None, template: Mapping[str, Any]
+) -> None:
+    """Rename a template taken over back, when a failed build left it as it was kept."""
+    try:
+        if conn is None:
+            return
+        conn.rollback()
+        if _catalog_token(conn) == template.get("token"):
+            scratch.keep(str(template["database"]))
+    except (AbpartsOpsError, sa.exc.SQLAlchemyError) as exc:
+        log.info("could not give expected-schemas template back: %s", exc)
+
+
+def _verify_adopted(
+    conn: sa.Connection, template: Mapping[str, Any], settings: _Settings
 ) -> str | None:
-    """Why the copy of ``template`` at ``url`` is not the state it claims (None: it is)."""
+    """Why the template taken over is not the state it was kept at (None: it is).
+
+    Its version rows must be the recorded ones and its catalog token (a hash of the row
+    versions of every catalog a snapshot reads) the one recorded when it was kept: any
+    DDL run in it since moves the token.
+    """
     rows = current_revisions(
         conn,
         version_table=settings.version_table,
@@ -924,17 +1005,8 @@ def _verify_clone(
     wanted = tuple(sorted(template.get("rows") or ()))
     if tuple(sorted(rows or ())) != wanted:
         return f"its version rows are {rows}, the template was kept at {wanted}"
-    seen = probe(
-        url,
-        environment="expected-schemas template",
-        schema=settings.schema,
-        exclude=settings.exclude,
-        version_table=settings.version_table,
-        version_table_schema=settings.version_table_schema,
-        privileges=settings.privileges,
-    )
-    if seen.fingerprint != template.get("probe"):
-        return "its schema is not the one the template was kept with"
+    if not template.get("token") or _catalog_token(conn) != template.get("token"):
+        return "its catalogs changed since it was kept"
     return None
 
 
@@ -951,73 +1023,83 @@ def _build(
 ) -> _Built:
     """Build every revision of ``graph`` that ``base`` does not give (all without one).
 
-    See :func:`build_expected_schemas` for how a revision is built; a scratch database
-    starts as a copy of ``base``'s template when the template's revisions are the first
-    ones of the plan, else empty. With ``keep`` the last scratch database is renamed into
-    that template instead of being dropped.
+    See :func:`build_expected_schemas` for how a revision is built. A scratch database
+    starts as ``base``'s template, taken over (renamed, checked), when the template's
+    revisions are the first ones of the plan, else empty. With ``keep`` the last scratch
+    database is renamed into that template instead of being dropped; a build that fails
+    before changing a template it took over gives it back.
     """
     reusable = base.reusable if base else frozenset()
     template = base.template if base else None
+    original = dict(template) if template else None
     todo = [rev for rev in graph.order if rev not in reusable]
     built: dict[str, Snapshot] = {}
     applied_log: list[str] = []
     seeds: list[str] = []
     server_version: str | None = None
     kept: dict[str, Any] | None = dict(template) if template else None
+    adopted: list[str] | None = None
     with contextlib.ExitStack() as stack:
         scratch = _Scratch(scratch_url, stack)
         applied: list[str] | None = None
         conn: sa.Connection | None = None
-        for position, rev in enumerate(todo, start=1):
-            try:
-                plan = _plan(script, rev)
-            except alembic_util.CommandError as exc:
-                raise MigrationError(
-                    f"{project.label}: cannot plan `upgrade {rev}` ({graph.paths.get(rev)}): "
-                    f"{str(exc).splitlines()[0]} (fix the revision's down_revision)."
-                ) from None
-            if applied is None or applied != plan[: len(applied)]:
-                applied, conn = None, None
-                start = list(template["applied"]) if template else None
-                if start and start == plan[: len(start)]:
-                    conn = scratch.clone(str(template["database"]))
-                    problem = (
-                        _verify_clone(scratch.url or "", conn, template, settings)
-                        if conn is not None
-                        else "it cannot be copied"
-                    )
-                    if problem is None:
-                        applied = start
-                        seeds.append(f"template at {start[-1]}")
-                    else:
-                        (log.warning if conn is not None else log.info)(
-                            "not using expected-schemas template %s: %s; starting from empty",
-                            template["database"],
-                            problem,
+        try:
+            for position, rev in enumerate(todo, start=1):
+                try:
+                    plan = _plan(script, rev)
+                except alembic_util.CommandError as exc:
+                    raise MigrationError(
+                        f"{project.label}: cannot plan `upgrade {rev}` "
+                        f"({graph.paths.get(rev)}): {str(exc).splitlines()[0]} (fix the "
+                        "revision's down_revision)."
+                    ) from None
+                if applied is None or applied != plan[: len(applied)]:
+                    applied, conn = None, None
+                    start = list(template["applied"]) if template else None
+                    if template and start and start == plan[: len(start)]:
+                        conn = scratch.adopt(str(template["database"]))
+                        problem = (
+                            _verify_adopted(conn, template, settings)
+                            if conn is not None
+                            else "it cannot be taken over"
                         )
-                        template = kept = None
-                if applied is None:
-                    conn = scratch.fresh()
-                    applied = []
-                    seeds.append("empty")
-            assert conn is not None
-            for step in plan[len(applied) :]:
-                _apply(conn, project, script, step, graph.paths)
-                applied.append(step)
-                applied_log.append(step)
-            snap = snapshot_connection(
-                conn,
-                schema=settings.schema,
-                exclude=settings.exclude,
-                version_table=settings.version_table,
-                source=f"expected at {rev}",
-                require_tables=False,
-                privileges=settings.privileges,
-            )
-            server_version = server_version or snap.server_version
-            built[rev] = snap
-            if progress is not None:
-                progress(rev, position, len(todo))
+                        if problem is None:
+                            applied, adopted = start, list(start)
+                            seeds.append(f"template at {start[-1]}")
+                        else:
+                            (log.warning if conn is not None else log.info)(
+                                "not using expected-schemas template %s: %s; starting from "
+                                "empty",
+                                template["database"],
+                                problem,
+                            )
+                        template = kept = None  # taken over (or unusable): no template now
+                    if applied is None:
+                        conn = scratch.fresh()
+                        applied = []
+                        seeds.append("empty")
+                assert conn is not None
+                for step in plan[len(applied) :]:
+                    _apply(conn, project, script, step, graph.paths)
+                    applied.append(step)
+                    applied_log.append(step)
+                snap = snapshot_connection(
+                    conn,
+                    schema=settings.schema,
+                    exclude=settings.exclude,
+                    version_table=settings.version_table,
+                    source=f"expected at {rev}",
+                    require_tables=False,
+                    privileges=settings.privileges,
+                )
+                server_version = server_version or snap.server_version
+                built[rev] = snap
+                if progress is not None:
+                    progress(rev, position, len(todo))
+        except MigrationError:
+            if original is not None and adopted is not None and applied == adopted:
+                _give_back(scratch, conn, original)
+            raise
         if keep and conn is not None and applied:
             rows = current_revisions(
                 conn,
@@ -1028,11 +1110,12 @@ def _build(
                 "database": keep,
                 "applied": list(applied),
                 "rows": sorted(rows or ()),
+                "token": _catalog_token(conn),
                 "probe": built[todo[-1]].probe_fingerprint,
             }
             if scratch.keep(keep):
                 kept = state
-    return _Built(built, applied_log, seeds, kept, server_version)
+    return _Built(built, applied_log, seeds, kept, server_version, adopted is not None)
 
 
 def build_expected_schemas(
@@ -1412,7 +1495,11 @@ def refresh_expected(
         )
         if history_fingerprint(project) != fingerprint:
             continue  # a revision file changed while we built: build again from the files
-        if built.template is not None and built.template.get("database") == template:
+        if (
+            built.template is not None
+            and built.template.get("database") == template
+            and not built.adopted
+        ):
             _drop_other_templates(scratch_url, f"{TEMPLATE_PREFIX}{family[:10]}_", template)
         refs: dict[str, store.SnapshotRef] = {}
         tables: dict[str, int] = {}

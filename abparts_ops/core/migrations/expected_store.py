@@ -63,14 +63,16 @@ def _sha256(data: bytes) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    Not fsync'd: a file a crash leaves torn fails its check when read (a snapshot's bytes
+    must hash to its name, a manifest carries a checksum) and is built again.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -325,10 +327,12 @@ def missing_snapshots(folder: Path, refs: Mapping[str, SnapshotRef]) -> set[str]
     return {rev for rev, ref in refs.items() if not snapshot_path(folder, ref.address).is_file()}
 
 
-def prune(folder: Path, keep: Path, *, now: float | None = None) -> None:
+def prune(folder: Path, keep: Path, *, now: float | None = None, force: bool = False) -> None:
     """Keep the newest :data:`KEEP` manifests (``keep`` always); drop unused snapshots.
 
-    Files of the single-file format this cache replaced are removed too.
+    Snapshots are collected when manifests are dropped (or with ``force``), so a write
+    that leaves fewer than :data:`KEEP` manifests costs one directory listing. Files of
+    the single-file format this cache replaced are removed too.
     """
     folder = Path(folder)
     now = time.time() if now is None else now
@@ -341,6 +345,8 @@ def prune(folder: Path, keep: Path, *, now: float | None = None) -> None:
             with contextlib.suppress(OSError):
                 old.unlink()
     found = [p for p in names if _MANIFEST_NAME.match(p.name) and p != keep]
+    if len(found) < KEEP and not force:
+        return  # nothing to drop: snapshots are collected when manifests are
     with contextlib.suppress(OSError):
         found.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
     for old in found[KEEP - 1 :]:

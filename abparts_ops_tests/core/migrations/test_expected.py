@@ -559,3 +559,18 @@ def test_privileges_are_read_only_when_asked_and_keep_their_own_cache(
     assert ExpectedIndex.from_dict(granted.index().to_dict()).privileges
     again, reused = load_or_build_expected(admin_url, project, cache_dir=cache, privileges=True)
     assert reused and again.probe_fingerprint("p002") == granted.probe_fingerprint("p002")
+
+
+def test_a_failing_new_revision_gives_the_template_back(tmp_path: Path, admin_url: str) -> None:
+    """A build that fails on the new revision leaves the template as it was kept."""
+    project = _project(tmp_path / "app", _linear())
+    cache = tmp_path / "cache"
+    refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    versions = project.versions_dirs[0]
+    write_rev(versions, Rev("r004", "r003", "op.execute('ALTER TABLE nowhere ADD COLUMN x int')"))
+    with pytest.raises(MigrationError, match="revision r004"):
+        refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    write_rev(versions, Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"))
+    fixed = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert fixed.seeds == ("template at r003",) and fixed.applied == ("r004",)
+    assert fixed.expected == build_expected_schemas(admin_url, project, exclude=EXCLUDE)
