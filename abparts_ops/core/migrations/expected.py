@@ -887,6 +887,7 @@ class _Settings:
     privileges: bool
 
     def key(self, fingerprint: str) -> str:
+        """The cache key of history ``fingerprint`` with these settings."""
         return cache_key(
             fingerprint,
             schema=self.schema,
@@ -1446,6 +1447,7 @@ def refresh_expected(
     settings = _settings(project, schema, exclude, privileges)
 
     def repair(revision: str) -> Snapshot:
+        """Build the snapshot of ``revision`` again after its cached file failed its check."""
         again = refresh_expected(
             scratch_url,
             project,
