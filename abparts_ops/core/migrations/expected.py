@@ -1503,13 +1503,11 @@ def refresh_expected(
             and not built.adopted
         ):
             _drop_other_templates(scratch_url, f"{TEMPLATE_PREFIX}{family[:10]}_", template)
-        refs: dict[str, store.SnapshotRef] = {}
+        refs: dict[str, store.SnapshotRef] = {}  # the reused ones now, the built ones below
         tables: dict[str, int] = {}
         for rev in graph.order:
             if rev in built.snapshots:
-                snap = built.snapshots[rev]
-                tables[rev] = len(snap.kind("table"))
-                refs[rev] = store.SnapshotRef("", snap.fingerprint, snap.probe_fingerprint)
+                tables[rev] = len(built.snapshots[rev].kind("table"))
             else:
                 assert base is not None
                 refs[rev] = base.refs[rev]

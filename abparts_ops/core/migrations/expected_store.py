@@ -175,6 +175,7 @@ class CachedSnapshots(Mapping[str, Snapshot]):
         self._folder = Path(folder)
         self._refs = dict(refs)
         self._loaded: dict[str, Snapshot] = dict(preloaded or {})
+        self._keys = [*self._refs, *(k for k in self._loaded if k not in self._refs)]
         self._repair = repair
         self._label = label
 
@@ -217,13 +218,16 @@ class CachedSnapshots(Mapping[str, Snapshot]):
         return snapshot
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._refs)
+        return iter(self._keys)
 
     def __len__(self) -> int:
-        return len(self._refs)
+        return len(self._keys)
+
+    def __contains__(self, revision: object) -> bool:
+        return revision in self._loaded or revision in self._refs
 
     def __repr__(self) -> str:
-        return f"CachedSnapshots({len(self._refs)} revisions, {len(self._loaded)} read)"
+        return f"CachedSnapshots({len(self._keys)} revisions, {len(self._loaded)} read)"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (dict, (dict(self.items()),))

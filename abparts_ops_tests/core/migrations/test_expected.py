@@ -574,3 +574,18 @@ def test_a_failing_new_revision_gives_the_template_back(tmp_path: Path, admin_ur
     fixed = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert fixed.seeds == ("template at r003",) and fixed.applied == ("r004",)
     assert fixed.expected == build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+
+
+def test_a_cache_that_cannot_be_written_is_not_fatal(
+    tmp_path: Path, admin_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = _project(tmp_path / "app", _linear())
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        expected, reused = load_or_build_expected(
+            admin_url, project, exclude=EXCLUDE, cache_dir=not_a_folder
+        )
+    assert not reused and list(expected.snapshots) == ["r001", "r002", "r003"]
+    assert expected == build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+    assert any("cannot be written" in r.getMessage() for r in caplog.records)
