@@ -11,9 +11,10 @@ memory kept between sensor ticks, and :func:`plan_tick` decides, from the states
 tick and that memory, which environments need a verification run (the same drift never
 twice).
 
-The versions-folder helpers (:func:`versions_signature`, :func:`script_heads`, and
+The versions-folder helpers (:func:`versions_signature`, :func:`script_heads`,
+:func:`history_graph`, and
 :func:`~abparts_ops.core.migrations.history.versions_fingerprint` to confirm a change)
-let a sensor notice new revision files with a few ``stat`` calls and read the head
+let a sensor notice new revision files with a few ``stat`` calls and read the graph
 without importing every revision on every tick.
 """
 
@@ -34,6 +35,8 @@ from typing import Any
 
 from abparts_ops.core.db import explain_error, scrub
 from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.migrations.expected import HistoryGraph, read_graph
+from abparts_ops.core.migrations.history import versions_fingerprint
 from abparts_ops.core.migrations.project import AlembicProject, revision_files
 from abparts_ops.core.reference import (
     ExpectedView,
@@ -669,3 +672,35 @@ def script_heads(project: AlembicProject) -> tuple[str, ...]:
     with _HEADS_LOCK:
         _HEADS_CACHE[key] = (signature, ",".join(heads))
     return heads
+
+
+_GRAPH_LOCK = threading.Lock()
+_GRAPH_CACHE: dict[tuple[str, ...], tuple[str, HistoryGraph]] = {}
+
+
+def history_graph(project: AlembicProject) -> HistoryGraph:
+    """The revision files of ``project`` as a graph with each file's hash (cached).
+
+    Alembic imports every revision file to read the graph; the answer is reused while
+    :func:`versions_signature` of the versions folders (and the ini file's mtime) stay the
+    same, so a sensor tick costs a few ``stat`` calls. The fingerprint is recomputed
+    from the files on every call (a few small reads), so content that changed without
+    moving a size or mtime is still seen.
+    """
+    ini_mtime = ""
+    if project.ini_path is not None:
+        try:
+            ini_mtime = str(project.ini_path.stat().st_mtime_ns)
+        except OSError:
+            ini_mtime = "missing"
+    key = (str(project.ini_path), str(project.script_location), *map(str, project.versions_dirs))
+    signature = versions_signature(project.versions_dirs) + ini_mtime
+    fingerprint = versions_fingerprint(project.versions_dirs)
+    with _GRAPH_LOCK:
+        cached = _GRAPH_CACHE.get(key)
+    if cached is not None and cached[0] == signature and cached[1].fingerprint == fingerprint:
+        return cached[1]
+    graph = read_graph(project)
+    with _GRAPH_LOCK:
+        _GRAPH_CACHE[key] = (signature, graph)
+    return graph

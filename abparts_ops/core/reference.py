@@ -25,6 +25,14 @@ The rules, in this order:
    schema is not compared (the expected schemas follow one line of revisions), the
    reason says to merge the heads.
 
+History changes come first and are said in the words of
+:mod:`abparts_ops.core.history_changes`: when the expected schema of the revision an
+environment is judged by is not built from the files as they are (only a reader that does
+not build meets this: :class:`~abparts_ops.core.migrations.expected.StaleIndex`), it is
+**history changed**, never in sync; and when its schema differs from the expected one but
+is exactly what the *previous* content of a changed revision built, the schema drift
+says "revision X changed after <env> ran it: compare ...".
+
 The baseline is the revision ``baseline_revision`` proved, when known; otherwise the root
 of the on-disk history (after a reset they are the same revision). Pure logic: no
 database, no Dagster.
@@ -36,6 +44,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from abparts_ops.core.history_changes import RevisionChange, changed_after_ran, not_built_yet
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.states import EnvironmentState
@@ -64,6 +73,10 @@ class ExpectedView(Protocol):
     def pending(self, revisions: Sequence[str]) -> tuple[str, ...]: ...
 
     def probe_fingerprint(self, revision: str) -> str | None: ...
+
+    def change(self, revision: str) -> RevisionChange | None:
+        """Why the expected schema at ``revision`` is not an earlier build's (None: it is)."""
+        ...
 
 
 class ExpectedSnapshots(ExpectedView, Protocol):
@@ -186,6 +199,8 @@ class Assessment:
     archived_ids: tuple[str, ...] = ()
     schema_matches: bool | None = None
     diff: SchemaDiff | None = field(default=None, compare=False)
+    change: RevisionChange | None = None
+    """The change of the history behind this state, when one is (see the module doc)."""
 
     @property
     def advice(self) -> str:
@@ -230,12 +245,28 @@ def _judge(
     expected_fingerprint: str | None,
     difference: str,
     diff: SchemaDiff | None = None,
+    change: RevisionChange | None = None,
 ) -> Assessment:
     """Put an expectation and a schema comparison into one state with its reason."""
     e = expectation
     at = describe_revisions(e.revisions)
     vs = f"(probe {_short(actual_fingerprint)}, expected {_short(expected_fingerprint)})"
-    if e.kind == "unknown":
+    ran = change is not None and change.ran_before(actual_fingerprint)
+    because = (
+        f"{changed_after_ran(environment, change)}: "
+        if change is not None and change.built and ran and matches is False
+        else ""
+    )
+    if (
+        change is not None
+        and not change.built
+        and e.expected_revision is not None
+        and e.kind in ("history", "awaiting_stamp")
+    ):
+        state = EnvironmentState.HISTORY_CHANGED
+        words = not_built_yet(environment, e.expected_revision, change, ran)
+        reason = f"{environment}: history changed: at {at}: {words}"
+    elif e.kind == "unknown":
         ids = ", ".join(e.unknown_ids)
         if matches is True:
             schema = f"its schema equals the baseline {e.expected_revision}"
@@ -254,8 +285,9 @@ def _judge(
         if matches is False:
             state = EnvironmentState.SCHEMA_DRIFT
             reason = (
-                f"{environment}: schema drift: at {what} (awaiting its stamp), and its schema "
-                f"differs from the baseline {e.expected_revision} the stamp needs: {difference}"
+                f"{environment}: schema drift: {because}at {what} (awaiting its stamp), and its "
+                f"schema differs from the baseline {e.expected_revision} the stamp needs: "
+                f"{difference}"
             )
         else:
             state = EnvironmentState.AWAITING_STAMP
@@ -275,8 +307,8 @@ def _judge(
         state = EnvironmentState.SCHEMA_DRIFT
         pending = f"; {_pending_words(e.pending)}" if e.pending else ""
         reason = (
-            f"{environment}: schema drift: at {at}, the schema differs from what the history "
-            f"builds up to {e.expected_revision}: {difference}{pending}"
+            f"{environment}: schema drift: {because}at {at}, the schema differs from what the "
+            f"history builds up to {e.expected_revision}: {difference}{pending}"
         )
     elif e.head is not None and e.revisions == (e.head,):
         state = EnvironmentState.IN_SYNC
@@ -310,7 +342,15 @@ def _judge(
         archived_ids=e.archived_ids,
         schema_matches=matches,
         diff=diff,
+        change=change,
     )
+
+
+def _change(expected: ExpectedView, revision: str | None) -> RevisionChange | None:
+    if revision is None:
+        return None
+    lookup = getattr(expected, "change", None)  # views written before history changes
+    return lookup(revision) if lookup is not None else None
 
 
 def assess_fingerprint(
@@ -341,6 +381,7 @@ def assess_fingerprint(
         actual_fingerprint=fingerprint,
         expected_fingerprint=wanted,
         difference="fingerprints differ",
+        change=_change(expected, expectation.expected_revision),
     )
 
 
@@ -382,4 +423,5 @@ def assess_snapshot(
         expected_fingerprint=wanted,
         difference=difference,
         diff=diff,
+        change=_change(expected, expectation.expected_revision),
     )

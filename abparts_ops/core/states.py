@@ -25,6 +25,12 @@ class EnvironmentState(StrEnum):
     """The schema differs from what the history builds up to the environment's revision."""
     UNREACHABLE = "unreachable"
     """The environment could not be read (connection, permission, missing URL)."""
+    HISTORY_CHANGED = "history_changed"
+    """Not judged yet: the revision files it is judged by changed since the expected
+    schemas were built (a revision it ran was edited in place, or it is at a revision not
+    built yet). Only a reader that does not build says this (the drift sensor, until
+    ``refresh_history`` has run); the others build and judge against the files as they are.
+    """
 
     @property
     def ok(self) -> bool:
@@ -66,5 +72,10 @@ ADVICE: dict[EnvironmentState, str] = {
     EnvironmentState.UNREACHABLE: (
         "check that {env}'s server is running and its URL variable is set and correct "
         "(`abparts-ops doctor`)."
+    ),
+    EnvironmentState.HISTORY_CHANGED: (
+        "let refresh_history run (revision_files_sensor requests it) or run it; the next "
+        "tick judges {env} against the revision files as they are (`abparts-ops drift {env}` "
+        "does now)."
     ),
 }

@@ -6,14 +6,21 @@ makes:
 * ``<env>/alembic_stamp``: a materialization means *the environment was stamped* with the
   proven baseline (or was already there). A dry run (the default) materializes nothing:
   it records an observation saying what would change. Before anything, the blocking
-  proofs on ``baseline_revision`` must have passed on its latest materialization; then
+  proofs on ``baseline_revision`` must have passed on its latest materialization (else
+  one line: "no proven baseline yet: run reset_baseline first"); then
   :func:`~abparts_ops.core.migrations.stamp.guarded_stamp` does the work, comparing the
-  environment with the expected schema (``expected_schemas``) at that baseline.
+  environment with the expected schema at that baseline.
 * the checks ``revision_is_head`` and ``schema_matches_reference`` on that asset. They
   read the live database and ask the one reference
   (:mod:`abparts_ops.core.reference`) which state it is in: the revision check passes
   only at the head, the schema check only when the schema is what the history builds at
   the environment's own revision (so both pass only on the head's schema).
+
+The stamp and the checks get the expected schemas the one way
+(:func:`current_expected`, i.e. ``load_or_build_expected``): current for the revision
+files as they are, built or extended from the one cache when it is behind them. None of
+them loads a stored ``expected_schemas`` output, so a check never fails only because the
+cache was behind the files, and nothing needs an output a failed reset never wrote.
 * the job ``verify_environments`` (every environment's checks, no stamp) and one job
   ``stamp_<env>`` per environment carrying the run tag ``abparts_ops/stamp=true``.
 
@@ -38,7 +45,13 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.expected import ExpectedSchemas, archived_revisions
+from abparts_ops.core.migrations.expected import (
+    ExpectedSchemas,
+    archived_revisions,
+    default_cache_dir,
+    load_or_build_expected,
+)
+from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.reference import Assessment, baseline_of, describe_revisions
 from abparts_ops.core.schema.diff import diff_snapshots
@@ -198,9 +211,8 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         key=key,
         group_name=ENVIRONMENTS_GROUP,
         kinds={"postgres", "alembic"},
-        deps=[BASELINE_KEY],
-        ins={"expected_schemas": dg.AssetIn(key=EXPECTED_SCHEMAS)},
-        required_resource_keys={resource_key, "alembic", "policy"},
+        deps=[BASELINE_KEY, EXPECTED_SCHEMAS],
+        required_resource_keys={resource_key, "alembic", "policy", "scratch"},
         output_required=False,
         op_tags=STAMP_TAG,
         pool=STAMP_POOL,
@@ -212,9 +224,7 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         ),
         metadata={"environment": env.name, "protected": env.protected},
     )
-    def alembic_stamp(
-        context: dg.AssetExecutionContext, config: StampConfig, expected_schemas: ExpectedSchemas
-    ) -> Iterator[Any]:
+    def alembic_stamp(context: dg.AssetExecutionContext, config: StampConfig) -> Iterator[Any]:
         """Stamp this environment with the proven baseline, guarded and audited.
 
         Refuses (a failed run, nothing written) unless the baseline's blocking proofs
@@ -229,11 +239,18 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         policy = context.resources.policy
         problem = unproven_baseline(context.instance, defined_checks(context))
         if problem:
-            raise _failure(env.name, f"{env.name}: refusing to stamp: {problem}", None)
+            raise _failure(
+                env.name,
+                f"{env.name}: refusing to stamp: {NO_BASELINE} ({_reason(problem)}; nothing "
+                "was written)",
+                None,
+                {"reason": problem},
+            )
         url: str | None = None
         try:
             url = db.get_url()
             project = alembic.project()
+            expected = current_expected(context, project, env.schema)
             guard = write_guard(
                 context,
                 settings,
@@ -245,7 +262,7 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
                 url,
                 environment=env.name,
                 script=project.script(),
-                expected=expected_schemas,
+                expected=expected,
                 target=proven_baseline(context.instance),
                 archived=set(archived_revisions(project)),
                 exclude=policy.exclude,
@@ -276,16 +293,44 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
     return alembic_stamp
 
 
-def _stale(expected: ExpectedSchemas, alembic: AlembicResource) -> str | None:
-    """Why ``expected`` no longer describes the history on disk (None: it does)."""
-    heads = tuple(sorted(alembic.project().script().get_heads()))
-    if heads != tuple(sorted(expected.heads)):
-        return (
-            f"expected_schemas is stale: built for head {', '.join(expected.heads) or '-'}, "
-            f"the versions folder has {', '.join(heads) or 'no head'} (run refresh_history, "
-            "then verify again)."
-        )
-    return None
+NO_BASELINE = "no proven baseline yet: run reset_baseline first"
+"""The one line of every job and check that needs the proven baseline and has none."""
+
+
+def no_baseline(environment: str, detail: str | None = None) -> str:
+    """``<env>: no proven baseline yet: run reset_baseline first`` (and why, when given)."""
+    return f"{environment}: {NO_BASELINE}" + (f" ({detail})" if detail else "")
+
+
+def _reason(problem: str) -> str:
+    """The proof gate's problem without its advice (the one line gives the advice)."""
+    cut = len(problem)
+    for marker in (" (rerun ", "; run ", "; materialize "):
+        at = problem.find(marker)
+        if at != -1:
+            cut = min(cut, at)
+    return problem[:cut].rstrip(" .")
+
+
+def current_expected(context: Any, project: AlembicProject, schema: str) -> ExpectedSchemas:
+    """The expected schemas of the revision files as they are: THE one way, from the cache.
+
+    Built or extended on the scratch server when the cache is behind the files (see
+    :func:`~abparts_ops.core.migrations.expected.load_or_build_expected`), so a reader
+    never judges with a reference older than the files. Needs the ``policy`` and
+    ``scratch`` resources.
+    """
+    policy = context.resources.policy
+    scratch: DatabaseResource = context.resources.scratch
+    expected, _reused = load_or_build_expected(
+        scratch.get_url(),
+        project,
+        schema=schema,
+        exclude=policy.exclude,
+        cache_dir=default_cache_dir(),
+        privileges=policy.compare_privileges,
+    )
+    return expected
 
 
 def _state_metadata(assessment: Assessment) -> dict[str, Any]:
@@ -312,32 +357,39 @@ def _assess(
     context: dg.AssetCheckExecutionContext,
     env: EnvironmentSettings,
     resource_key: str,
-    expected_schemas: ExpectedSchemas,
     read: Callable[..., Assessment],
-) -> Assessment | dg.AssetCheckResult:
+) -> tuple[Assessment, ExpectedSchemas] | dg.AssetCheckResult:
     """Read ``env`` with ``read`` (a probe or a snapshot) and ask the reference its state.
 
-    A failed check result instead when the expected schemas are stale or the environment
-    cannot be read (one safe line).
+    The reference is the expected schemas of the revision files as they are
+    (:func:`current_expected`: built or extended when the cache is behind them, never
+    refused for it). A failed check result instead when they cannot be built (without a
+    proven baseline: "no proven baseline yet: run reset_baseline first") or the
+    environment cannot be read (one safe line).
     """
     url: str | None = None
     try:
         url, alembic, policy = _check_inputs(context, resource_key)
-        stale = _stale(expected_schemas, alembic)
-        if stale:
-            return _stale_result(env.name, stale)
         project = alembic.project()
-        return read(
+        baseline = proven_baseline(context.instance)
+        try:
+            expected = current_expected(context, project, env.schema)
+        except AbpartsOpsError as exc:
+            line = _first_line(scrub(str(exc), url))
+            message = line if baseline else no_baseline(env.name, line)
+            return _not_verified(env.name, message)
+        assessment = read(
             url,
             environment=env.name,
-            expected=expected_schemas,
+            expected=expected,
             archived=set(archived_revisions(project)),
-            baseline=proven_baseline(context.instance),
+            baseline=baseline,
             schema=env.schema,
             exclude=policy.exclude,
             version_table=project.version_table,
             version_table_schema=project.version_table_schema,
         )
+        return assessment, expected
     except AbpartsOpsError as exc:
         return _error_result(env.name, exc, url)
 
@@ -348,21 +400,19 @@ def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=stamp_key(env.name),
         name=REVISION_IS_HEAD,
-        additional_ins={"expected_schemas": dg.AssetIn(key=EXPECTED_SCHEMAS)},
-        required_resource_keys={resource_key, "alembic", "policy"},
+        required_resource_keys={resource_key, "alembic", "policy", "scratch"},
         description=(
             f"{env.name}'s version table holds exactly the single head of the history "
             "(read live; no stamp needed). On failure the description gives its state: "
             "behind (pending revisions listed), awaiting its stamp, unknown revision."
         ),
     )
-    def revision_is_head(
-        context: dg.AssetCheckExecutionContext, expected_schemas: ExpectedSchemas
-    ) -> dg.AssetCheckResult:
+    def revision_is_head(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         """Pass iff the live version rows equal ``(head,)`` of the on-disk history."""
-        assessment = _assess(context, env, resource_key, expected_schemas, probe_state)
-        if isinstance(assessment, dg.AssetCheckResult):
-            return assessment
+        found = _assess(context, env, resource_key, probe_state)
+        if isinstance(found, dg.AssetCheckResult):
+            return found
+        assessment, expected_schemas = found
         passed = assessment.at_head
         if passed:
             description = f"{env.name} is at the head {assessment.head}."
@@ -392,21 +442,19 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=stamp_key(env.name),
         name=SCHEMA_MATCHES_REFERENCE,
-        additional_ins={"expected_schemas": dg.AssetIn(key=EXPECTED_SCHEMAS)},
-        required_resource_keys={resource_key, "alembic", "policy"},
+        required_resource_keys={resource_key, "alembic", "policy", "scratch"},
         description=(
             f"{env.name}'s live schema (after exclusions) equals what the migration history "
             "builds up to its own revision (expected_schemas; the proven baseline while it "
             "awaits its stamp); the Markdown diff is attached when it does not."
         ),
     )
-    def schema_matches_reference(
-        context: dg.AssetCheckExecutionContext, expected_schemas: ExpectedSchemas
-    ) -> dg.AssetCheckResult:
+    def schema_matches_reference(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         """Snapshot the environment and diff it with its expected schema: pass iff empty."""
-        assessment = _assess(context, env, resource_key, expected_schemas, snapshot_state)
-        if isinstance(assessment, dg.AssetCheckResult):
-            return assessment
+        found = _assess(context, env, resource_key, snapshot_state)
+        if isinstance(found, dg.AssetCheckResult):
+            return found
+        assessment, _expected = found
         diff = assessment.diff
         passed = assessment.schema_matches is True
         if diff is None:
@@ -438,11 +486,13 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
     return schema_matches_reference
 
 
-def _stale_result(environment: str, message: str) -> dg.AssetCheckResult:
+def _not_verified(environment: str, message: str) -> dg.AssetCheckResult:
+    """A failed check whose environment could not be judged (``message``: one line)."""
+    detail = message[len(environment) + 2 :] if message.startswith(f"{environment}: ") else message
     return dg.AssetCheckResult(
         passed=False,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{environment}: not verified: {message}",
+        description=f"{environment}: not verified: {detail}"[:1000],
         metadata={"environment": environment, "error": message},
     )
 
@@ -462,17 +512,20 @@ def _error_result(environment: str, exc: Exception, url: str | None) -> dg.Asset
     asset=EXPECTED_SCHEMAS,
     name=HEAD_MATCHES_SOURCE,
     additional_ins={"source_schema": dg.AssetIn(key=SOURCE_SCHEMA)},
+    required_resource_keys={"alembic", "policy", "scratch"},
     description=(
         "The expected schema of the proven baseline (the head, right after a reset) equals "
         "source_schema, the evidence of the reset: the history rebuilds what the source had."
     ),
 )
 def head_matches_source_schema(
-    context: dg.AssetCheckExecutionContext,
-    expected_schemas: ExpectedSchemas,
-    source_schema: Snapshot,
+    context: dg.AssetCheckExecutionContext, source_schema: Snapshot
 ) -> dg.AssetCheckResult:
     """Diff the baseline's expected schema with ``source_schema``; pass iff empty."""
+    policy = context.resources.policy
+    expected_schemas = current_expected(
+        context, context.resources.alembic.project(), policy.schema_name
+    )
     baseline = baseline_of(expected_schemas, proven_baseline(context.instance))
     reference = expected_schemas.snapshot(baseline) if baseline else None
     if reference is None:

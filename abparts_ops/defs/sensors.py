@@ -3,11 +3,15 @@
 Both are thin: the probing, classification and memory live in
 :mod:`abparts_ops.core.drift`, and the state of each environment comes from the one
 reference, :mod:`abparts_ops.core.reference`. A tick of ``schema_drift_sensor`` costs one
-short query per environment (run concurrently: version rows and a catalog token) plus one
-read of the instance's event log (the latest ``expected_schemas`` index); only an
-environment whose catalogs changed since the last tick (the token moved, or it is the
-first tick) runs the full fingerprint query, and the expensive snapshot and diff run
-only in the verification run it requests when a fingerprint or revision moves.
+short query per environment (run concurrently: version rows and a catalog token) plus the
+reference: the revision files' fingerprint (a few small reads) and one manifest of the
+one expected-schemas cache (:func:`current_reference`; the latest ``expected_schemas``
+materialization's index only when the cache holds nothing); only an environment whose
+catalogs changed since the last tick (the token moved, or it is the first tick) runs the
+full fingerprint query, and the expensive snapshot and diff run only in the verification
+run it requests when a fingerprint or revision moves. Between a change of the revision
+files and the refresh, what the earlier build still describes is judged and the rest is
+``history_changed`` (said in the words of :mod:`abparts_ops.core.history_changes`).
 ``revision_files_sensor`` costs a few ``stat`` calls unless the versions folder changed.
 
 Environment URLs are read from their variables inside each probe's thread (not through
@@ -22,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -35,13 +40,20 @@ from abparts_ops.core.drift import (
     decode_probe_statuses,
     describe_revisions,
     encode_probe_statuses,
+    history_graph,
     plan_tick,
     probe_all,
-    script_heads,
     versions_signature,
 )
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.expected import ExpectedIndex, archived_revisions
+from abparts_ops.core.migrations.expected import (
+    ExpectedIndex,
+    StaleIndex,
+    archived_revisions,
+    cached_index,
+    default_cache_dir,
+    reference_index,
+)
 from abparts_ops.core.migrations.history import versions_fingerprint
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.settings import CONFIG_ENV, Settings
@@ -136,6 +148,17 @@ def expected_index(instance: dg.DagsterInstance) -> ExpectedIndex | None:
         return ExpectedIndex.from_dict(data if isinstance(data, dict) else json.loads(data))
     except (AbpartsOpsError, ValueError, TypeError, KeyError):
         return None
+
+
+def built_fingerprint(instance: dg.DagsterInstance) -> str | None:
+    """The history fingerprint the latest ``expected_schemas`` materialization was built from."""
+    event = instance.get_latest_materialization_event(EXPECTED_SCHEMAS)
+    materialization = event.asset_materialization if event else None
+    if materialization is None:
+        return None
+    value = materialization.metadata.get("history_fingerprint")
+    text = getattr(value, "value", value)
+    return str(text) if text else None
 
 
 _ARCHIVED_LOCK = threading.Lock()
@@ -283,34 +306,76 @@ def _log_states(context: dg.SensorEvaluationContext, states: Sequence[DriftState
             )
 
 
-def _disk_state(
-    alembic: AlembicResource, index: ExpectedIndex
-) -> tuple[frozenset[str], str | None]:
-    """(archived ids, problem): the problem says why the index cannot be trusted now.
+@dataclass(frozen=True)
+class _Reference:
+    """What one tick compares environments with, and what it says about the history."""
 
-    Compares the heads on disk (cached, a few ``stat`` calls) with the index's: when a
-    revision file was added and ``expected_schemas`` not yet refreshed, the index is
-    stale and no verification is requested until it is.
+    view: ExpectedIndex | StaleIndex | None
+    archived: frozenset[str] = frozenset()
+    problem: str | None = None
+    """Why no run may be requested this tick (the project cannot be read, several heads)."""
+    history: str | None = None
+    """The history's change since the expected schemas were built, in one line."""
+
+
+def _refresh_status(instance: dg.DagsterInstance, fingerprint: str) -> str:
+    """Where the refresh of history ``fingerprint`` stands (one run-storage read)."""
+    try:
+        runs = instance.get_runs(
+            filters=dg.RunsFilter(tags={VERSIONS_TAG: fingerprint[:16]}), limit=1
+        )
+    except Exception:  # noqa: BLE001 - an optional detail; the tick goes on without it
+        runs = []
+    if runs:
+        run = runs[0]
+        return f"refresh_history run {run.run_id[:8]} is {run.status.value.lower()}"
+    return "run refresh_history (revision_files_sensor requests it while it runs)"
+
+
+def current_reference(
+    instance: dg.DagsterInstance, alembic: AlembicResource, policy: SchemaPolicyResource
+) -> _Reference:
+    """The reference of this tick: the expected schemas of the revision files as they are.
+
+    From the one cache (a manifest read, no snapshot, never a build): the current build
+    when there is one, else the earlier build read against the files
+    (:class:`~abparts_ops.core.migrations.expected.StaleIndex`: what changed is judged
+    only once ``refresh_history`` has run). The latest ``expected_schemas``
+    materialization's index stands in when the cache holds nothing for these settings.
     """
     try:
         project = cached_project(alembic)
-        heads = script_heads(project)
+        graph = history_graph(project)
         archived = cached_archived(project)
     except Exception as exc:  # noqa: BLE001 - a broken project must not stop the probes
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return frozenset(), f"the Alembic project cannot be read: {first}; no run requested"
-    if sorted(heads) != sorted(index.heads):
-        return archived, (
-            f"expected_schemas is stale (built for head {', '.join(index.heads) or '-'}, the "
-            f"versions folder has {', '.join(heads) or 'no head'}): refresh_history rebuilds "
-            "it; no run requested until then"
+        return _Reference(
+            expected_index(instance),
+            problem=f"the Alembic project cannot be read: {first}; no run requested",
         )
-    if len(heads) != 1:
-        return archived, (
-            f"the history has {len(heads)} heads ({', '.join(heads)}); merge them "
-            "(`alembic merge heads`)"
+    settings = {
+        "schema": policy.schema_name,
+        "exclude": tuple(policy.exclude),
+        "version_table": project.version_table,
+        "privileges": policy.compare_privileges,
+        "cache_dir": default_cache_dir(),
+    }
+    view: ExpectedIndex | StaleIndex | None = cached_index(graph.fingerprint, **settings)
+    if view is None:
+        view = reference_index(graph, fallback=expected_index(instance), **settings)
+    history = None
+    if isinstance(view, StaleIndex):
+        history = (
+            f"{view.delta.line()}; {_refresh_status(instance, graph.fingerprint)}: the "
+            "environments that depend on them are judged once it has run"
         )
-    return archived, None
+    problem = None
+    if len(graph.heads) != 1:
+        problem = (
+            f"the history has {len(graph.heads)} heads ({', '.join(graph.heads)}); merge "
+            "them (`alembic merge heads`)"
+        )
+    return _Reference(view, archived, problem, history)
 
 
 def build_schema_drift_sensor(
@@ -355,16 +420,18 @@ def build_schema_drift_sensor(
         policy: SchemaPolicyResource,
     ) -> dg.SensorResult | dg.SkipReason:
         """Probe, classify with the reference, observe, and request verification of drift."""
-        index = expected_index(context.instance)
+        reference = current_reference(context.instance, alembic, policy)
+        index = reference.view
         if index is None:
             return dg.SkipReason(
                 "materialize expected_schemas first: the reference is the schema the "
                 "migration history builds up to each revision (run the reset_baseline or "
                 "refresh_history job)."
             )
-        archived, problem = _disk_state(alembic, index)
-        if problem:
-            context.log.warning(problem)
+        archived, problem = reference.archived, reference.problem
+        for line in (problem, reference.history):
+            if line:
+                context.log.warning(line)
         previous = DriftCursor.decode(context.cursor)
         targets = [
             ProbeTarget(
@@ -433,10 +500,11 @@ def build_schema_drift_sensor(
             if state.drifting and memory and memory.requested:
                 line += f" (verification already requested: {memory.requested})"
             lines.append(line)
-        if problem:
-            lines.append(problem)
+        lines.extend(line for line in (problem, reference.history) if line)
         if all(s.status is EnvironmentState.IN_SYNC for s in states):
             summary = "all in sync"
+        elif any(s.status is EnvironmentState.HISTORY_CHANGED for s in states):
+            summary = "not all judged, the history changed"
         elif any(s.drifting for s in states):
             summary = "no new drift"
         else:
@@ -458,9 +526,12 @@ def build_revision_files_sensor(
 ) -> dg.SensorDefinition:
     """Build ``revision_files_sensor``: a changed versions folder refreshes the reference.
 
-    A change requests ``refresh_history`` (``migration_history`` and ``expected_schemas``);
-    the drift sensor then puts each environment in its state against the new history on
-    its next tick (behind, for a new revision: reported, not verified).
+    A change of the files' content (a new, removed or edited revision) requests
+    ``refresh_history`` (``migration_history`` and ``expected_schemas``), once per content;
+    so does its first tick when the latest ``expected_schemas`` was built from other files
+    (they changed while it was stopped). The drift sensor then puts each environment in
+    its state against the new history on its next tick (behind, for a new revision:
+    reported, not verified).
     """
 
     @dg.sensor(
@@ -495,14 +566,22 @@ def build_revision_files_sensor(
             return dg.SkipReason(f"no change in {where}")
         fingerprint = versions_fingerprint(folders)
         cursor = _dump_cursor({"signature": signature, "fingerprint": fingerprint})
+        built = built_fingerprint(context.instance)
         if "fingerprint" not in previous:
-            return dg.SensorResult(
-                skip_reason=f"now watching {where} (fingerprint {fingerprint[:12]})",
-                cursor=cursor,
-            )
-        if previous["fingerprint"] == fingerprint:
+            if built is None or built == fingerprint:
+                return dg.SensorResult(
+                    skip_reason=f"now watching {where} (fingerprint {fingerprint[:12]})",
+                    cursor=cursor,
+                )
+            # the files changed while nobody watched: the reference is behind them
+        elif previous["fingerprint"] == fingerprint:
             return dg.SensorResult(
                 skip_reason=f"files in {where} touched, content unchanged", cursor=cursor
+            )
+        elif built == fingerprint:
+            return dg.SensorResult(
+                skip_reason=f"files in {where} changed; expected_schemas already describes them",
+                cursor=cursor,
             )
         tags = {TRIGGER_TAG: "revision_files", VERSIONS_TAG: fingerprint[:16]}
         requests = [

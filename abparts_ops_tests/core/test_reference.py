@@ -6,9 +6,12 @@ The history here is a small linear :class:`ExpectedIndex` (what the sensor reads
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from abparts_ops.core.migrations.expected import ExpectedIndex
+from abparts_ops.core.history_changes import RevisionChange
+from abparts_ops.core.migrations.expected import ExpectedIndex, HistoryGraph, StaleIndex
 from abparts_ops.core.reference import (
     assess_fingerprint,
     baseline_of,
@@ -118,3 +121,83 @@ def test_unreachable_and_advice_for_every_state() -> None:
     wanted = {EnvironmentState.SCHEMA_DRIFT, EnvironmentState.UNKNOWN_REVISION}
     assert {s for s in EnvironmentState if s.requests_verification} == wanted
     assert describe_revisions(("a", "b")) == "2 revisions (a, b)"
+
+
+# -- history changes (issue 19): said once, never judged from a reference behind the files
+
+
+def graph(contents: dict[str, str], *order: str) -> HistoryGraph:
+    """The revision files of a linear history ``order``, one file hash per revision."""
+    return HistoryGraph(
+        fingerprint="files-" + "-".join(contents[rev] for rev in order),
+        heads=order[-1:],
+        order=order,
+        parents={rev: ((order[i - 1],) if i else ()) for i, rev in enumerate(order)},
+        dependencies={},
+        contents=contents,
+    )
+
+
+BUILT = replace(HISTORY, contents={"base": "c-base", "r2": "c-r2", "r3": "c-r3"})
+
+
+def test_a_new_revision_leaves_the_others_behind_and_its_own_not_judged() -> None:
+    """The sensor between a new revision file and the refresh: never unknown, never in sync.
+
+    Before, an environment upgraded by hand to the new head was `unknown_revision`.
+    """
+    contents = {"base": "c-base", "r2": "c-r2", "r3": "c-r3", "r4": "c-r4"}
+    files = graph(contents, *HISTORY.order, "r4")
+    stale = StaleIndex(BUILT, files)
+    assert stale.delta.added == ("r4",) and not stale.delta.changed
+    assert stale.affected == ("r4",)
+    behind = assess_fingerprint("staging", ("r3",), "fp-r3", stale)
+    assert behind.state is EnvironmentState.BEHIND and behind.pending == ("r4",)
+    assert "no schema difference" in behind.reason
+    upgraded = assess_fingerprint("dev", ("r4",), "fp-anything", stale)
+    assert upgraded.state is EnvironmentState.HISTORY_CHANGED
+    assert not upgraded.state.ok and not upgraded.state.requests_verification
+    assert upgraded.reason == (
+        "dev: history changed: at revision r4: dev is at r4, whose expected schema is not "
+        "built yet (new since the expected schemas were built: r4); it is judged against the "
+        "history as it is now once refresh_history has run"
+    )
+
+
+def test_an_applied_revision_edited_in_place_is_said_by_every_reader() -> None:
+    """r2 edited in place after staging ran it (same id, other content).
+
+    Before the refresh (a stale reader): not judged, and the words say why. After it (the
+    expected schemas rebuilt, remembering what the old content built): schema drift, in
+    the same words; an environment with what the new content builds is in sync.
+    """
+    files = graph({"base": "c-base", "r2": "c-r2-edited", "r3": "c-r3"}, *HISTORY.order)
+    stale = StaleIndex(BUILT, files)
+    assert stale.delta.changed == ("r2",) and stale.affected == ("r2", "r3")
+    words = (
+        "revision r2 changed after staging ran it: compare staging with what the history "
+        "builds now (`abparts-ops drift staging` shows the diff)"
+    )
+    before = assess_fingerprint("staging", ("r3",), "fp-r3", stale)
+    assert before.state is EnvironmentState.HISTORY_CHANGED
+    assert words in before.reason and before.state is not EnvironmentState.IN_SYNC
+    assert assess_fingerprint("base-env", ("base",), "fp-base", stale).state is (
+        EnvironmentState.BEHIND
+    )
+
+    rebuilt = replace(
+        BUILT,
+        probe_fingerprints={"base": "fp-base", "r2": "fp-r2-new", "r3": "fp-r3-new"},
+        contents=files.contents,
+        changes={
+            "r2": RevisionChange(changed=("r2",), previous_probe="fp-r2"),
+            "r3": RevisionChange(changed=("r2",), previous_probe="fp-r3"),
+        },
+    )
+    after = assess_fingerprint("staging", ("r3",), "fp-r3", rebuilt)
+    assert after.state is EnvironmentState.SCHEMA_DRIFT
+    assert after.reason.startswith(f"staging: schema drift: {words}: at revision r3, ")
+    fresh = assess_fingerprint("prod", ("r3",), "fp-r3-new", rebuilt)
+    assert fresh.state is EnvironmentState.IN_SYNC and "changed after" not in fresh.reason
+    other = assess_fingerprint("qa", ("r3",), "fp-hand-made", rebuilt)
+    assert other.state is EnvironmentState.SCHEMA_DRIFT and "changed after" not in other.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from abparts_ops.core.db import connect, make_engine
+from abparts_ops.core.db import connect, make_engine, with_database
 from abparts_ops.core.errors import MigrationError, SchemaError
 from abparts_ops.core.migrations.archive import archive_revisions
 from abparts_ops.core.migrations.baseline_render import render_baseline
@@ -25,6 +26,7 @@ from abparts_ops.core.migrations.expected import (
     default_cache_dir,
     history_fingerprint,
     load_or_build_expected,
+    refresh_expected,
 )
 from abparts_ops.core.migrations.history import read_history, versions_fingerprint
 from abparts_ops.core.migrations.migrate import upgrade
@@ -193,6 +195,7 @@ def test_cache_reuse_invalidation_and_corruption(tmp_path: Path, admin_url: str)
     assert cached_expected(project, exclude=(), cache_dir=cache) is None
     path = _cache_file(cache, first)
     assert path.is_file() and not list(cache.glob(".*.tmp"))
+    assert path.stat().st_size < 4096  # a manifest: the snapshots are stored apart, once
 
     # other exclusions are another cache entry
     _other, reused = load_or_build_expected(admin_url, project, cache_dir=cache)
@@ -207,17 +210,187 @@ def test_cache_reuse_invalidation_and_corruption(tmp_path: Path, admin_url: str)
     assert third.history_fingerprint != first.history_fingerprint
     assert third.snapshot("r003") == first.snapshot("r003")
 
-    # a corrupt file is ignored and replaced
+    # a corrupt manifest is ignored and replaced
     new_path = _cache_file(cache, third)
     new_path.write_text("{not json", encoding="utf-8")
     fourth, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert not reused and fourth == third
-    assert ExpectedSchemas.from_json(new_path.read_text(encoding="utf-8")) == third
+    assert json.loads(new_path.read_text(encoding="utf-8"))["history_fingerprint"] == (
+        third.history_fingerprint
+    )
 
-    # a foreign but valid file under that name (other history) is ignored too
-    new_path.write_text(first.to_json(), encoding="utf-8")
+    # a foreign but sound manifest under that name (other history) is ignored too
+    new_path.write_bytes(path.read_bytes())
     _fifth, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
     assert not reused
+
+
+def _snapshot_file(cache: Path, expected: ExpectedSchemas, rev: str) -> Path:
+    manifest = json.loads(_cache_file(cache, expected).read_text(encoding="utf-8"))
+    return cache / "snapshots" / f"{manifest['revisions'][rev]['snapshot']}.json"
+
+
+def test_a_cached_snapshot_without_its_fingerprint_is_rebuilt(
+    tmp_path: Path, admin_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19, item 4: an edited snapshot whose fingerprint was removed is never trusted.
+
+    Before, a cache entry without ``fingerprint`` skipped the check and the edited
+    schema became the reference (``drift`` said in_sync against it).
+    """
+    project = _project(tmp_path / "app", _linear())
+    cache = tmp_path / "cache"
+    built, _ = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    original = built.snapshot("r002")
+    assert original is not None
+    path = _snapshot_file(cache, built, "r002")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["fingerprint"] == original.fingerprint  # every cached snapshot carries it
+    del data["fingerprint"]
+    data["objects"]["table"]["evil"] = {"kind": "r"}
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+    # a reader that does not build refuses it, in one line
+    with pytest.raises(SchemaError, match="no fingerprint|changed"):
+        cached = cached_expected(project, exclude=EXCLUDE, cache_dir=cache)
+        assert cached is not None
+        cached.snapshot("r002")
+    assert not path.exists()  # removed: the next build makes it again
+
+    path.write_text(json.dumps(data), encoding="utf-8")  # corrupt again
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again, reused = load_or_build_expected(
+            admin_url, project, exclude=EXCLUDE, cache_dir=cache
+        )
+        assert reused  # the manifest is sound; the snapshot is checked when read
+        rebuilt = again.snapshot("r002")
+    assert rebuilt == original and "evil" not in rebuilt.kind("table")
+    assert any("corrupt" in r.getMessage() and "r002" in r.getMessage() for r in caplog.records)
+    assert _snapshot_file(cache, again, "r002").is_file()
+
+    # a manifest entry without its snapshot's fingerprint is a corrupt entry as a whole
+    manifest_path = _cache_file(cache, built)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    del manifest["revisions"]["r003"]["fingerprint"]
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        last, reused = load_or_build_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert not reused and last == built
+    assert any("no snapshot fingerprint" in r.getMessage() for r in caplog.records)
+
+    # the self-contained JSON form refuses a snapshot without one too
+    whole = json.loads(built.to_json())
+    del whole["snapshots"]["r001"]["fingerprint"]
+    with pytest.raises(SchemaError, match="carries no fingerprint"):
+        ExpectedSchemas.from_dict(whole)
+
+
+def test_a_new_revision_builds_only_itself_from_the_kept_template(
+    tmp_path: Path, admin_url: str
+) -> None:
+    """Issue 19, item 3: one new revision on a cached history is the only one built."""
+    project = _project(tmp_path / "app", _linear())
+    cache = tmp_path / "cache"
+    cold = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert not cold.reused and cold.base is None
+    assert cold.built == cold.applied == ("r001", "r002", "r003")
+    assert cold.seeds == ("empty",)
+
+    write_rev(
+        project.versions_dirs[0],
+        Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"),
+    )
+    seen: list[tuple[str, int, int]] = []
+    warm = refresh_expected(
+        admin_url, project, exclude=EXCLUDE, cache_dir=cache, progress=lambda *a: seen.append(a)
+    )
+    assert not warm.reused and warm.base == cold.expected.history_fingerprint
+    assert warm.built == ("r004",) and warm.applied == ("r004",)  # one upgrade, one snapshot
+    assert warm.seeds == ("template at r003",)
+    assert seen == [("r004", 1, 1)]
+    assert warm.delta.added == ("r004",) and not warm.delta.changed
+    assert "1 revision(s) built" in warm.describe()
+    assert warm.expected == build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+    assert warm.expected.changes == {}
+
+    # nothing new: reused, nothing built
+    again = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert again.reused and again.built == () and again.expected == warm.expected
+
+
+def test_an_edited_revision_is_rebuilt_from_it_onwards_and_remembered(
+    tmp_path: Path, admin_url: str
+) -> None:
+    """A revision edited in place (same id): only it and what follows are built again."""
+    project = _project(tmp_path / "app", _linear())
+    cache = tmp_path / "cache"
+    before = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache).expected
+    write_rev(
+        project.versions_dirs[0],
+        Rev("r002", "r001", "op.add_column('items', sa.Column('price', sa.Numeric(12, 4)))"),
+    )
+    after = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert after.delta.changed == ("r002",) and not after.delta.added
+    assert after.built == ("r002", "r003")  # r001 is reused
+    assert after.applied == ("r001", "r002", "r003")  # r001 replayed, never snapshotted
+    assert after.seeds == ("empty",)  # the template holds the old r002: not usable
+    cold = build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+    assert after.expected.snapshots == cold.snapshots
+    # what the old content built is remembered, for environments that ran it
+    for rev in ("r002", "r003"):
+        change = after.expected.change(rev)
+        assert change is not None and change.changed == ("r002",)
+        assert change.previous_probe == before.probe_fingerprint(rev)
+        assert change.previous_probe != after.expected.probe_fingerprint(rev)
+    assert after.expected.change("r001") is None
+    assert after.expected.index().change("r003") == after.expected.change("r003")
+    round_trip = ExpectedIndex.from_dict(json.loads(json.dumps(after.expected.index().to_dict())))
+    assert round_trip.changes == after.expected.changes
+
+    # a later new revision keeps the record of the unchanged ones
+    write_rev(
+        project.versions_dirs[0],
+        Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"),
+    )
+    later = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert later.built == ("r004",)
+    assert later.expected.change("r003") == after.expected.change("r003")
+    assert later.expected.change("r004") is None
+
+
+def test_a_template_that_changed_is_not_used(
+    tmp_path: Path, admin_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kept template is checked (version rows, probe fingerprint) before it is used."""
+    project = _project(tmp_path / "app", _linear())
+    cache = tmp_path / "cache"
+    refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    manifest = next(cache.glob("manifest-*.json"))
+    template = json.loads(manifest.read_text(encoding="utf-8"))["template"]
+    assert template["applied"] == ["r001", "r002", "r003"] and template["rows"] == ["r003"]
+    _run(with_database(admin_url, template["database"]), "CREATE TABLE sneaked_in (id int)")
+    write_rev(
+        project.versions_dirs[0],
+        Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"),
+    )
+    with caplog.at_level(logging.WARNING):
+        warm = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert warm.seeds == ("empty",) and warm.built == ("r004",)
+    assert warm.applied == ("r001", "r002", "r003", "r004")
+    assert any("not using expected-schemas template" in r.getMessage() for r in caplog.records)
+    assert "sneaked_in" not in warm.expected.snapshot("r004").kind("table")
+    assert warm.expected == build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+
+
+def _run(url: str, sql: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
 
 
 def test_json_round_trip_and_corruption(tmp_path: Path, admin_url: str) -> None:
@@ -386,3 +559,33 @@ def test_privileges_are_read_only_when_asked_and_keep_their_own_cache(
     assert ExpectedIndex.from_dict(granted.index().to_dict()).privileges
     again, reused = load_or_build_expected(admin_url, project, cache_dir=cache, privileges=True)
     assert reused and again.probe_fingerprint("p002") == granted.probe_fingerprint("p002")
+
+
+def test_a_failing_new_revision_gives_the_template_back(tmp_path: Path, admin_url: str) -> None:
+    """A build that fails on the new revision leaves the template as it was kept."""
+    project = _project(tmp_path / "app", _linear())
+    cache = tmp_path / "cache"
+    refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    versions = project.versions_dirs[0]
+    write_rev(versions, Rev("r004", "r003", "op.execute('ALTER TABLE nowhere ADD COLUMN x int')"))
+    with pytest.raises(MigrationError, match="revision r004"):
+        refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    write_rev(versions, Rev("r004", "r003", "op.add_column('items', sa.Column('sku', sa.Text))"))
+    fixed = refresh_expected(admin_url, project, exclude=EXCLUDE, cache_dir=cache)
+    assert fixed.seeds == ("template at r003",) and fixed.applied == ("r004",)
+    assert fixed.expected == build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+
+
+def test_a_cache_that_cannot_be_written_is_not_fatal(
+    tmp_path: Path, admin_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = _project(tmp_path / "app", _linear())
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        expected, reused = load_or_build_expected(
+            admin_url, project, exclude=EXCLUDE, cache_dir=not_a_folder
+        )
+    assert not reused and list(expected.snapshots) == ["r001", "r002", "r003"]
+    assert expected == build_expected_schemas(admin_url, project, exclude=EXCLUDE)
+    assert any("cannot be written" in r.getMessage() for r in caplog.records)

@@ -233,14 +233,24 @@ def test_the_source_is_watched_like_any_environment(watch: Watch) -> None:
     assert_all_in_sync(watch.tick(fresh=True))
 
 
-def test_without_a_reference_the_sensor_asks_for_expected_schemas(watch: Watch) -> None:
+def test_without_a_reference_the_sensor_asks_for_expected_schemas(
+    watch: Watch, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """The reference is the one cache (issue 19); with neither it nor a materialization,
+    the sensor asks for expected_schemas. With the cache alone it judges from the cache."""
     empty = dg.DagsterInstance.ephemeral()  # no expected_schemas materialization there
     sensor = watch.defs.resolve_sensor_def("schema_drift_sensor")
     resources = {key: watch.defs.resources[key] for key in sensor.required_resource_keys}
-    with dg.build_sensor_context(
-        instance=empty, definitions=watch.defs, resources=resources
-    ) as context:
-        data = sensor.evaluate_tick(context)
+
+    def tick() -> Any:
+        with dg.build_sensor_context(
+            instance=empty, definitions=watch.defs, resources=resources
+        ) as context:
+            return sensor.evaluate_tick(context)
+
+    assert_all_in_sync(tick())  # the package's cache describes the files
+    monkeypatch.setenv("ABPARTS_OPS_CACHE", str(tmp_path / "no_cache"))
+    data = tick()
     assert not data.run_requests and not data.asset_events
     assert data.skip_message.startswith("materialize expected_schemas first")
 

@@ -280,9 +280,8 @@ def test_failing_proof_stops_every_stamp(pipeline: Pipeline, staging_env: str) -
             result = pipeline.stamp(env, **config)
             assert not result.success
             assert failure_description(result) == (
-                f"{env}: refusing to stamp: the baseline is not proven: round_trip failed "
-                "(rerun the reset_baseline job and fix what its proofs report; nothing was "
-                "written)."
+                f"{env}: refusing to stamp: no proven baseline yet: run reset_baseline first "
+                "(the baseline is not proven: round_trip failed; nothing was written)"
             )
         assert read_revisions(staging_env) == (DEMO_OLD_HEAD,)
         assert read_revisions(pipeline.urls["prod"]) == (DEMO_UNKNOWN_REVISION,)
