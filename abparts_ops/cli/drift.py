@@ -60,11 +60,8 @@ def assess_all(settings: Any, names: list[str]) -> list[Any]:
     """
     from abparts_ops.core.db import scrub
     from abparts_ops.core.errors import AbpartsOpsError
-    from abparts_ops.core.migrations.expected import (
-        archived_revisions,
-        default_cache_dir,
-        load_or_build_expected,
-    )
+    from abparts_ops.core.migrations.catch_up import archive_positions
+    from abparts_ops.core.migrations.expected import default_cache_dir, load_or_build_expected
     from abparts_ops.core.migrations.project import load_project
     from abparts_ops.core.reference import unreachable
     from abparts_ops.core.verify import snapshot_state
@@ -74,7 +71,7 @@ def assess_all(settings: Any, names: list[str]) -> list[Any]:
         script_location=settings.alembic.script_location,
         version_table=settings.alembic.version_table,
     )
-    archived = set(archived_revisions(project))
+    archived = archive_positions(project)
     expected_by_schema: dict[str, Any] = {}
     assessments = []
     for name in names:

@@ -40,7 +40,7 @@ database, no Dagster.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -118,6 +118,7 @@ class Expectation:
     pending: tuple[str, ...] = ()
     unknown_ids: tuple[str, ...] = ()
     archived_ids: tuple[str, ...] = ()
+    archive_behind: int = 0
 
 
 def baseline_of(expected: ExpectedView, baseline: str | None = None) -> str | None:
@@ -139,8 +140,9 @@ def expected_for(
 
     ``revisions`` are its version rows (None: no version table); ``expected`` the
     expected schemas of the on-disk history; ``archived`` the ids of the archived
-    history; ``baseline`` the revision ``baseline_revision`` proved (see the module
-    docstring for the rules).
+    history (or, from :func:`~abparts_ops.core.migrations.catch_up.archive_positions`,
+    each id mapped to how many archived revisions it is behind the old head); ``baseline``
+    the revision ``baseline_revision`` proved (see the module docstring for the rules).
     """
     rows = None if revisions is None else tuple(revisions)
     heads = tuple(expected.heads)
@@ -161,11 +163,17 @@ def expected_for(
         )
     if not rows or archived_ids:
         pending = tuple(expected.pending((base,))) if base else ()
+        behind = (
+            max((int(archived.get(r, 0) or 0) for r in archived_ids), default=0)
+            if isinstance(archived, Mapping)
+            else 0
+        )
         return Expectation(
             kind="awaiting_stamp",
             expected_revision=base,
             archived_ids=archived_ids,
             pending=pending,
+            archive_behind=behind,
             **common,
         )
     pending = tuple(expected.pending(rows))
@@ -282,7 +290,14 @@ def _judge(
         what = (
             f"archived revision {', '.join(e.archived_ids)}" if e.archived_ids else at
         )
-        if matches is False:
+        if matches is False and e.archive_behind > 0:
+            state = EnvironmentState.BEHIND_ARCHIVE
+            reason = (
+                f"{environment}: behind the reset: at {what}, {e.archive_behind} archived "
+                f"revision(s) before the baseline {e.expected_revision}; its schema is not the "
+                "baseline's yet (catch it up, then it is stamped)"
+            )
+        elif matches is False:
             state = EnvironmentState.SCHEMA_DRIFT
             reason = (
                 f"{environment}: schema drift: {because}at {what} (awaiting its stamp), and its "

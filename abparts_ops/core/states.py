@@ -19,6 +19,9 @@ class EnvironmentState(StrEnum):
     """At an older revision of the history, with that revision's schema: upgrades pending."""
     AWAITING_STAMP = "awaiting_stamp"
     """At a revision of the archived history (or none): the reset is done, its stamp not."""
+    BEHIND_ARCHIVE = "behind_archive"
+    """At an archived revision older than the old head, so without the baseline's schema:
+    archived revisions must run before the stamp (a catch-up across the reset)."""
     UNKNOWN_REVISION = "unknown_revision"
     """A version row names an id found in no history, neither on disk nor archived."""
     SCHEMA_DRIFT = "schema_drift"
@@ -59,6 +62,11 @@ ADVICE: dict[EnvironmentState, str] = {
     ),
     EnvironmentState.AWAITING_STAMP: (
         "run stamp_{env} with `dry_run: false` to record the proven baseline (no DDL runs)."
+    ),
+    EnvironmentState.BEHIND_ARCHIVE: (
+        "catch {env} up across the reset: run stamp_{env} with `dry_run: false, catch_up: "
+        "true` (the archived revisions run, rehearsed and guarded, then the baseline is "
+        "stamped in the same run); never stamp it without."
     ),
     EnvironmentState.UNKNOWN_REVISION: (
         "find where that id came from (a revision file missing from the versions folder?); "

@@ -35,7 +35,6 @@ changed since its last stamp needs the new identity acknowledged in run config.
 
 # No ``from __future__ import annotations``: Dagster reads the ``config: StampConfig``
 # annotation as it is and cannot resolve a string annotation to a config class.
-import getpass
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +44,9 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.migrations.catch_up import archive_positions, guarded_catch_up
 from abparts_ops.core.migrations.expected import (
     ExpectedSchemas,
-    archived_revisions,
     default_cache_dir,
     load_or_build_expected,
 )
@@ -58,7 +57,7 @@ from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.settings import EnvironmentSettings, Settings
 from abparts_ops.core.verify import probe_state, snapshot_state
-from abparts_ops.defs.metadata import diff_metadata, md
+from abparts_ops.defs.metadata import diff_metadata, launched_by, md
 from abparts_ops.defs.names import (
     BASELINE_REVISION,
     ENVIRONMENT_CHECKS,
@@ -130,6 +129,25 @@ class StampConfig(dg.Config):
             "is stamped only when this is the new identity key (shown in the refusal)."
         ),
     )
+    catch_up: bool = Field(
+        default=False,
+        description=(
+            "For an environment behind the reset (behind_archive): run the archived "
+            "revisions from its revision to the old head, rehearsed and guarded like an "
+            "upgrade, then stamp the baseline, in one run."
+        ),
+    )
+    catch_up_to: str = Field(
+        default="",
+        description=(
+            "With catch_up, when the archived history has several heads: the one the source "
+            "was at when the baseline was taken."
+        ),
+    )
+    acknowledge: list[str] = Field(
+        default_factory=list,
+        description="With catch_up: rule names of reviewed error-level findings.",
+    )
 
 
 def _describe(revisions: tuple[str, ...] | None) -> str:
@@ -144,17 +162,6 @@ def _first_line(text: str) -> str:
 
 
 # -- metadata -----------------------------------------------------------------------------
-
-
-def launched_by(tags: Mapping[str, str]) -> str:
-    """Who launched the run: the ``dagster/user`` or ``user`` tag, else the OS user."""
-    for key in ("dagster/user", "user"):
-        if tags.get(key):
-            return str(tags[key])
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def stamp_metadata(result: StampResult, *, run_id: str, user: str, dry_run: bool) -> dict[str, Any]:
@@ -258,13 +265,16 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
                 confirm=config.confirm,
                 acknowledge_identity=config.acknowledge_identity,
             )
+            if config.catch_up:
+                yield from _catch_up(context, env, settings, config, url, project, expected, guard)
+                return
             result = guarded_stamp(
                 url,
                 environment=env.name,
                 script=project.script(),
                 expected=expected,
                 target=proven_baseline(context.instance),
-                archived=set(archived_revisions(project)),
+                archived=archive_positions(project),
                 exclude=policy.exclude,
                 schema=env.schema,
                 version_table=project.version_table,
@@ -291,6 +301,53 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         yield dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result.target))
 
     return alembic_stamp
+
+
+def _catch_up(
+    context: dg.AssetExecutionContext,
+    env: EnvironmentSettings,
+    settings: Settings,
+    config: "StampConfig",
+    url: str,
+    project: AlembicProject,
+    expected: ExpectedSchemas,
+    guard: Any,
+) -> Iterator[Any]:
+    """``stamp_<env> {catch_up: true}``: the archived revisions, then the baseline's stamp.
+
+    One guarded, rehearsed, audited run (:func:`~abparts_ops.core.migrations.catch_up.
+    guarded_catch_up`); its record is the upgrade's (revisions applied, findings, rows and
+    locks, identity), plus the baseline stamped.
+    """
+    from abparts_ops.defs.upgrade_assets import (
+        failure_evidence,
+        upgrade_metadata,
+        upgrade_policy,
+    )
+
+    key = stamp_key(env.name)
+    baseline = proven_baseline(context.instance)
+    assert baseline is not None
+    try:
+        result = guarded_catch_up(
+            url, environment=env.name, project=project, expected=expected,
+            baseline=baseline, scratch_url=context.resources.scratch.get_url(), guard=guard,
+            old_head=config.catch_up_to or None, policy=upgrade_policy(settings, env),
+            acknowledge=config.acknowledge, dry_run=config.dry_run,
+            exclude=context.resources.policy.exclude, schema=env.schema,
+        )
+    except AbpartsOpsError as exc:
+        raise _failure(env.name, str(exc), url, failure_evidence(exc)) from None
+    metadata = upgrade_metadata(
+        result, run_id=context.run_id, user=launched_by(context.run.tags),
+        dry_run=config.dry_run,
+    )
+    metadata["catch_up"] = True
+    context.log.info(result.message)
+    if result.action == "dry_run":
+        yield dg.AssetObservation(asset_key=key, description=result.message, metadata=metadata)
+        return
+    yield dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(baseline))
 
 
 NO_BASELINE = "no proven baseline yet: run reset_baseline first"
@@ -382,7 +439,7 @@ def _assess(
             url,
             environment=env.name,
             expected=expected,
-            archived=set(archived_revisions(project)),
+            archived=archive_positions(project),
             baseline=baseline,
             schema=env.schema,
             exclude=policy.exclude,

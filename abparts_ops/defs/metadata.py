@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Mapping
 
 import dagster as dg
@@ -76,3 +77,14 @@ def diff_metadata(diff: SchemaDiff) -> dict[str, dg.MetadataValue | int | str]:
         # the same changes as data, for programs (abparts-ops verify --json)
         "diff_json": dg.MetadataValue.json([c.to_dict() for c in diff.changes[:_MAX_CHANGES]]),
     }
+
+
+def launched_by(tags: Mapping[str, str]) -> str:
+    """Who launched the run: the ``dagster/user`` or ``user`` tag, else the OS user."""
+    for key in ("dagster/user", "user"):
+        if tags.get(key):
+            return str(tags[key])
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

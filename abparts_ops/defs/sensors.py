@@ -25,8 +25,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -46,10 +46,10 @@ from abparts_ops.core.drift import (
     versions_signature,
 )
 from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.migrations.catch_up import archive_positions
 from abparts_ops.core.migrations.expected import (
     ExpectedIndex,
     StaleIndex,
-    archived_revisions,
     cached_index,
     default_cache_dir,
     reference_index,
@@ -161,26 +161,10 @@ def built_fingerprint(instance: dg.DagsterInstance) -> str | None:
     return str(text) if text else None
 
 
-_ARCHIVED_LOCK = threading.Lock()
-_ARCHIVED: dict[tuple[str, ...], tuple[str, frozenset[str]]] = {}
-
-
-def cached_archived(project: AlembicProject) -> frozenset[str]:
-    """Ids of the archived history, re-read only when the versions folders change.
-
-    The archive folders are written by the reset, which also changes the versions folder,
-    so their signature (a few ``stat`` calls) tells when to read the manifests again.
-    """
-    key = tuple(map(str, project.versions_dirs))
-    signature = versions_signature(project.versions_dirs)
-    with _ARCHIVED_LOCK:
-        cached = _ARCHIVED.get(key)
-    if cached is not None and cached[0] == signature:
-        return cached[1]
-    ids = frozenset(archived_revisions(project))
-    with _ARCHIVED_LOCK:
-        _ARCHIVED[key] = (signature, ids)
-    return ids
+def cached_archived(project: AlembicProject) -> Mapping[str, int]:
+    """The archived ids and how far each is behind the old head (``archive_positions``,
+    re-read only when the versions folders change)."""
+    return archive_positions(project)
 
 
 def known_differences(
@@ -311,7 +295,7 @@ class _Reference:
     """What one tick compares environments with, and what it says about the history."""
 
     view: ExpectedIndex | StaleIndex | None
-    archived: frozenset[str] = frozenset()
+    archived: Mapping[str, int] = field(default_factory=dict)
     problem: str | None = None
     """Why no run may be requested this tick (the project cannot be read, several heads)."""
     history: str | None = None

@@ -25,8 +25,8 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.migrations.catch_up import archive_positions
 from abparts_ops.core.migrations.expected import (
-    archived_revisions,
     default_cache_dir,
     load_or_build_expected,
 )
@@ -43,13 +43,8 @@ from abparts_ops.core.migrations.upgrade import (
     guarded_upgrade,
 )
 from abparts_ops.core.settings import EnvironmentSettings, Settings
-from abparts_ops.defs.environment_assets import (
-    STAMP_POOL,
-    STAMP_TAG,
-    launched_by,
-)
-from abparts_ops.defs.metadata import diff_metadata, markdown_table, md
-from abparts_ops.defs.names import UPGRADE_ASSET, upgrade_key
+from abparts_ops.defs.metadata import diff_metadata, launched_by, markdown_table, md
+from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG, UPGRADE_ASSET, upgrade_key
 from abparts_ops.defs.proof_gate import proven_baseline
 from abparts_ops.defs.resources import (
     AlembicResource,
@@ -259,7 +254,9 @@ def _failure(environment: str, exc: AbpartsOpsError, url: str | None, extra: dic
     return dg.Failure(description=_first_line(text), metadata=metadata, allow_retries=False)
 
 
-def _evidence(exc: AbpartsOpsError) -> dict[str, Any]:
+def failure_evidence(exc: AbpartsOpsError) -> dict[str, Any]:
+    """The evidence a refused or failed guarded run carries as metadata (diff, failing
+    revision, findings, what the read-back found)."""
     if isinstance(exc, UpgradeDrift):
         return diff_metadata(exc.diff)
     if isinstance(exc, RehearsalFailed):
@@ -344,7 +341,7 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
                 environment=env.name,
                 project=project,
                 expected=expected,
-                archived=set(archived_revisions(project)),
+                archived=archive_positions(project),
                 baseline=proven_baseline(context.instance),
                 scratch_url=scratch.get_url(),
                 policy=policy,
@@ -358,7 +355,7 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
                 ),
             )
         except AbpartsOpsError as exc:
-            raise _failure(env.name, exc, url, _evidence(exc)) from None
+            raise _failure(env.name, exc, url, failure_evidence(exc)) from None
         metadata = upgrade_metadata(
             result, run_id=context.run_id, user=launched_by(context.run.tags),
             dry_run=config.dry_run,

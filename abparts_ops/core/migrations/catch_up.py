@@ -19,6 +19,7 @@ needs its stamp), and a rehearsal whose result is not the baseline's schema.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from abparts_ops.core.db import quote_ident
+from abparts_ops.core.drift import versions_signature
 from abparts_ops.core.errors import UpgradeRefused
 from abparts_ops.core.migrations.expected import archived_revisions
 from abparts_ops.core.migrations.migrate import current_revisions
@@ -230,3 +232,44 @@ def _stamp(project: AlembicProject, vt_schema: str, baseline: str) -> Callable[[
         conn.execute(sa.text(f"INSERT INTO {table} (version_num) VALUES (:v)"), {"v": baseline})
 
     return stamp
+
+
+_POSITIONS: dict[tuple[str, ...], tuple[object, dict[str, int]]] = {}
+_POSITIONS_LOCK = threading.Lock()
+
+
+def archive_positions(project: AlembicProject) -> dict[str, int]:
+    """Every archived revision id -> how many archived revisions it is behind the old head.
+
+    0 for the old head itself (a stamp records the baseline over it), N > 0 for an
+    environment a catch-up can bring there, -1 for a revision that does not lead to the
+    old head (a side branch) or of an archive whose head is not known (several heads).
+    It is a mapping of the archived ids, so :func:`~abparts_ops.core.reference.expected_for`
+    takes it where it takes the ids. Cached per versions folders' signature (the reset
+    writes the archives and the versions folder together).
+    """
+    key = tuple(map(str, project.versions_dirs))
+    signature = versions_signature(project.versions_dirs)
+    with _POSITIONS_LOCK:
+        cached = _POSITIONS.get(key)
+    if cached is not None and cached[0] == signature:
+        return dict(cached[1])
+    positions: dict[str, int] = {}
+    by_archive: dict[str, list[str]] = {}
+    for revision, archive in archived_revisions(project).items():
+        by_archive.setdefault(archive, []).append(revision)
+    for archive, revisions in sorted(by_archive.items()):
+        positions.update(dict.fromkeys(revisions, -1))
+        try:
+            script = archived_project(project, archive).script()
+            heads = script.get_heads()
+            if len(heads) != 1:
+                continue
+            lineage = [rev.revision for rev in script.iterate_revisions(heads[0], "base")]
+        except Exception:  # noqa: BLE001 - an archive that does not load: positions unknown
+            continue
+        for revision in lineage:
+            positions[revision] = len(pending_revisions(script, (revision,), heads[0]))
+    with _POSITIONS_LOCK:
+        _POSITIONS[key] = (signature, positions)
+    return dict(positions)

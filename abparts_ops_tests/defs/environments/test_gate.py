@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from abparts_ops.defs.environment_assets import launched_by
+from abparts_ops.defs.metadata import launched_by
 from abparts_ops.defs.names import BASELINE_REVISION as BASELINE_KEY
 from abparts_ops.defs.names import REQUIRED_PROOFS
 from abparts_ops.defs.proof_gate import proven_baseline, unproven_baseline
