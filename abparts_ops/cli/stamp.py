@@ -62,7 +62,18 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--catch-up", action="store_true",
-        help="not available yet: the stamp job has no catch-up option (refused, exit 2)",
+        help=(
+            "for an environment behind the reset (behind_archive): run the archived "
+            "revisions to the old head, rehearsed and guarded, then stamp the baseline"
+        ),
+    )
+    parser.add_argument(
+        "--catch-up-to", metavar="REV", default=None,
+        help="with --catch-up, when the archived history has several heads: the source's",
+    )
+    parser.add_argument(
+        "--acknowledge", metavar="RULE", action="append", default=[],
+        help="with --catch-up: a reviewed error-level finding's rule (repeatable)",
     )
     parser.add_argument(
         "--verbose", action="store_true",
@@ -74,8 +85,6 @@ def register(sub: Any) -> None:
 
 def stamp_config(args: argparse.Namespace) -> dict[str, Any]:
     """The StampConfig of the run, with only what the command line sets."""
-    from abparts_ops.defs.environment_assets import StampConfig
-
     config: dict[str, Any] = {"dry_run": not args.apply}
     if args.confirm:
         config["confirm"] = args.confirm
@@ -87,13 +96,14 @@ def stamp_config(args: argparse.Namespace) -> dict[str, Any]:
         if args.lock_timeout <= 0:
             raise BadInput("--lock-timeout must be a positive number of seconds.")
         config["lock_timeout_s"] = args.lock_timeout
+    if (args.catch_up_to or args.acknowledge) and not args.catch_up:
+        raise BadInput("--catch-up-to and --acknowledge go with --catch-up; nothing was launched.")
     if args.catch_up:
-        if "catch_up" not in StampConfig.model_fields:
-            raise BadInput(
-                "--catch-up: the stamp job has no catch-up option yet (StampConfig has no "
-                "catch_up field); nothing was launched."
-            )
         config["catch_up"] = True
+        if args.catch_up_to:
+            config["catch_up_to"] = args.catch_up_to
+        if args.acknowledge:
+            config["acknowledge"] = list(args.acknowledge)
     return config
 
 

@@ -15,7 +15,6 @@ import sys
 import pytest
 
 from abparts_ops.cli import BAD_INPUT, FOUND, OK, build_parser, main
-from abparts_ops.defs.environment_assets import StampConfig
 from abparts_ops.embedded.demo import DEMO_OLD_HEAD, DEMO_UNKNOWN_REVISION, introduce_drift
 from abparts_ops_tests.cli.conftest import (
     SPEC_KEYS,
@@ -123,10 +122,9 @@ def test_bad_input_exits_2_with_one_line(world: World, capsys: pytest.CaptureFix
     code, hint = cli("upgrade", "staging", "--acknowledge", "ban-drop-colum")
     assert "ban-drop-column" in hint["error"]  # the closest rule is named
     code, catch_up = cli("stamp", "staging", "--catch-up")
-    if "catch_up" in StampConfig.model_fields:  # once the catch-up stamp exists
-        assert code != BAD_INPUT
-    else:
-        assert code == BAD_INPUT and "catch-up" in catch_up["error"]
+    assert code != BAD_INPUT  # a real run: staging is not behind the reset, refused (1)
+    code, lonely = cli("stamp", "staging", "--catch-up-to", "abc")
+    assert code == BAD_INPUT and "go with --catch-up" in lonely["error"]
     assert main(["stamp", "nosuch"]) == BAD_INPUT
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "unknown environment 'nosuch'" in err
