@@ -2,14 +2,25 @@
 
 :func:`render_baseline` writes the Python source of a revision whose ``upgrade()`` creates
 every compared object of a :class:`~abparts_ops.core.schema.model.Snapshot` on an empty
-database, and whose ``downgrade()`` removes all of it again. Order of ``upgrade()``:
-extensions, enum types, domains, sequences, tables (``op.create_table`` with columns,
-primary key, unique and check constraints, comments), foreign keys
-(``op.create_foreign_key``, after every table, so cycles work), constraints Alembic cannot
-declare (exclusion, ``NOT VALID``, ``NULLS NOT DISTINCT``, ...), ``ALTER SEQUENCE ... OWNED
-BY``, views (dependency order), indexes (``op.create_index``, or the catalog's own
-``CREATE INDEX`` where a key has an operator class, a sort order, a collation ...), and
-the remaining comments.
+database, and whose ``downgrade()`` removes all of it again. Its statements are the
+canonical DDL's steps (:mod:`abparts_ops.core.schema.ddl`), in the same dependency order
+(:mod:`abparts_ops.core.schema.order`: what the catalog records between the objects, the
+kinds' phases as the tie-breaker, cycles split as pg_dump splits them), so that where no
+dependency says otherwise ``upgrade()`` reads: extensions, enum types, domains,
+sequences, tables (``op.create_table`` with columns, primary key, unique and check
+constraints, comments), foreign keys (``op.create_foreign_key``), constraints Alembic
+cannot declare (exclusion, ``NOT VALID``, ``NULLS NOT DISTINCT``, ...), ``ALTER SEQUENCE
+... OWNED BY``, views, indexes (``op.create_index``, or the catalog's own ``CREATE
+INDEX`` where a key has an operator class, a sort order, a collation ...), and the
+remaining comments; and a foreign key to columns covered by a unique index comes after
+that index. ``downgrade()`` drops in the reverse dependency order (a cycle of foreign
+keys is broken by dropping one key first).
+
+Past :data:`COMPACT_TABLES` tables the revision is rendered *compact*: every statement of
+the canonical DDL as ``op.execute`` of its SQL, in the same order. Python compiles a
+string constant for almost nothing, where the Alembic operations of 5,000 tables (288,552
+lines) cost a process that loads the history about 700 MB and 1.5 s, and the reset's
+proofs as much again (``benchmarks/bench_reset_baseline.py``).
 
 The file is plain, formatted Python (one call per object, short section comments, printed
 by :mod:`abparts_ops.core.migrations.pyformat`); types are mapped by
@@ -46,6 +57,7 @@ from abparts_ops.core.schema.ddl import (
     by_table,
     columns_by_table,
     create_table_step,
+    ddl_sections,
     drop_statements,
     foreign_keys_outside,
     index_statement,
@@ -71,6 +83,10 @@ from abparts_ops.core.schema.order import (
 from abparts_ops.core.schema.validity import invalid_objects
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
+
+#: Past this many tables the baseline is rendered compact: every statement of the
+#: canonical DDL as ``op.execute`` of its SQL (see :func:`render_baseline`).
+COMPACT_TABLES = 300
 
 
 def _own(constraints: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -98,8 +114,9 @@ class _Body:
 class _Renderer:
     """Builds the calls of one baseline revision from a snapshot."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, compact: bool = False) -> None:
         self.snapshot = snapshot
+        self.compact = compact
         self.enums = sorted(snapshot.kind("enum"))
         self.uses_raw = False
         self.uses_postgresql = False
@@ -395,8 +412,8 @@ class _Renderer:
         body.section(
             "Expressions below were printed with this search_path (for this transaction)", setup
         )
-        ops = self.op_sections()
-        for sec in self.sections():
+        ops = {} if self.compact else self.op_sections()
+        for sec in ddl_sections(snap) if self.compact else self.sections():
             render = ops.get(sec.tag)
             calls: list[Call] = []
             for step in sec.steps:
@@ -545,6 +562,7 @@ def render_baseline(
     revision: str,
     message: str = "baseline schema",
     created: datetime,
+    compact: bool | None = None,
 ) -> str:
     """Render the Python source of a baseline (root) revision that recreates ``snapshot``.
 
@@ -556,6 +574,9 @@ def render_baseline(
     split breaks, a foreign table, or an INVALID index (or a key
     whose index is INVALID, see :mod:`~abparts_ops.core.schema.validity`): the baseline
     would build it valid, which the source is not, so it is repaired in the source first.
+
+    ``compact`` renders every statement as ``op.execute`` of the canonical DDL (see the
+    module doc); None (the default) does so past :data:`COMPACT_TABLES` tables.
     """
     if not re.fullmatch(r"[0-9A-Za-z_]+", revision):
         raise MigrationError(
@@ -589,7 +610,8 @@ def render_baseline(
             "would build it valid, which the source is not: repair it in the source (or "
             "exclude its table), then run the reset again."
         )
-    renderer = _Renderer(snapshot)
+    renderer = _Renderer(snapshot, compact=len(snapshot.kind("table")) > COMPACT_TABLES
+                         if compact is None else compact)
     try:
         upgrade = renderer.upgrade()
         downgrade = renderer.downgrade()

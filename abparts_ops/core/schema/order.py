@@ -322,8 +322,8 @@ class _Order:
         for _names, a, objects in sorted(candidates, key=lambda c: (c[0], self.nodes[c[1]].rank)):
             node = self.nodes[a]
             result = split(node.section, node.step, objects) if split else None
-            if result is None:
-                continue
+            if result is None or objects & set(result[0].creates):
+                continue  # not split, or not off this step: the cycle would stay
             return self._apply_split(a, result)
         raise DependencyCycle([self.nodes[n].step.creates[0] for n in cycle
                                if self.nodes[n].step.creates])

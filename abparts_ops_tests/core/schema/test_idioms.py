@@ -155,16 +155,10 @@ def test_the_idioms_reset_green_with_every_proof(
     assert "op.create_foreign_key(\"prices_currency_fkey\"" in outcome.plan.source
 
 
-def test_a_foreign_key_to_a_unique_index_only_is_proven(
-    admin_url: str, db_factory: Callable[..., str], tmp_path: Path
-) -> None:
-    """The issue's first failure, on its own: "there is no unique constraint matching
-    given keys for referenced table" when indexes came after foreign keys."""
-    url = db_factory("uidx")
-    run_sql(url, dict(IDIOMS)["foreign key to columns covered by a unique index only"])
-    snapshot = take_snapshot(url, source="uidx")
-    root = write_project(tmp_path / "proj", []).parent
-    text = render_baseline(snapshot, revision="ab12cd34ef56", created=NOW)
+def prove(admin_url: str, url: str, snapshot: Snapshot, root: Path, **render: bool) -> None:
+    """Render ``snapshot``'s baseline into a new project under ``root``, prove it there."""
+    root = write_project(root, []).parent
+    text = render_baseline(snapshot, revision="ab12cd34ef56", created=NOW, **render)
     (root / "migrations" / "versions" / "ab12cd34ef56_baseline_schema_20260304_050607.py"
      ).write_text(text)
     results = prove_baseline(
@@ -172,6 +166,24 @@ def test_a_foreign_key_to_a_unique_index_only_is_proven(
     )
     failed = {name: r.summary for name, r in results.items() if not r.passed}
     assert not failed, failed
+    assert set(results) == PROOFS
+
+
+def test_a_foreign_key_to_a_unique_index_only_is_proven(
+    admin_url: str, db_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    """The issue's first failure, on its own: "there is no unique constraint matching
+    given keys for referenced table" when indexes came after foreign keys."""
+    url = db_factory("uidx")
+    run_sql(url, dict(IDIOMS)["foreign key to columns covered by a unique index only"])
+    prove(admin_url, url, take_snapshot(url, source="uidx"), tmp_path / "proj")
+
+
+def test_the_compact_baseline_of_the_idioms_is_proven_too(
+    admin_url: str, idioms_url: str, idioms: Snapshot, tmp_path: Path
+) -> None:
+    """The rendering used past a size: the canonical DDL's statements, same order."""
+    prove(admin_url, idioms_url, idioms, tmp_path / "proj", compact=True)
 
 
 @pytest.mark.parametrize(("idiom", "sql", "named"), REFUSED, ids=[r[0] for r in REFUSED])
