@@ -57,7 +57,10 @@ from abparts_ops.core.db import (  # noqa: E402
     drop_database,
     make_engine,
 )
-from abparts_ops.core.migrations.baseline_render import render_baseline  # noqa: E402
+from abparts_ops.core.migrations.baseline_render import (  # noqa: E402
+    COMPACT_TABLES,
+    render_baseline,
+)
 from abparts_ops.core.migrations.migrate import upgrade  # noqa: E402
 from abparts_ops.core.migrations.project import AlembicProject  # noqa: E402
 from abparts_ops.core.schema.diff import diff_snapshots  # noqa: E402
@@ -175,7 +178,9 @@ def _round_trip_once(admin_url: str, tables: int, project: AlembicProject,
 
 
 def bench_round_trip(admin_url: str, tables: int, repeat: int) -> None:
-    """Time the round trip of a generated schema against loading its pg_dump."""
+    """Time the round trip of a generated schema against loading its pg_dump, for both
+    renderings of the baseline (the one ``render_baseline`` picks at this size, and the
+    other), interleaved in the same run."""
     info = EmbeddedPostgres(BENCH_HOME).info()
     source_url, _loaded = ensure_database(info, tables, rebuild=False)
     started = time.perf_counter()
@@ -185,45 +190,58 @@ def bench_round_trip(admin_url: str, tables: int, repeat: int) -> None:
     snapshot = take_snapshot(source_url, source="generated")
     with_deps_seconds = time.perf_counter() - started
     dump = dump_schema(source_url)
+    default = len(snapshot.kind("table")) > COMPACT_TABLES
+    renderings = {"compact" if default else "operations": default,
+                  "operations" if default else "compact": not default}
 
     with tempfile.TemporaryDirectory() as tmp:
-        versions = Path(tmp) / "versions"
-        versions.mkdir()
-        render_started = time.perf_counter()
-        source_text = render_baseline(snapshot, revision="bench0000001", created=datetime.now())
-        render_seconds = time.perf_counter() - render_started
-        (versions / "bench0000001_baseline_schema_bench.py").write_text(source_text)
-        project = AlembicProject(ini_path=None, script_location=Path(tmp),
-                                 versions_dirs=(versions,))
-        trips, loads = [], []
+        projects, texts, render_seconds = {}, {}, {}
+        for name, compact in renderings.items():
+            versions = Path(tmp) / name / "versions"
+            versions.mkdir(parents=True)
+            render_started = time.perf_counter()
+            texts[name] = render_baseline(snapshot, revision="bench0000001",
+                                          created=datetime.now(), compact=compact)
+            render_seconds[name] = time.perf_counter() - render_started
+            (versions / "bench0000001_baseline_schema_bench.py").write_text(texts[name])
+            projects[name] = AlembicProject(ini_path=None, script_location=Path(tmp) / name,
+                                            versions_dirs=(versions,))
+        trips: dict[str, list[dict[str, Any]]] = {name: [] for name in renderings}
+        loads = []
         for i in range(repeat):
             reference_db = f"bench_rt_psql_{tables}"
             drop_database(admin_url, reference_db)
             loads.append(load_sql(create_database(admin_url, reference_db), dump))
             drop_database(admin_url, reference_db)
-            trips.append(_round_trip_once(admin_url, tables, project, snapshot))
-            print(f"  run {i + 1}/{repeat}: round trip {trips[-1]['total']:.2f} s, "
-                  f"psql -f {loads[-1]:.2f} s", flush=True)
-
-    def med(key: str) -> float:
-        return statistics.median(t[key] for t in trips)
+            for name in renderings:
+                trips[name].append(_round_trip_once(admin_url, tables, projects[name],
+                                                    snapshot))
+            print(f"  run {i + 1}/{repeat}: psql -f {loads[-1]:.2f} s, "
+                  + ", ".join(f"{name} {trips[name][-1]['total']:.2f} s" for name in trips),
+                  flush=True)
 
     psql_seconds = statistics.median(loads)
-    seconds = med("total")
     print(f"round trip on {tables} generated tables (median of {repeat}, same run)")
     print(f"  snapshot of the source: {plain_seconds:.2f} s, with its dependencies: "
           f"{with_deps_seconds:.2f} s ({len(snapshot.dependencies or ())} dependencies)")
-    print(f"  render baseline: {render_seconds:.2f} s ({len(source_text.splitlines())} lines, "
-          f"{len(source_text.encode()) / 1e6:.1f} MB)")
-    print(f"  upgrade: {med('upgrade'):.2f} s, of which {med('execute'):.2f} s in "
-          f"cursor.execute ({trips[0]['statements']} statements) and "
-          f"{med('upgrade') - med('execute'):.2f} s in Alembic/SQLAlchemy")
-    print(f"  snapshot of the upgraded db: {med('snapshot'):.2f} s, diff: {med('diff'):.2f} s "
-          f"(empty={all(t['empty'] for t in trips)})")
-    print(f"  round trip (upgrade + snapshot + diff): {seconds:.2f} s")
     print(f"  reference, psql -f of its pg_dump: {psql_seconds:.2f} s")
-    ratio = seconds / psql_seconds
-    print(f"  ratio: {ratio:.2f}x   target <= 2x -> " + ("met" if ratio <= 2 else "NOT met"))
+    for name, runs in trips.items():
+        def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
+            return statistics.median(t[key] for t in runs)
+
+        text = texts[name]
+        chosen = " (render_baseline's choice at this size)" if name == next(iter(trips)) else ""
+        print(f"  {name} rendering{chosen}:")
+        print(f"    render: {render_seconds[name]:.2f} s ({len(text.splitlines())} lines, "
+              f"{len(text.encode()) / 1e6:.1f} MB)")
+        print(f"    upgrade: {med('upgrade'):.2f} s, of which {med('execute'):.2f} s in "
+              f"cursor.execute ({runs[0]['statements']} statements) and "
+              f"{med('upgrade') - med('execute'):.2f} s in Alembic/SQLAlchemy")
+        print(f"    snapshot of the upgraded db: {med('snapshot'):.2f} s, diff: "
+              f"{med('diff'):.2f} s (empty={all(t['empty'] for t in runs)})")
+        ratio = med("total") / psql_seconds
+        print(f"    round trip (upgrade + snapshot + diff): {med('total'):.2f} s, "
+              f"{ratio:.2f}x psql -f   target <= 2x -> " + ("met" if ratio <= 2 else "NOT met"))
 
 
 #: Runs the real reset_baseline job in a fresh interpreter; prints its peak memory.
