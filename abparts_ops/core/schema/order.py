@@ -105,10 +105,10 @@ class DependencyCycle(SchemaError):
         self.objects = tuple(objects)
         names = " -> ".join(f"{kind} {key}" for kind, key in (*self.objects, self.objects[0]))
         super().__init__(
-            f"these objects depend on each other in a cycle that cannot be broken by "
-            f"creating one of them in two steps: {names}; a script cannot create them "
-            "(break the cycle in the source, e.g. move a default or a check into a "
-            "trigger, or exclude one of them)."
+            f"these objects depend on each other in a cycle that splitting a constraint "
+            f"or a default off its table cannot break: {names}; no script can create (or "
+            "drop) them one after the other (break the cycle in the source, e.g. move a "
+            "default or a check into a trigger, or exclude one of them)."
         )
 
 
