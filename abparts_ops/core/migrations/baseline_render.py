@@ -594,12 +594,16 @@ def render_baseline(
     if outside:
         kind, key, what = outside[0]
         more = f" (and {len(outside) - 1} more such dependencies)" if len(outside) > 1 else ""
+        owner = key.split(".", 1)[0] if "." in key and kind not in ("function",) else key
+        if what.split(" ", 1)[-1].startswith(quote_ident(snapshot.schema) + "."):
+            why, fix = "a kind of object abparts_ops does not model yet", "drop that dependency"
+        else:
+            why = "an object of another schema"
+            fix = f"move that object into schema {snapshot.schema!r} or drop the dependency"
         raise MigrationError(
-            f"{describe_object(kind, key)} uses {what}, which is not an object of schema "
-            f"{snapshot.schema!r} that abparts_ops models (another schema's, or of a kind it "
-            f"does not read){more}: a baseline of schema {snapshot.schema!r} cannot create "
-            "it, so the reset refuses this schema and writes nothing (move that object into "
-            f"schema {snapshot.schema!r} or drop the dependency, or exclude the table)."
+            f"{describe_object(kind, key)} uses {what}, {why}{more}: a baseline of schema "
+            f"{snapshot.schema!r} cannot create it, so the reset refuses this schema and "
+            f"writes nothing ({fix}, or exclude {owner!r})."
         )
     invalid = invalid_objects(snapshot)
     if invalid:

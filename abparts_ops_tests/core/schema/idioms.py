@@ -200,5 +200,10 @@ CREATE TABLE invoices (
   id integer PRIMARY KEY,
   number bigint NOT NULL DEFAULT nextval('billing.invoice_numbers')
 );
-""", "billing.invoice_numbers"),
+""", "sequence billing.invoice_numbers"),
+    ("a collation of the schema (CREATE COLLATION): a kind the snapshot does not model", """
+CREATE COLLATION case_insensitive (provider = icu, locale = 'und-u-ks-level2',
+                                   deterministic = false);
+CREATE TABLE tags (id integer PRIMARY KEY, name text COLLATE case_insensitive NOT NULL);
+""", "collation public.case_insensitive"),
 )
