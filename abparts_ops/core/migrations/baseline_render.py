@@ -2,14 +2,25 @@
 
 :func:`render_baseline` writes the Python source of a revision whose ``upgrade()`` creates
 every compared object of a :class:`~abparts_ops.core.schema.model.Snapshot` on an empty
-database, and whose ``downgrade()`` removes all of it again. Order of ``upgrade()``:
-extensions, enum types, domains, sequences, tables (``op.create_table`` with columns,
-primary key, unique and check constraints, comments), foreign keys
-(``op.create_foreign_key``, after every table, so cycles work), constraints Alembic cannot
-declare (exclusion, ``NOT VALID``, ``NULLS NOT DISTINCT``, ...), ``ALTER SEQUENCE ... OWNED
-BY``, views (dependency order), indexes (``op.create_index``, or the catalog's own
-``CREATE INDEX`` where a key has an operator class, a sort order, a collation ...), and
-the remaining comments.
+database, and whose ``downgrade()`` removes all of it again. Its statements are the
+canonical DDL's steps (:mod:`abparts_ops.core.schema.ddl`), in the same dependency order
+(:mod:`abparts_ops.core.schema.order`: what the catalog records between the objects, the
+kinds' phases as the tie-breaker, cycles split as pg_dump splits them), so that where no
+dependency says otherwise ``upgrade()`` reads: extensions, enum types, domains,
+sequences, tables (``op.create_table`` with columns, primary key, unique and check
+constraints, comments), foreign keys (``op.create_foreign_key``), constraints Alembic
+cannot declare (exclusion, ``NOT VALID``, ``NULLS NOT DISTINCT``, ...), ``ALTER SEQUENCE
+... OWNED BY``, views, indexes (``op.create_index``, or the catalog's own ``CREATE
+INDEX`` where a key has an operator class, a sort order, a collation ...), and the
+remaining comments; and a foreign key to columns covered by a unique index comes after
+that index. ``downgrade()`` drops in the reverse dependency order (a cycle of foreign
+keys is broken by dropping one key first).
+
+Past :data:`COMPACT_TABLES` tables the revision is rendered *compact*: every statement of
+the canonical DDL as ``op.execute`` of its SQL, in the same order. Python compiles a
+string constant for almost nothing, where the Alembic operations of 5,000 tables (288,552
+lines) cost a process that loads the history about 700 MB and 1.5 s, and the reset's
+proofs as much again (``benchmarks/bench_reset_baseline.py``).
 
 The file is plain, formatted Python (one call per object, short section comments, printed
 by :mod:`abparts_ops.core.migrations.pyformat`); types are mapped by
@@ -40,26 +51,42 @@ from abparts_ops.core.migrations.pyformat import (
 )
 from abparts_ops.core.migrations.typemap import RAW_TYPE_SOURCE, py_string, render_type
 from abparts_ops.core.schema.ddl import (
-    Section,
+    CYCLE_KEYS,
+    INLINE_KINDS,
+    add_constraint_step,
     by_table,
     columns_by_table,
+    create_table_step,
     ddl_sections,
     drop_statements,
     foreign_keys_outside,
     index_statement,
     is_partition,
-    partition_order,
+    phase_sections,
     quote_ident,
-    rendered_indexes,
     sequence_options,
+    split_step,
     stable_expression,
-    table_order,
 )
 from abparts_ops.core.schema.kinds import BY_NAME
 from abparts_ops.core.schema.model import KINDS, Snapshot
+from abparts_ops.core.schema.order import (
+    DependencyCycle,
+    ObjId,
+    Section,
+    Step,
+    dependency_graph,
+    order_sections,
+    outside_dependencies,
+    section,
+)
 from abparts_ops.core.schema.validity import invalid_objects
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
+
+#: Past this many tables the baseline is rendered compact: every statement of the
+#: canonical DDL as ``op.execute`` of its SQL (see :func:`render_baseline`).
+COMPACT_TABLES = 300
 
 
 def _own(constraints: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -87,12 +114,12 @@ class _Body:
 class _Renderer:
     """Builds the calls of one baseline revision from a snapshot."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, compact: bool = False) -> None:
         self.snapshot = snapshot
+        self.compact = compact
         self.enums = sorted(snapshot.kind("enum"))
         self.uses_raw = False
         self.uses_postgresql = False
-        self.deferred: list[Call] = []  # constraints added after the tables
         # grouped once: per-table lookups in the whole snapshot would be quadratic
         self.columns = columns_by_table(snapshot)
         self.constraints = {
@@ -108,13 +135,15 @@ class _Renderer:
         self.uses_postgresql |= rendered.uses_postgresql
         return rendered.source
 
-    def _add_constraint(self, con: Mapping[str, Any]) -> None:
-        self.deferred.append(
-            op_execute(
-                f"ALTER TABLE {quote_ident(con['table'])} ADD CONSTRAINT "
-                f"{quote_ident(con['name'])} {stable_expression(con['definition'])}"
-            )
-        )
+    def inline(self, kind: str, con: Mapping[str, Any]) -> bool:
+        """Whether ``op.create_table`` can declare a constraint exactly as the catalog
+        has it (else it is added after the table, by the canonical ``ALTER TABLE``)."""
+        if kind == "exclusion" or not con.get("validated", True):
+            return False
+        if kind == "check":
+            return bool(con.get("definition") == f"CHECK ({con.get('expression')})")
+        keyword = "PRIMARY KEY" if kind == "primary_key" else "UNIQUE"
+        return bool(con.get("definition") == _key_definition(con, keyword))
 
     # -- tables --------------------------------------------------------------------------
 
@@ -141,7 +170,9 @@ class _Renderer:
             call.add("comment", py_string(col["comment"]))
         return call
 
-    def table(self, name: str) -> Call:
+    def table(self, name: str, included: Collection[ObjId]) -> Call:
+        """``op.create_table`` of a table with the defaults and constraints of
+        ``included`` (what its step creates: the others are added after it)."""
         snap = self.snapshot
         attrs = snap.kind("table")[name]
         if attrs.get("foreign"):
@@ -149,30 +180,37 @@ class _Renderer:
                 f"table {name!r} is a foreign table; its server and options are not in the "
                 "snapshot, so the baseline cannot create it (exclude it)."
             )
-        pks = _own(self.constraints["primary_key"].get(name, []))
-        pk_columns = set(pks[0]["columns"]) if pks else set()
+
+        def own(kind: str) -> list[Mapping[str, Any]]:
+            return [
+                con for con in _own(self.constraints[kind].get(name, []))
+                if (kind, f"{name}.{con['name']}") in included
+            ]
+
+        pks = own("primary_key")
+        all_pks = _own(self.constraints["primary_key"].get(name, []))
+        pk_columns = set(all_pks[0]["columns"]) if all_pks else set()
         call = Call("op.create_table", py_string(name))
         for col in self.columns.get(name, []):
+            if (
+                col.get("default") is not None
+                and ("column_default", f"{name}.{col['name']}") not in included
+            ):
+                col = {**col, "default": None}
             call.add(None, self.column(col, pk_columns))
         for pk in pks:
-            self._key_constraint(call, pk, "sa.PrimaryKeyConstraint", "PRIMARY KEY")
-        for uq in _own(self.constraints["unique"].get(name, [])):
-            self._key_constraint(call, uq, "sa.UniqueConstraint", "UNIQUE")
-        for check in _own(self.constraints["check"].get(name, [])):
-            expected = f"CHECK ({check.get('expression')})"
-            if check.get("definition") == expected:
-                call.add(
-                    None,
-                    Call(
-                        "sa.CheckConstraint",
-                        sql_literal(stable_expression(check["expression"])),
-                        name=py_string(check["name"]),
-                    ),
-                )
-            else:
-                self._add_constraint(check)
-        for excl in _own(self.constraints["exclusion"].get(name, [])):
-            self._add_constraint(excl)
+            self._key_constraint(call, pk, "sa.PrimaryKeyConstraint")
+        for uq in own("unique"):
+            self._key_constraint(call, uq, "sa.UniqueConstraint")
+        for check in own("check"):
+            call.add(
+                None,
+                Call(
+                    "sa.CheckConstraint",
+                    sql_literal(stable_expression(check["expression"])),
+                    name=py_string(check["name"]),
+                ),
+            )
         if attrs.get("comment") is not None:
             call.add("comment", py_string(attrs["comment"]))
         if attrs.get("unlogged"):
@@ -181,16 +219,8 @@ class _Renderer:
             call.add("postgresql_partition_by", py_string(attrs["partition_key"]))
         return call
 
-    def _key_constraint(self, call: Call, con: Mapping[str, Any], func: str, keyword: str) -> None:
+    def _key_constraint(self, call: Call, con: Mapping[str, Any], func: str) -> None:
         cols = con.get("columns") or []
-        expected = f"{keyword} ({', '.join(quote_ident(c) for c in cols)})"
-        if con.get("deferrable"):
-            expected += " DEFERRABLE"
-            if con.get("initially_deferred"):
-                expected += " INITIALLY DEFERRED"
-        if con.get("definition") != expected:
-            self._add_constraint(con)
-            return
         entry = Call(func, *[py_string(c) for c in cols], name=py_string(con["name"]))
         if con.get("deferrable"):
             entry.add("deferrable", "True")
@@ -292,49 +322,86 @@ class _Renderer:
 
     # -- the whole file ------------------------------------------------------------------
 
-    def _sequences(self, section: Section) -> list[Call]:
-        calls = []
-        for name in sorted(self.snapshot.kind("sequence")):
-            seq = self.snapshot.kind("sequence")[name]
-            data_type = {"integer": "sa.Integer()", "smallint": "sa.SmallInteger()"}.get(
-                seq["data_type"]
-            )
-            options = sequence_options(seq["data_type"], seq)
-            sequence = Call("sa.Sequence", py_string(name), data_type=data_type, **options)
-            calls.append(Call("op.execute", Call("sa.schema.CreateSequence", sequence)))
-        return calls
+    def _sequence(self, _sec: Section, step: Step) -> list[Call]:
+        name = step.creates[0][1]
+        seq = self.snapshot.kind("sequence")[name]
+        data_type = {"integer": "sa.Integer()", "smallint": "sa.SmallInteger()"}.get(
+            seq["data_type"]
+        )
+        options = sequence_options(seq["data_type"], seq)
+        sequence = Call("sa.Sequence", py_string(name), data_type=data_type, **options)
+        return [Call("op.execute", Call("sa.schema.CreateSequence", sequence))]
 
-    def _tables(self, section: Section) -> list[Call]:
-        snap = self.snapshot
-        return [self.table(name) for name in sorted(snap.kind("table"))
-                if not is_partition(snap, name)]
+    def _table(self, _sec: Section, step: Step) -> list[Call]:
+        return [self.table(step.creates[0][1], set(step.creates))]
 
-    def _late(self, section: Section) -> list[Call]:
-        return self.deferred
-
-    def _nothing(self, section: Section) -> list[Call]:
+    def _nothing(self, _sec: Section, _step: Step) -> list[Call]:
         return []
 
-    def _foreign_keys(self, section: Section) -> list[Call]:
-        fks = self.snapshot.kind("foreign_key")
-        return [self.foreign_key(fks[k]) for k in sorted(fks) if not fks[k].get("inherited")]
+    def _foreign_key(self, _sec: Section, step: Step) -> list[Call]:
+        return [self.foreign_key(self.snapshot.kind("foreign_key")[step.creates[0][1]])]
 
-    def _indexes(self, section: Section) -> list[Call]:
-        indexes = self.snapshot.kind("index")
-        return [self.index(name, indexes[name]) for name in rendered_indexes(self.snapshot)]
+    def _index(self, _sec: Section, step: Step) -> list[Call]:
+        name = step.creates[0][1]
+        return [self.index(name, self.snapshot.kind("index")[name])]
 
     def op_sections(self) -> dict[str, Any]:
-        """DDL section tags that the baseline renders with Alembic operations (the others
-        become ``op.execute`` of the canonical DDL statement)."""
+        """DDL section tags whose steps the baseline renders with Alembic operations (a
+        function of the section and the step; the steps of the other tags become
+        ``op.execute`` of the canonical DDL statement)."""
         return {
-            "sequence": self._sequences,
-            "table": self._tables,
-            "table:late": self._late,
-            "foreign_key": self._foreign_keys,
-            "index": self._indexes,
+            "sequence": self._sequence,
+            "table": self._table,
+            "foreign_key": self._foreign_key,
+            "index": self._index,
             "table:comment": self._nothing,  # set by op.create_table
             "column:comment": self._nothing,
         }
+
+    def sections(self) -> list[Section]:
+        """The DDL's steps as the baseline makes them, in dependency order.
+
+        ``op.create_table`` declares only the constraints SQLAlchemy can spell as the
+        catalog has them (:meth:`inline`); the others are added after the tables by the
+        canonical ``ALTER TABLE`` (section ``table:late``). Then the steps are ordered by
+        the catalog's dependencies, cycles split (:func:`~abparts_ops.core.schema.order.
+        order_sections`), exactly as the canonical DDL is.
+        """
+        snap = self.snapshot
+        out: list[Section] = []
+        for sec in phase_sections(snap):
+            if sec.tag == "table":
+                out.append(section(sec.phase, sec.title, sec.tag, [
+                    self._table_step(step) for step in sec.steps
+                ]))
+            elif sec.tag == "table:late":
+                out.append(section(sec.phase, sec.title, sec.tag, self._late_steps()))
+            else:
+                out.append(sec)
+        return order_sections(out, dependency_graph(snap), split=split_step(snap))
+
+    def _table_step(self, step: Step) -> Step:
+        name = step.creates[0][1]
+        keep = {
+            obj for obj in step.creates
+            if obj[0] not in INLINE_KINDS or self.inline(obj[0], self.snapshot.kind(obj[0])[obj[1]])
+        }
+        constraints = {kind: self.constraints[kind].get(name, []) for kind in INLINE_KINDS}
+        return create_table_step(
+            self.snapshot, name, self.columns.get(name, []), constraints, keep=keep
+        )
+
+    def _late_steps(self) -> list[Step]:
+        snap = self.snapshot
+        steps = []
+        for name in sorted(snap.kind("table")):
+            if is_partition(snap, name):
+                continue
+            for kind in INLINE_KINDS:
+                for con in _own(self.constraints[kind].get(name, [])):
+                    if not self.inline(kind, con):
+                        steps.append(add_constraint_step(con, kind))
+        return steps
 
     def upgrade(self) -> list[str]:
         snap = self.snapshot
@@ -345,18 +412,13 @@ class _Renderer:
         body.section(
             "Expressions below were printed with this search_path (for this transaction)", setup
         )
-        ops = self.op_sections()
-        sections = ddl_sections(snap)
-        # create_table collects the constraints it cannot declare: render the tables first
-        rendered = {id(s): ops[s.tag](s) for s in sections if s.tag == "table"}
-        for section in sections:
-            if id(section) in rendered:
-                calls = rendered[id(section)]
-            elif section.tag in ops:
-                calls = ops[section.tag](section)
-            else:
-                calls = [op_execute(statement) for statement in section.statements]
-            body.section(section.title, calls)
+        ops = {} if self.compact else self.op_sections()
+        for sec in ddl_sections(snap) if self.compact else self.sections():
+            render = ops.get(sec.tag)
+            calls: list[Call] = []
+            for step in sec.steps:
+                calls.extend(render(sec, step) if render else [op_execute(step.statement)])
+            body.section(sec.title, calls)
         return body.lines
 
     def downgrade(self) -> list[str]:
@@ -366,48 +428,54 @@ class _Renderer:
             "Names below are unqualified (for this transaction)",
             [op_execute(f"SET LOCAL search_path TO {quote_ident(snap.schema)}, pg_catalog")],
         )
-        order, cycle_keys = table_order(snap)
-        partitions = partition_order(snap)
-        fks = snap.kind("foreign_key")
-        for section in drop_statements(snap):
-            if section.tag == "table":
-                body.section(
-                    "Foreign keys that close a cycle between tables",
-                    [
-                        Call(
-                            "op.drop_constraint",
-                            py_string(fks[k]["name"]),
-                            py_string(fks[k]["table"]),
-                            type_=py_string("foreignkey"),
-                        )
-                        for k in cycle_keys
-                    ],
-                )
-                body.section(
-                    "Tables (referencing tables first; owned sequences go with them)",
-                    [Call("op.drop_table", py_string(n)) for n in reversed(order)
-                     if n not in partitions],
-                )
-            elif section.tag == "table:partition":
-                body.section(
-                    "Partitions",
-                    [Call("op.drop_table", py_string(n)) for n in reversed(partitions)],
-                )
-            elif section.tag == "sequence":
-                body.section(
-                    "Sequences",
-                    [
-                        Call(
-                            "op.execute",
-                            Call("sa.schema.DropSequence", Call("sa.Sequence", py_string(name))),
-                        )
-                        for name in sorted(snap.kind("sequence"), reverse=True)
-                        if not snap.kind("sequence")[name].get("owned_by")
-                    ],
-                )
-            else:
-                body.section(section.title, [op_execute(s) for s in section.statements])
+        titles = {
+            "table": "Tables (referencing tables first; owned sequences go with them)",
+            "table:partition": "Partitions",
+        }
+        for sec in drop_statements(snap):
+            calls: list[Call] = []
+            for step in sec.steps:
+                obj = step.creates[0] if step.creates else None
+                if sec.tag in titles and obj is not None:
+                    calls.append(Call("op.drop_table", py_string(obj[1])))
+                elif sec.tag == "sequence" and obj is not None:
+                    calls.append(Call(
+                        "op.execute",
+                        Call("sa.schema.DropSequence", Call("sa.Sequence", py_string(obj[1]))),
+                    ))
+                elif sec.tag == CYCLE_KEYS[1] and obj is not None:
+                    fk = snap.kind("foreign_key")[obj[1]]
+                    calls.append(Call(
+                        "op.drop_constraint",
+                        py_string(fk["name"]),
+                        py_string(fk["table"]),
+                        type_=py_string("foreignkey"),
+                    ))
+                else:
+                    calls.append(op_execute(step.statement))
+            body.section(titles.get(sec.tag, sec.title), calls)
         return body.lines
+
+
+def describe_object(kind: str, key: str) -> str:
+    """An object of the dependency graph in words: ``foreign key 'parts.parts_fk'``,
+    ``the default of column 'parts.code'``."""
+    if kind == "column_default":
+        return f"the default of column {key!r}"
+    entry = BY_NAME.get(kind)
+    return f"{entry.singular if entry else kind} {key!r}"
+
+
+def _key_definition(con: Mapping[str, Any], keyword: str) -> str:
+    """``PRIMARY KEY (...)`` / ``UNIQUE (...)`` as the catalog prints a key that
+    ``sa.PrimaryKeyConstraint`` / ``sa.UniqueConstraint`` recreates."""
+    cols = con.get("columns") or []
+    expected = f"{keyword} ({', '.join(quote_ident(c) for c in cols)})"
+    if con.get("deferrable"):
+        expected += " DEFERRABLE"
+        if con.get("initially_deferred"):
+            expected += " INITIALLY DEFERRED"
+    return expected
 
 
 def unquote_ident(text: str) -> str | None:
@@ -494,14 +562,21 @@ def render_baseline(
     revision: str,
     message: str = "baseline schema",
     created: datetime,
+    compact: bool | None = None,
 ) -> str:
     """Render the Python source of a baseline (root) revision that recreates ``snapshot``.
 
     The same arguments always give byte-identical text. Raises :class:`MigrationError`
     when the schema cannot be built from it: a foreign key to an excluded table (or to a
-    table the snapshot does not hold), a foreign table, or an INVALID index (or a key
+    table the snapshot does not hold), an object that depends on something outside the
+    snapshot (a sequence of another schema in a default, a collation or an aggregate the
+    snapshot does not model: see ``Snapshot.dependencies``), a cycle of dependencies no
+    split breaks, a foreign table, or an INVALID index (or a key
     whose index is INVALID, see :mod:`~abparts_ops.core.schema.validity`): the baseline
     would build it valid, which the source is not, so it is repaired in the source first.
+
+    ``compact`` renders every statement as ``op.execute`` of the canonical DDL (see the
+    module doc); None (the default) does so past :data:`COMPACT_TABLES` tables.
     """
     if not re.fullmatch(r"[0-9A-Za-z_]+", revision):
         raise MigrationError(
@@ -515,6 +590,21 @@ def render_baseline(
             f"{ref!r}; a baseline without {ref!r} cannot be built (stop excluding {ref!r}, "
             f"or exclude {table!r} too)."
         )
+    outside = outside_dependencies(snapshot)
+    if outside:
+        kind, key, what = outside[0]
+        more = f" (and {len(outside) - 1} more such dependencies)" if len(outside) > 1 else ""
+        owner = key.split(".", 1)[0] if "." in key and kind not in ("function",) else key
+        if what.split(" ", 1)[-1].startswith(quote_ident(snapshot.schema) + "."):
+            why, fix = "a kind of object abparts_ops does not model yet", "drop that dependency"
+        else:
+            why = "an object of another schema"
+            fix = f"move that object into schema {snapshot.schema!r} or drop the dependency"
+        raise MigrationError(
+            f"{describe_object(kind, key)} uses {what}, {why}{more}: a baseline of schema "
+            f"{snapshot.schema!r} cannot create it, so the reset refuses this schema and "
+            f"writes nothing ({fix}, or exclude {owner!r})."
+        )
     invalid = invalid_objects(snapshot)
     if invalid:
         kind, key, advice = invalid[0]
@@ -524,9 +614,13 @@ def render_baseline(
             "would build it valid, which the source is not: repair it in the source (or "
             "exclude its table), then run the reset again."
         )
-    renderer = _Renderer(snapshot)
-    upgrade = renderer.upgrade()
-    downgrade = renderer.downgrade()
+    renderer = _Renderer(snapshot, compact=len(snapshot.kind("table")) > COMPACT_TABLES
+                         if compact is None else compact)
+    try:
+        upgrade = renderer.upgrade()
+        downgrade = renderer.downgrade()
+    except DependencyCycle as exc:
+        raise MigrationError(f"the baseline cannot be rendered: {exc}") from None
     imports = ["import sqlalchemy as sa", "from alembic import op"]
     if renderer.uses_postgresql:
         imports.append("from sqlalchemy.dialects import postgresql")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from abparts_ops.core.schema.kinds import branches
+from abparts_ops.core.schema.kinds import addresses, branches
 
 HELPERS_CTE = r"""
 ns AS NOT MATERIALIZED (
@@ -43,6 +43,7 @@ ns AS NOT MATERIALIZED (
 rels AS NOT MATERIALIZED (
   SELECT c.oid, c.relname::text AS relname, c.relkind, c.relpersistence, c.relispartition,
          c.relpartbound, c.relrowsecurity, c.relforcerowsecurity, c.relacl, c.relowner,
+         c.reltype,
          c.relname::text ~ ANY (%(excl)s::text[]) AS excluded
   FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
@@ -110,6 +111,58 @@ SNAPSHOT_PARTS: tuple[str, str] = (
 )
 
 SCHEMA_EXISTS_SQL = "SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s"
+
+# Dependencies: what PostgreSQL records between the schema's objects (pg_depend: what a
+# view's _RETURN rule reads, a trigger's function, a foreign key's referenced unique
+# index, a default's sequence or function, a function's argument and result types, the
+# tables a BEGIN ATOMIC body reads ...), as pairs of snapshot keys: (kind, key) depends on
+# (ref_kind, ref_key). The address branches of the registry (kinds.py) map catalog rows
+# to keys; a dependency between two rows of one object is dropped, and so is a sequence's
+# ownership by a column (OWNED BY is set after both exist: it is no creation order). An
+# object that depends on something the snapshot cannot hold (an object of another schema,
+# or one of this schema of a kind that is not modelled, such as a collation or an
+# aggregate; extension members and pg_catalog excepted) gets a row whose ref_kind is
+# 'outside' and whose ref_key says what that is (pg_identify_object: type, identity).
+# These rows are not part of any fingerprint: they only order the DDL (see order.py) and
+# let the baseline refuse what it cannot build. Read in the snapshot's own transaction.
+DEPENDENCIES_SQL = (
+    "WITH "
+    + HELPERS_CTE
+    + "addr(classid, objid, kind, key) AS (\n  SELECT a.classid::oid, a.objid::oid, a.kind, "
+    + "a.key FROM (\n"
+    + "\n  UNION ALL\n".join(addresses())
+    + r""") a(classid, objid, kind, key)
+),
+deps AS (
+  SELECT dep.classid, dep.objid, dep.refclassid, dep.refobjid, dep.deptype
+  FROM pg_depend dep
+  WHERE dep.deptype IN ('n', 'a', 'i', 'P', 'S')
+    AND dep.refclassid <> 'pg_namespace'::regclass
+),
+outside AS MATERIALIZED (
+  SELECT DISTINCT d.kind, d.key, deps.refclassid, deps.refobjid
+  FROM deps JOIN addr d ON d.classid = deps.classid AND d.objid = deps.objid
+  WHERE deps.deptype IN ('n', 'a')
+    AND NOT EXISTS (SELECT 1 FROM addr r
+                    WHERE r.classid = deps.refclassid AND r.objid = deps.refobjid)
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = deps.refclassid
+                    AND e.objid = deps.refobjid AND e.deptype = 'e')
+)
+SELECT DISTINCT d.kind, d.key, r.kind, r.key
+FROM deps
+JOIN addr d ON d.classid = deps.classid AND d.objid = deps.objid
+JOIN addr r ON r.classid = deps.refclassid AND r.objid = deps.refobjid
+WHERE (d.kind <> r.kind OR d.key <> r.key)
+  AND NOT (deps.deptype = 'a' AND d.kind = 'sequence')
+UNION
+SELECT o.kind, o.key, 'outside', i.type || ' ' || i.identity
+FROM outside o
+CROSS JOIN LATERAL pg_identify_object(o.refclassid, o.refobjid, 0) i
+WHERE i.schema IS NOT NULL
+  AND i.schema NOT IN ('pg_catalog', 'information_schema')
+  AND i.schema !~ '^pg_(toast|temp_|toast_temp_)'
+"""
+)
 
 # The catalog token: a cheap answer to "could the snapshot have changed?". Every DDL
 # statement writes new row versions into the catalogs that the snapshot, and the deparse

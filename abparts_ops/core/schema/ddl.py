@@ -4,7 +4,10 @@
 object in an empty database. Every kind of the registry
 (:mod:`abparts_ops.core.schema.kinds`) has a renderer in :data:`DDL` (or is declared by
 another kind's, as columns are by their table's) that returns :class:`Section` s; the
-sections come in the order of their phase (:data:`~abparts_ops.core.schema.kinds.PHASE`):
+sections come in dependency order (:mod:`~abparts_ops.core.schema.order`: what the
+catalog records between the objects, with the phases of
+:data:`~abparts_ops.core.schema.kinds.PHASE` as the tie-breaker, cycles split as pg_dump
+splits them). The phases, where no dependency says otherwise:
 
 extensions, enum types, domains, range and composite types, functions and procedures (before
 the tables: defaults and checks call them; ``check_function_bodies`` is off, as in
@@ -15,8 +18,11 @@ inline (``NOT VALID``), functions whose signature names a table's row type, ``AL
 SEQUENCE ... OWNED BY``, views (dependency order), indexes (after the views, so indexes
 of materialized views work; a partition's attached index comes with its parent's),
 row-level security, triggers, policies, rules, comments and, when the snapshot has them,
-privileges. :data:`DROP` says how the kinds that are not removed together with their
-table are dropped (the baseline's downgrade, in reverse order).
+privileges. So a foreign key to columns covered by a unique index comes after that
+index, a function returning a view's row type after the view, and a default or check
+calling a function that reads its own table is set after that function. :data:`DROP`
+says how the kinds that are not removed together with their table are dropped (the
+baseline's downgrade, in reverse dependency order).
 
 Within each section objects are sorted by name; identifiers are quoted the way PostgreSQL's
 ``quote_ident`` does; the same snapshot always gives byte-identical text. Expressions are
@@ -31,14 +37,25 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from abparts_ops.core.errors import SchemaError
 from abparts_ops.core.schema.kinds import BY_NAME, PHASE, REGISTRY
 from abparts_ops.core.schema.model import KINDS, Snapshot
+from abparts_ops.core.schema.order import (
+    ObjId,
+    Section,
+    Splitter,
+    Step,
+    dependency_graph,
+    order_sections,
+    section,
+)
 from abparts_ops.core.schema.validity import invalid_objects
+
+#: Constraint kinds a table declares in its ``CREATE TABLE`` (foreign keys come after).
+INLINE_KINDS = ("primary_key", "unique", "check", "exclusion")
 
 #: Keywords that PostgreSQL's ``quote_ident`` quotes (every category but unreserved;
 #: ``pg_get_keywords()`` of PostgreSQL 15).
@@ -347,24 +364,13 @@ def _header(snapshot: Snapshot) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
-class Section:
-    """Statements (without semicolons) of one step of the DDL, in dependency order.
-
-    ``phase`` orders the steps (:data:`~abparts_ops.core.schema.kinds.PHASE`); ``tag`` is
-    the kind that produced it, or ``kind:part`` for a later part of a kind (``table:late``
-    for constraints added after all tables, ``sequence:owner``, ``table:row_security``,
-    ``<kind>:comment``); the baseline renderer replaces some tags with Alembic operations.
-    """
-
-    phase: int
-    title: str
-    tag: str
-    statements: tuple[str, ...]
+def _relation(snapshot: Snapshot, name: str) -> ObjId:
+    """The object a trigger, rule or index is on: a table, or else a view."""
+    return ("table", name) if name in snapshot.kind("table") else ("view", name)
 
 
 def _extension_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     for name in sorted(snapshot.kind("extension")):
         ext = snapshot.kind("extension")[name]
         statement = (
@@ -373,30 +379,36 @@ def _extension_ddl(snapshot: Snapshot) -> list[Section]:
         )
         if ext.get("version"):
             statement += f" VERSION {quote_literal(ext['version'])}"
-        statements.append(statement)
-    return [Section(PHASE["extension"], "Extensions", "extension", tuple(statements))]
+        steps.append(Step(statement, (("extension", name),)))
+    return [section(PHASE["extension"], "Extensions", "extension", steps)]
 
 
 def _enum_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = [
-        f"CREATE TYPE {quote_ident(name)} AS ENUM ("
-        + ", ".join(quote_literal(v) for v in snapshot.kind("enum")[name]["labels"] or [])
-        + ")"
+    steps = [
+        Step(
+            f"CREATE TYPE {quote_ident(name)} AS ENUM ("
+            + ", ".join(quote_literal(v) for v in snapshot.kind("enum")[name]["labels"] or [])
+            + ")",
+            (("enum", name),),
+        )
         for name in sorted(snapshot.kind("enum"))
     ]
     return [
-        Section(PHASE["enum"], "Enum types", "enum", tuple(statements)),
+        section(PHASE["enum"], "Enum types", "enum", steps),
         _comments(snapshot, "enum", lambda name, _a: f"TYPE {quote_ident(name)}"),
     ]
 
 
 def _domain_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = tuple(render_domain(snapshot, name) for name in domain_order(snapshot))
-    return [Section(PHASE["domain"], "Domains", "domain", statements)]
+    steps = [
+        Step(render_domain(snapshot, name), (("domain", name),))
+        for name in domain_order(snapshot)
+    ]
+    return [section(PHASE["domain"], "Domains", "domain", steps)]
 
 
 def _range_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     for name in sorted(snapshot.kind("range")):
         rng = snapshot.kind("range")[name]
         options = [f"SUBTYPE = {rng['subtype']}"]
@@ -410,15 +422,18 @@ def _range_ddl(snapshot: Snapshot) -> list[Section]:
             options.append(f"SUBTYPE_DIFF = {rng['subtype_diff']}")
         if rng.get("multirange"):
             options.append(f"MULTIRANGE_TYPE_NAME = {quote_ident(rng['multirange'])}")
-        statements.append(f"CREATE TYPE {quote_ident(name)} AS RANGE ({', '.join(options)})")
+        steps.append(Step(
+            f"CREATE TYPE {quote_ident(name)} AS RANGE ({', '.join(options)})",
+            (("range", name),),
+        ))
     return [
-        Section(PHASE["range"], "Range types", "range", tuple(statements)),
+        section(PHASE["range"], "Range types", "range", steps),
         _comments(snapshot, "range", lambda name, _a: f"TYPE {quote_ident(name)}"),
     ]
 
 
 def _composite_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     for name in sorted(snapshot.kind("composite")):
         attributes = []
         for attr in snapshot.kind("composite")[name].get("attributes") or []:
@@ -426,9 +441,12 @@ def _composite_ddl(snapshot: Snapshot) -> list[Section]:
             if attr.get("collation"):
                 text += f" COLLATE {quote_collation(attr['collation'])}"
             attributes.append(text)
-        statements.append(f"CREATE TYPE {quote_ident(name)} AS ({', '.join(attributes)})")
+        steps.append(Step(
+            f"CREATE TYPE {quote_ident(name)} AS ({', '.join(attributes)})",
+            (("composite", name),),
+        ))
     return [
-        Section(PHASE["composite"], "Composite types", "composite", tuple(statements)),
+        section(PHASE["composite"], "Composite types", "composite", steps),
         _comments(snapshot, "composite", lambda name, _a: f"TYPE {quote_ident(name)}"),
     ]
 
@@ -461,28 +479,30 @@ def function_phases(snapshot: Snapshot) -> dict[str, int]:
     }
 
 
+
+
 def _function_ddl(snapshot: Snapshot) -> list[Section]:
     phases = function_phases(snapshot)
     functions = snapshot.kind("function")
 
-    def defs(phase: int) -> tuple[str, ...]:
-        return tuple(
-            functions[key]["definition"].rstrip().rstrip(";")
+    def defs(phase: int) -> list[Step]:
+        return [
+            Step(functions[key]["definition"].rstrip().rstrip(";"), (("function", key),))
             for key in sorted(functions)
             if phases[key] == phase
-        )
+        ]
 
     return [
-        Section(PHASE["function"], "Functions and procedures", "function",
+        section(PHASE["function"], "Functions and procedures", "function",
                 defs(PHASE["function"])),
-        Section(PHASE["table_function"], "Functions that use a table's row type",
+        section(PHASE["table_function"], "Functions that use a table's row type",
                 "function", defs(PHASE["table_function"])),
         _comments(snapshot, "function", lambda _k, attrs: function_signature(attrs)),
     ]
 
 
 def _sequence_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     owned = []
     columns = snapshot.kind("column")
     for name in sorted(snapshot.kind("sequence")):
@@ -490,17 +510,20 @@ def _sequence_ddl(snapshot: Snapshot) -> list[Section]:
         clauses = [f"AS {seq['data_type']}"] + _sequence_clauses(
             sequence_options(seq["data_type"], seq)
         )
-        statements.append(f"CREATE SEQUENCE {quote_ident(name)} " + " ".join(clauses))
+        steps.append(Step(
+            f"CREATE SEQUENCE {quote_ident(name)} " + " ".join(clauses), (("sequence", name),)
+        ))
         owner = seq.get("owned_by")
         if owner and owner in columns:
             col = columns[owner]
-            owned.append(
+            owned.append(Step(
                 f"ALTER SEQUENCE {quote_ident(name)} OWNED BY "
-                f"{quote_ident(col['table'])}.{quote_ident(col['name'])}"
-            )
+                f"{quote_ident(col['table'])}.{quote_ident(col['name'])}",
+                after=(("sequence", name), ("table", col["table"])),
+            ))
     return [
-        Section(PHASE["sequence"], "Sequences", "sequence", tuple(statements)),
-        Section(PHASE["sequence_owner"], "Sequence ownership", "sequence:owner", tuple(owned)),
+        section(PHASE["sequence"], "Sequences", "sequence", steps),
+        section(PHASE["sequence_owner"], "Sequence ownership", "sequence:owner", owned),
         _comments(snapshot, "sequence", lambda name, _a: f"SEQUENCE {quote_ident(name)}"),
     ]
 
@@ -528,6 +551,11 @@ def is_partition(snapshot: Snapshot, name: str) -> bool:
 def partition_statements(snapshot: Snapshot, name: str) -> list[str]:
     """``CREATE TABLE ... PARTITION OF`` for one partition, and the column settings where
     it differs from its parent (NOT NULL, defaults)."""
+    return [step.statement for step in partition_steps(snapshot, name)]
+
+
+def partition_steps(snapshot: Snapshot, name: str) -> list[Step]:
+    """The steps of :func:`partition_statements`, with what each creates."""
     attrs = snapshot.kind("table")[name]
     parent = attrs["partition_of"]
     head = "CREATE UNLOGGED TABLE" if attrs.get("unlogged") else "CREATE TABLE"
@@ -537,7 +565,8 @@ def partition_statements(snapshot: Snapshot, name: str) -> list[str]:
     )
     if attrs.get("partitioned"):
         statement += f" PARTITION BY {attrs['partition_key']}"
-    out = [statement]
+    table = ("table", name)
+    out = [Step(statement, (table,), (("table", parent),))]
     columns = snapshot.kind("column")
     for col in columns_of(snapshot, name):
         inherited = columns.get(f"{parent}.{col['name']}")
@@ -545,18 +574,130 @@ def partition_statements(snapshot: Snapshot, name: str) -> list[str]:
             continue
         where = f"ALTER TABLE {quote_ident(name)} ALTER COLUMN {quote_ident(col['name'])}"
         if not col.get("nullable", True) and inherited.get("nullable", True):
-            out.append(f"{where} SET NOT NULL")
+            out.append(Step(f"{where} SET NOT NULL", after=(table,)))
         if col.get("default") != inherited.get("default") and col.get("generated") is None:
             if col.get("default") is None:
-                out.append(f"{where} DROP DEFAULT")
+                out.append(Step(f"{where} DROP DEFAULT", after=(table,)))
             else:
-                out.append(f"{where} SET DEFAULT {col['default']}")
+                out.append(Step(
+                    f"{where} SET DEFAULT {col['default']}",
+                    (("column_default", f"{name}.{col['name']}"),),
+                    (table,),
+                ))
     return out
 
 
+_INLINE_KINDS = ("primary_key", "unique", "check", "exclusion")
+
+
+def create_table_step(
+    snapshot: Snapshot,
+    name: str,
+    columns: list[Mapping[str, Any]],
+    constraints: Mapping[str, list[Mapping[str, Any]]],
+    keep: Collection[ObjId] | None = None,
+) -> Step:
+    """``CREATE TABLE`` of a table that is not a partition: its columns and the valid
+    constraints it declares itself (``constraints`` by kind). With ``keep``, only the
+    constraints and column defaults in it are declared (the others are added after it,
+    see :func:`split_step`)."""
+    attrs = snapshot.kind("table")[name]
+    creates: list[ObjId] = [("table", name)]
+    lines = []
+    for col in columns:
+        if col.get("default") is not None and col.get("generated") is None:
+            default = ("column_default", f"{name}.{col['name']}")
+            if keep is None or default in keep:
+                creates.append(default)
+            else:
+                col = {**col, "default": None}
+        lines.append(f"    {_column_sql(col)}")
+    for kind in INLINE_KINDS:
+        for con in constraints.get(kind, []):
+            obj = (kind, f"{name}.{con['name']}")
+            if con.get("inherited") or not _inline_constraint(con):
+                continue
+            if keep is not None and obj not in keep:
+                continue
+            creates.append(obj)
+            lines.append(
+                f"    CONSTRAINT {quote_ident(con['name'])} {stable_expression(con['definition'])}"
+            )
+    prefix = "CREATE UNLOGGED TABLE" if attrs.get("unlogged") else "CREATE TABLE"
+    suffix = f" PARTITION BY {attrs['partition_key']}" if attrs.get("partitioned") else ""
+    body = ",\n".join(lines)
+    return Step(f"{prefix} {quote_ident(name)} (\n{body}\n){suffix}", tuple(creates))
+
+
+def add_constraint_step(con: Mapping[str, Any], kind: str) -> Step:
+    """``ALTER TABLE ... ADD CONSTRAINT`` of a table constraint (after its table)."""
+    return Step(
+        f"ALTER TABLE {quote_ident(con['table'])} ADD CONSTRAINT {quote_ident(con['name'])} "
+        f"{stable_expression(con['definition'])}",
+        ((kind, f"{con['table']}.{con['name']}"),),
+        (("table", con["table"]),),
+    )
+
+
+#: (title, tag) of the sections of the statements a split adds.
+LATE_CONSTRAINTS = ("Constraints added after the tables", "table:late")
+LATE_DEFAULTS = ("Column defaults set after the objects they use", "column_default")
+CYCLE_KEYS = ("Foreign keys that close a cycle between tables", "foreign_key:drop")
+EARLY_DROPS = ("Constraints and defaults dropped before the objects they use", "table:drop")
+
+
+def _table_constraints(snapshot: Snapshot, name: str) -> dict[str, list[Mapping[str, Any]]]:
+    return {
+        kind: sorted(
+            (c for c in snapshot.kind(kind).values() if c["table"] == name),
+            key=lambda c: c.get("name") or "",
+        )
+        for kind in INLINE_KINDS
+    }
+
+
+def split_step(snapshot: Snapshot) -> Splitter:
+    """How a creation cycle is broken: constraints or defaults declared in a table's
+    ``CREATE TABLE`` are left out of it and added by statements of their own, after it
+    (``ALTER TABLE ... ADD CONSTRAINT``, ``ALTER TABLE ... ALTER COLUMN ... SET
+    DEFAULT``), as pg_dump does. Other steps cannot be split."""
+    splittable = {"column_default", *INLINE_KINDS}
+
+    def split(
+        sec: Section, step: Step, objects: frozenset[ObjId]
+    ) -> tuple[Step, list[Section]] | None:
+        if sec.tag != "table" or not step.creates or step.creates[0][0] != "table":
+            return None
+        if any(obj[0] not in splittable or obj not in step.creates[1:] for obj in objects):
+            return None
+        name = step.creates[0][1]
+        replacement = create_table_step(
+            snapshot, name, columns_of(snapshot, name), _table_constraints(snapshot, name),
+            keep=set(step.creates) - objects,
+        )
+        late, defaults = [], []
+        for kind, key in sorted(objects):
+            if kind == "column_default":
+                col = snapshot.kind("column")[key]
+                defaults.append(Step(
+                    f"ALTER TABLE {quote_ident(col['table'])} ALTER COLUMN "
+                    f"{quote_ident(col['name'])} SET DEFAULT {col['default']}",
+                    ((kind, key),),
+                    (("table", col["table"]),),
+                ))
+            else:
+                late.append(add_constraint_step(snapshot.kind(kind)[key], kind))
+        extra = [
+            section(PHASE["late_constraint"], *LATE_CONSTRAINTS, late),
+            section(PHASE["late_default"], *LATE_DEFAULTS, defaults),
+        ]
+        return replacement, [s for s in extra if s.steps]
+
+    return split
+
+
 def _table_ddl(snapshot: Snapshot) -> list[Section]:
-    inline_kinds = ("primary_key", "unique", "check", "exclusion")
-    grouped = {kind: by_table(snapshot, kind) for kind in inline_kinds}
+    grouped = {kind: by_table(snapshot, kind) for kind in INLINE_KINDS}
     table_columns = columns_by_table(snapshot)
     tables = []
     later = []
@@ -570,53 +711,47 @@ def _table_ddl(snapshot: Snapshot) -> list[Section]:
                 "snapshot, so it cannot be rendered (exclude it)."
             )
         partition = is_partition(snapshot, name)
-        lines = (
-            [] if partition else [f"    {_column_sql(c)}" for c in table_columns.get(name, [])]
-        )
-        for kind in inline_kinds:
+        for kind in INLINE_KINDS:
             for con in grouped[kind].get(name, []):
                 if con.get("inherited"):
                     continue
-                statement = (
-                    f"CONSTRAINT {quote_ident(con['name'])} {stable_expression(con['definition'])}"
-                )
                 if partition:
-                    partition_constraints.append(f"ALTER TABLE {quote_ident(name)} ADD {statement}")
-                elif _inline_constraint(con):
-                    lines.append(f"    {statement}")
-                else:
-                    later.append(f"ALTER TABLE {quote_ident(name)} ADD {statement}")
-        if partition:
-            continue
-        prefix = "CREATE UNLOGGED TABLE" if attrs.get("unlogged") else "CREATE TABLE"
-        suffix = f" PARTITION BY {attrs['partition_key']}" if attrs.get("partitioned") else ""
-        body = ",\n".join(lines)
-        tables.append(f"{prefix} {quote_ident(name)} (\n{body}\n){suffix}")
+                    partition_constraints.append(add_constraint_step(con, kind))
+                elif not _inline_constraint(con):
+                    later.append(add_constraint_step(con, kind))
+        if not partition:
+            tables.append(create_table_step(
+                snapshot, name, table_columns.get(name, []),
+                {kind: grouped[kind].get(name, []) for kind in INLINE_KINDS},
+            ))
     for name in partition_order(snapshot):
-        partitions.extend(partition_statements(snapshot, name))
+        partitions.extend(partition_steps(snapshot, name))
     security = []
     for name in sorted(snapshot.kind("table")):
         attrs = snapshot.kind("table")[name]
+        table = (("table", name),)
         if attrs.get("row_security"):
-            security.append(f"ALTER TABLE {quote_ident(name)} ENABLE ROW LEVEL SECURITY")
+            security.append(Step(
+                f"ALTER TABLE {quote_ident(name)} ENABLE ROW LEVEL SECURITY", after=table
+            ))
         if attrs.get("force_row_security"):
-            security.append(f"ALTER TABLE {quote_ident(name)} FORCE ROW LEVEL SECURITY")
+            security.append(Step(
+                f"ALTER TABLE {quote_ident(name)} FORCE ROW LEVEL SECURITY", after=table
+            ))
     return [
-        Section(PHASE["table"], "Tables", "table", tuple(tables)),
-        Section(PHASE["partition"], "Partitions (after their partitioned tables)",
-                "table:partition", tuple(partitions)),
-        Section(PHASE["late_constraint"], "Constraints added after the tables",
-                "table:late", tuple(later)),
-        Section(PHASE["late_constraint"], "Constraints of partitions",
-                "table:partition_constraint", tuple(partition_constraints)),
-        Section(PHASE["row_security"], "Row-level security", "table:row_security",
-                tuple(security)),
+        section(PHASE["table"], "Tables", "table", tables),
+        section(PHASE["partition"], "Partitions (after their partitioned tables)",
+                "table:partition", partitions),
+        section(PHASE["late_constraint"], *LATE_CONSTRAINTS, later),
+        section(PHASE["late_constraint"], "Constraints of partitions",
+                "table:partition_constraint", partition_constraints),
+        section(PHASE["row_security"], "Row-level security", "table:row_security", security),
         *_table_comments(snapshot),
         *[
             _comments(snapshot, kind, lambda _k, con: (
                 f"CONSTRAINT {quote_ident(con['name'])} ON {quote_ident(con['table'])}"
             ))
-            for kind in inline_kinds
+            for kind in INLINE_KINDS
         ],
     ]
 
@@ -626,36 +761,42 @@ def _table_comments(snapshot: Snapshot) -> list[Section]:
     (the baseline sets the others in ``op.create_table``)."""
     tables = snapshot.kind("table")
     partitions = set(partition_order(snapshot))
-    own: dict[str, list[str]] = {"table": [], "column": [], "partition": []}
+    own: dict[str, list[Step]] = {"table": [], "column": [], "partition": []}
     for name in sorted(tables):
         if tables[name].get("comment") is not None:
-            own["partition" if name in partitions else "table"].append(
-                f"COMMENT ON TABLE {quote_ident(name)} IS {quote_literal(tables[name]['comment'])}"
-            )
+            own["partition" if name in partitions else "table"].append(Step(
+                f"COMMENT ON TABLE {quote_ident(name)} IS {quote_literal(tables[name]['comment'])}",
+                after=(("table", name),),
+            ))
     for key in sorted(snapshot.kind("column"), key=lambda k: _column_sort(snapshot, k)):
         col = snapshot.kind("column")[key]
         if col.get("comment") is not None:
-            own["partition" if col["table"] in partitions else "column"].append(
+            own["partition" if col["table"] in partitions else "column"].append(Step(
                 f"COMMENT ON COLUMN {quote_ident(col['table'])}.{quote_ident(col['name'])} "
-                f"IS {quote_literal(col['comment'])}"
-            )
+                f"IS {quote_literal(col['comment'])}",
+                after=(("table", col["table"]),),
+            ))
     return [
-        Section(PHASE["comment"], "Comments", "table:comment", tuple(own["table"])),
-        Section(PHASE["comment"], "Comments", "column:comment", tuple(own["column"])),
-        Section(PHASE["comment"], "Comments", "table:partition_comment",
-                tuple(own["partition"])),
+        section(PHASE["comment"], "Comments", "table:comment", own["table"]),
+        section(PHASE["comment"], "Comments", "column:comment", own["column"]),
+        section(PHASE["comment"], "Comments", "table:partition_comment", own["partition"]),
     ]
 
 
 def _foreign_key_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = tuple(
-        f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT {quote_ident(fk['name'])} "
-        f"{fk['definition']}"
-        for key in sorted(snapshot.kind("foreign_key"))
-        if not (fk := snapshot.kind("foreign_key")[key]).get("inherited")
-    )
+    fks = snapshot.kind("foreign_key")
+    steps = [
+        Step(
+            f"ALTER TABLE {quote_ident(fk['table'])} ADD CONSTRAINT {quote_ident(fk['name'])} "
+            f"{fk['definition']}",
+            (("foreign_key", key),),
+            (("table", fk["table"]),),
+        )
+        for key in sorted(fks)
+        if not (fk := fks[key]).get("inherited")
+    ]
     return [
-        Section(PHASE["foreign_key"], "Foreign keys", "foreign_key", statements),
+        section(PHASE["foreign_key"], "Foreign keys", "foreign_key", steps),
         _comments(snapshot, "foreign_key", lambda _k, con: (
             f"CONSTRAINT {quote_ident(con['name'])} ON {quote_ident(con['table'])}"
         )),
@@ -663,20 +804,21 @@ def _foreign_key_ddl(snapshot: Snapshot) -> list[Section]:
 
 
 def _view_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     for name in view_order(snapshot):
         view = snapshot.kind("view")[name]
         what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
-        statements.append(
-            f"CREATE {what} {quote_ident(name)} AS\n{strip_view_definition(view['definition'])}"
-        )
+        steps.append(Step(
+            f"CREATE {what} {quote_ident(name)} AS\n{strip_view_definition(view['definition'])}",
+            (("view", name),),
+        ))
 
     def target(name: str, view: Mapping[str, Any]) -> str:
         what = "MATERIALIZED VIEW" if view.get("materialized") else "VIEW"
         return f"{what} {quote_ident(name)}"
 
     return [
-        Section(PHASE["view"], "Views (dependency order)", "view", tuple(statements)),
+        section(PHASE["view"], "Views (dependency order)", "view", steps),
         _comments(snapshot, "view", target),
     ]
 
@@ -693,11 +835,41 @@ def rendered_indexes(snapshot: Snapshot) -> list[str]:
     return [name for name in sorted(indexes) if not indexes[name].get("parent_index")]
 
 
+def attached_indexes(snapshot: Snapshot) -> dict[str, list[str]]:
+    """Per partitioned index, the partitions' indexes attached to it, at every depth
+    (created by its ``CREATE INDEX``), sorted."""
+    indexes = snapshot.kind("index")
+    children: dict[str, list[str]] = {}
+    for name in sorted(indexes):
+        parent = indexes[name].get("parent_index")
+        if parent:
+            children.setdefault(parent, []).append(name)
+    out: dict[str, list[str]] = {}
+    for name in children:
+        if indexes.get(name, {}).get("parent_index"):
+            continue
+        found, todo = [], list(children[name])
+        while todo:
+            child = todo.pop(0)
+            found.append(child)
+            todo.extend(children.get(child, []))
+        out[name] = sorted(found)
+    return out
+
+
 def _index_ddl(snapshot: Snapshot) -> list[Section]:
     indexes = snapshot.kind("index")
-    statements = tuple(index_statement(indexes[name]) for name in rendered_indexes(snapshot))
+    attached = attached_indexes(snapshot)
+    steps = [
+        Step(
+            index_statement(indexes[name]),
+            (("index", name), *(("index", child) for child in attached.get(name, []))),
+            (_relation(snapshot, indexes[name]["table"]),),
+        )
+        for name in rendered_indexes(snapshot)
+    ]
     return [
-        Section(PHASE["index"], "Indexes", "index", statements),
+        section(PHASE["index"], "Indexes", "index", steps),
         _comments(snapshot, "index", lambda name, _a: f"INDEX {quote_ident(name)}"),
     ]
 
@@ -706,18 +878,22 @@ _TRIGGER_ENABLED = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
 
 
 def _trigger_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     for key in sorted(snapshot.kind("trigger")):
         trigger = snapshot.kind("trigger")[key]
-        statements.append(trigger["definition"])
+        obj = ("trigger", key)
+        steps.append(Step(
+            trigger["definition"], (obj,), (_relation(snapshot, trigger["table"]),)
+        ))
         state = _TRIGGER_ENABLED.get(trigger.get("enabled") or "O")
         if state:
-            statements.append(
+            steps.append(Step(
                 f"ALTER TABLE {quote_ident(trigger['table'])} {state} TRIGGER "
-                f"{quote_ident(trigger['name'])}"
-            )
+                f"{quote_ident(trigger['name'])}",
+                after=(obj,),
+            ))
     return [
-        Section(PHASE["trigger"], "Triggers", "trigger", tuple(statements)),
+        section(PHASE["trigger"], "Triggers", "trigger", steps),
         _comments(snapshot, "trigger", lambda _k, t: (
             f"TRIGGER {quote_ident(t['name'])} ON {quote_ident(t['table'])}"
         )),
@@ -744,9 +920,13 @@ def policy_statement(policy: Mapping[str, Any]) -> str:
 
 def _policy_ddl(snapshot: Snapshot) -> list[Section]:
     policies = snapshot.kind("policy")
+    steps = [
+        Step(policy_statement(policies[key]), (("policy", key),),
+             (("table", policies[key]["table"]),))
+        for key in sorted(policies)
+    ]
     return [
-        Section(PHASE["policy"], "Row-level security policies", "policy",
-                tuple(policy_statement(policies[key]) for key in sorted(policies))),
+        section(PHASE["policy"], "Row-level security policies", "policy", steps),
         _comments(snapshot, "policy", lambda _k, p: (
             f"POLICY {quote_ident(p['name'])} ON {quote_ident(p['table'])}"
         )),
@@ -754,18 +934,23 @@ def _policy_ddl(snapshot: Snapshot) -> list[Section]:
 
 
 def _rule_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     for key in sorted(snapshot.kind("rule")):
         rule = snapshot.kind("rule")[key]
-        statements.append(rule["definition"].rstrip().rstrip(";"))
+        obj = ("rule", key)
+        steps.append(Step(
+            rule["definition"].rstrip().rstrip(";"), (obj,),
+            (_relation(snapshot, rule["table"]),),
+        ))
         state = _TRIGGER_ENABLED.get(rule.get("enabled") or "O")
         if state:
-            statements.append(
+            steps.append(Step(
                 f"ALTER TABLE {quote_ident(rule['table'])} {state} RULE "
-                f"{quote_ident(rule['name'])}"
-            )
+                f"{quote_ident(rule['name'])}",
+                after=(obj,),
+            ))
     return [
-        Section(PHASE["rule"], "Rules", "rule", tuple(statements)),
+        section(PHASE["rule"], "Rules", "rule", steps),
         _comments(snapshot, "rule", lambda _k, r: (
             f"RULE {quote_ident(r['name'])} ON {quote_ident(r['table'])}"
         )),
@@ -784,36 +969,51 @@ def privilege_target(snapshot: Snapshot, attrs: Mapping[str, Any]) -> str:
     return f"{what} {quote_ident(obj)}"
 
 
+def _privilege_object(snapshot: Snapshot, attrs: Mapping[str, Any]) -> ObjId:
+    what, obj = attrs["object_type"], attrs["object"]
+    if what in ("FUNCTION", "PROCEDURE"):
+        return ("function", obj)
+    if what == "SEQUENCE":
+        return ("sequence", obj)
+    return _relation(snapshot, obj)
+
+
 def _privilege_ddl(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    steps = []
     for key in sorted(snapshot.kind("privilege")):
         grant = snapshot.kind("privilege")[key]
         target = privilege_target(snapshot, grant)
+        on = (_privilege_object(snapshot, grant),)
         grantee = _role(grant["grantee"])
         grantable = set(grant.get("grantable") or [])
         plain = [p for p in grant.get("privileges") or [] if p not in grantable]
         if plain:
-            statements.append(f"GRANT {', '.join(plain)} ON {target} TO {grantee}")
+            steps.append(Step(f"GRANT {', '.join(plain)} ON {target} TO {grantee}", after=on))
         if grantable:
-            statements.append(
+            steps.append(Step(
                 f"GRANT {', '.join(sorted(grantable))} ON {target} TO {grantee} "
-                "WITH GRANT OPTION"
-            )
-    return [Section(PHASE["privilege"], "Privileges", "privilege", tuple(statements))]
+                "WITH GRANT OPTION",
+                after=on,
+            ))
+    return [section(PHASE["privilege"], "Privileges", "privilege", steps)]
 
 
 def _comments(snapshot: Snapshot, kind: str, target: Any) -> Section:
     """The ``COMMENT ON`` statements of one kind (``target(key, attrs)`` names the object)."""
     objects = snapshot.kind(kind)
-    return Section(
+    return section(
         PHASE["comment"],
         "Comments",
         f"{kind}:comment",
-        tuple(
-            f"COMMENT ON {target(key, objects[key])} IS {quote_literal(objects[key]['comment'])}"
+        [
+            Step(
+                f"COMMENT ON {target(key, objects[key])} IS "
+                f"{quote_literal(objects[key]['comment'])}",
+                after=((kind, key),),
+            )
             for key in sorted(objects)
             if objects[key].get("comment") is not None
-        ),
+        ],
     )
 
 
@@ -838,8 +1038,9 @@ DDL: Mapping[str, Callable[[Snapshot], list[Section]]] = {
 }
 
 
-def ddl_sections(snapshot: Snapshot) -> list[Section]:
-    """Every kind's sections, in dependency order (by phase; registry order within one)."""
+def phase_sections(snapshot: Snapshot) -> list[Section]:
+    """Every kind's sections in the order of their phases (registry order within one):
+    the tie-breaker of :func:`ddl_sections`, not yet ordered by dependencies."""
     sections: list[Section] = []
     for kind in REGISTRY:
         if kind.rendered_with is None:
@@ -847,35 +1048,118 @@ def ddl_sections(snapshot: Snapshot) -> list[Section]:
     return sorted(sections, key=lambda s: s.phase)  # stable: registry order kept
 
 
+def ddl_sections(snapshot: Snapshot) -> list[Section]:
+    """Every kind's sections in dependency order (:mod:`~abparts_ops.core.schema.order`:
+    the catalog's dependencies, the phases as tie-breaker, cycles split)."""
+    return order_sections(
+        phase_sections(snapshot), dependency_graph(snapshot), split=split_step(snapshot)
+    )
+
+
 def drop_statements(snapshot: Snapshot) -> list[Section]:
     """The statements that remove what the DDL created, for kinds removed by a statement
-    of their own (rules, policies, views, functions, sequences, types, extensions), in
-    reverse dependency order. Tables are dropped by the caller (the baseline uses
-    ``op.drop_table``) at ``PHASE['table']``; everything with ``dropped_with`` goes with
-    its owner."""
+    of their own (rules, policies, views, functions, tables, sequences, types,
+    extensions), each before what it depends on (the reverse dependency order; a cycle,
+    e.g. two tables whose foreign keys reference each other, is broken by dropping one
+    constraint first: tag ``foreign_key:drop`` or ``table:drop``). Everything with
+    ``dropped_with`` goes with its owner."""
+    return order_sections(
+        phase_drops(snapshot), dependency_graph(snapshot), removing=True,
+        split=split_drop(snapshot),
+    )
+
+
+def phase_drops(snapshot: Snapshot) -> list[Section]:
+    """The drops in reverse phase order: the tie-breaker of :func:`drop_statements`."""
     return sorted(
         (s for kind in REGISTRY if kind.name in DROP for s in DROP[kind.name](snapshot)),
         key=lambda s: -s.phase,
     )
 
 
+def split_drop(snapshot: Snapshot) -> Splitter:
+    """How a removal cycle is broken: a foreign key, a constraint or a default that goes
+    with its table is dropped first by a statement of its own."""
+    splittable = {"column_default", "foreign_key", *INLINE_KINDS}
+
+    def split(
+        sec: Section, step: Step, objects: frozenset[ObjId]
+    ) -> tuple[Step, list[Section]] | None:
+        if not step.creates or step.creates[0][0] != "table":
+            return None
+        if any(obj[0] not in splittable or obj not in step.creates[1:] for obj in objects):
+            return None
+        table = step.creates[0]
+        replacement = Step(
+            step.statement, tuple(o for o in step.creates if o not in objects), step.after
+        )
+        keys, early = [], []
+        for kind, key in sorted(objects):
+            if kind == "column_default":
+                col = snapshot.kind("column")[key]
+                early.append(Step(
+                    f"ALTER TABLE {quote_ident(col['table'])} ALTER COLUMN "
+                    f"{quote_ident(col['name'])} DROP DEFAULT",
+                    ((kind, key),), (table,),
+                ))
+                continue
+            con = snapshot.kind(kind)[key]
+            drop = Step(
+                f"ALTER TABLE {quote_ident(con['table'])} DROP CONSTRAINT "
+                f"{quote_ident(con['name'])}",
+                ((kind, key),), (table,),
+            )
+            (keys if kind == "foreign_key" else early).append(drop)
+        extra = [section(sec.phase, *CYCLE_KEYS, keys), section(sec.phase, *EARLY_DROPS, early)]
+        return replacement, [s for s in extra if s.steps]
+
+    return split
+
+
+def _dropped_with_tables(snapshot: Snapshot) -> dict[str, list[ObjId]]:
+    """Per table, the objects its ``DROP TABLE`` removes too: constraints, indexes,
+    triggers, column defaults and the sequences owned by its columns."""
+    out: dict[str, list[ObjId]] = {name: [] for name in snapshot.kind("table")}
+    for kind in (*INLINE_KINDS, "foreign_key", "index", "trigger"):
+        for key, attrs in snapshot.kind(kind).items():
+            if attrs.get("table") in out:
+                out[attrs["table"]].append((kind, key))
+    for key, col in snapshot.kind("column").items():
+        if col.get("default") is not None and col.get("generated") is None:
+            out[col["table"]].append(("column_default", key))
+    columns = snapshot.kind("column")
+    for name, seq in snapshot.kind("sequence").items():
+        owner = columns.get(seq.get("owned_by") or "")
+        if owner is not None and owner["table"] in out:
+            out[owner["table"]].append(("sequence", name))
+    for items in out.values():
+        items.sort()
+    return out
+
+
 def _drop_views(snapshot: Snapshot) -> list[Section]:
-    statements = []
+    triggers: dict[str, list[ObjId]] = {}
+    for key, trigger in snapshot.kind("trigger").items():
+        triggers.setdefault(trigger["table"], []).append(("trigger", key))
+    steps = []
     for name in reversed(view_order(snapshot)):
         what = "MATERIALIZED VIEW" if snapshot.kind("view")[name].get("materialized") else "VIEW"
-        statements.append(f"DROP {what} {quote_ident(name)}")
-    return [Section(PHASE["view"], "Views", "view", tuple(statements))]
+        steps.append(Step(
+            f"DROP {what} {quote_ident(name)}",
+            (("view", name), *sorted(triggers.get(name, []))),
+        ))
+    return [section(PHASE["view"], "Views", "view", steps)]
 
 
 def _drop_functions(snapshot: Snapshot) -> list[Section]:
     phases = function_phases(snapshot)
     functions = snapshot.kind("function")
     return [
-        Section(phase, title, "function", tuple(
-            f"DROP {function_signature(functions[key])}"
+        section(phase, title, "function", [
+            Step(f"DROP {function_signature(functions[key])}", (("function", key),))
             for key in sorted(functions, reverse=True)
             if phases[key] == phase
-        ))
+        ])
         for phase, title in (
             (PHASE["table_function"], "Functions that use a table's row type"),
             (PHASE["function"], "Functions and procedures"),
@@ -886,48 +1170,59 @@ def _drop_functions(snapshot: Snapshot) -> list[Section]:
 def _drop_on_table(kind: str, what: str, title: str) -> Callable[[Snapshot], list[Section]]:
     def drop(snapshot: Snapshot) -> list[Section]:
         objects = snapshot.kind(kind)
-        return [Section(PHASE[kind], title, kind, tuple(
-            f"DROP {what} {quote_ident(objects[key]['name'])} "
-            f"ON {quote_ident(objects[key]['table'])}"
+        return [section(PHASE[kind], title, kind, [
+            Step(
+                f"DROP {what} {quote_ident(objects[key]['name'])} "
+                f"ON {quote_ident(objects[key]['table'])}",
+                ((kind, key),),
+            )
             for key in sorted(objects, reverse=True)
-        ))]
+        ])]
 
     return drop
 
 
 def _drop_named(kind: str, what: str, title: str) -> Callable[[Snapshot], list[Section]]:
     def drop(snapshot: Snapshot) -> list[Section]:
-        return [Section(PHASE[kind], title, kind, tuple(
-            f"{what} {quote_ident(name)}" for name in sorted(snapshot.kind(kind), reverse=True)
-        ))]
+        return [section(PHASE[kind], title, kind, [
+            Step(f"{what} {quote_ident(name)}", ((kind, name),))
+            for name in sorted(snapshot.kind(kind), reverse=True)
+        ])]
 
     return drop
 
 
 def _drop_sequences(snapshot: Snapshot) -> list[Section]:
     sequences = snapshot.kind("sequence")
-    return [Section(PHASE["sequence"], "Sequences", "sequence", tuple(
-        f"DROP SEQUENCE {quote_ident(name)}"
+    columns = snapshot.kind("column")
+    return [section(PHASE["sequence"], "Sequences", "sequence", [
+        Step(f"DROP SEQUENCE {quote_ident(name)}", (("sequence", name),))
         for name in sorted(sequences, reverse=True)
-        if not sequences[name].get("owned_by")
-    ))]
+        if (sequences[name].get("owned_by") or "") not in columns
+    ])]
 
 
 def _drop_domains(snapshot: Snapshot) -> list[Section]:
-    return [Section(PHASE["domain"], "Domains", "domain", tuple(
-        f"DROP DOMAIN {quote_ident(name)}" for name in reversed(domain_order(snapshot))
-    ))]
+    return [section(PHASE["domain"], "Domains", "domain", [
+        Step(f"DROP DOMAIN {quote_ident(name)}", (("domain", name),))
+        for name in reversed(domain_order(snapshot))
+    ])]
 
 
 def _drop_tables(snapshot: Snapshot) -> list[Section]:
     order, _cycles = table_order(snapshot)
     partitions = partition_order(snapshot)
-    tables = [t for t in order if t not in partitions]
+    parts = set(partitions)
+    tables = [t for t in order if t not in parts]
+    owned = _dropped_with_tables(snapshot)
+
+    def step(name: str) -> Step:
+        return Step(f"DROP TABLE {quote_ident(name)}", (("table", name), *owned[name]))
+
     return [
-        Section(PHASE["partition"], "Partitions", "table:partition",
-                tuple(f"DROP TABLE {quote_ident(t)}" for t in reversed(partitions))),
-        Section(PHASE["table"], "Tables", "table",
-                tuple(f"DROP TABLE {quote_ident(t)}" for t in reversed(tables))),
+        section(PHASE["partition"], "Partitions", "table:partition",
+                [step(t) for t in reversed(partitions)]),
+        section(PHASE["table"], "Tables", "table", [step(t) for t in reversed(tables)]),
     ]
 
 
@@ -966,13 +1261,13 @@ def render_ddl(snapshot: Snapshot) -> str:
     if snapshot.kind("function"):
         out.append("SET check_function_bodies = false;")
     last: tuple[int, str] | None = None
-    for section in ddl_sections(snapshot):
-        if not section.statements:
+    for sec in ddl_sections(snapshot):
+        if not sec.steps:
             continue
-        if (section.phase, section.title) != last:
-            out.extend(["", f"-- {section.title}"])
-            last = (section.phase, section.title)
-        out.extend(statement + ";" for statement in section.statements)
+        if (sec.phase, sec.title) != last:
+            out.extend(["", f"-- {sec.title}"])
+            last = (sec.phase, sec.title)
+        out.extend(step.statement + ";" for step in sec.steps)
     return "\n".join(out) + "\n"
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from abparts_ops.core.db import connect, explain_error, make_engine, quote_ident
 from abparts_ops.core.errors import SchemaError
 from abparts_ops.core.schema.catalog_sql import (
+    DEPENDENCIES_SQL,
     SCHEMA_EXISTS_SQL,
     SNAPSHOT_PARTS,
     SNAPSHOT_SQL,
@@ -225,17 +226,60 @@ def _read_streams(
     return rows
 
 
+def read_dependencies(
+    conn: Connection, *, schema: str, patterns: list[str], label: str | None = None
+) -> list[tuple[str, str, str, str]]:
+    """The catalog's dependencies between the schema's objects (``DEPENDENCIES_SQL``).
+
+    Run it in the transaction that read the snapshot's rows (after :func:`fetch_rows`,
+    which pinned ``search_path``), so both describe the same catalog. Rows are
+    ``(kind, key, ref_kind, ref_key)``, every object of the schema included (excluded
+    ones too: :func:`compared_dependencies` keeps those of the compared objects).
+    """
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    params = {"schema": schema, "excl": compile_patterns(patterns), "privileges": False}
+    try:
+        with raw.cursor() as cur:
+            cur.execute(DEPENDENCIES_SQL, params)
+            return [tuple(row) for row in cur.fetchall()]
+    except psycopg2.Error as exc:
+        raise explain_error(exc, label=label or "database", url=conn.engine.url) from None
+
+
+def compared_dependencies(
+    rows: Iterable[tuple[str, str, str, str]], objects: dict[str, dict[str, Any]]
+) -> tuple[tuple[str, str, str, str], ...]:
+    """The dependency rows whose object is compared, and whose referenced object is
+    compared too or ``outside`` (a column's default counts as its column), sorted."""
+    columns = objects.get("column", {})
+
+    def known(kind: str, key: str) -> bool:
+        if kind == "column_default":
+            return key in columns
+        return key in objects.get(kind, ())
+
+    return tuple(sorted({
+        (kind, key, ref_kind, ref_key)
+        for kind, key, ref_kind, ref_key in rows
+        if known(kind, key) and (ref_kind == "outside" or known(ref_kind, ref_key))
+    }))
+
+
 def snapshot_from_rows(
     rows: Iterable[tuple[Any, ...]],
     *,
     schema: str,
     source: str | None = None,
     server_version: str | None = None,
+    dependencies: Iterable[tuple[str, str, str, str]] | None = None,
 ) -> Snapshot:
     """Assemble a snapshot from catalog rows; excluded rows are grouped by their owner.
 
     Rows are ``(kind, key, owner, attrs, digest)``; the probe fingerprint is combined
     from the digests of the compared rows (see :func:`catalog_sql.probe_hash`).
+    ``dependencies`` (rows of :func:`read_dependencies`) are kept for the compared
+    objects.
     """
     objects: dict[str, dict[str, Any]] = defaultdict(dict)
     excluded_rows: dict[str, list[tuple[str, str, Any]]] = defaultdict(list)
@@ -259,6 +303,9 @@ def snapshot_from_rows(
         source=source,
         server_version=server_version,
         probe_fingerprint=probe_fingerprint,
+        dependencies=(
+            None if dependencies is None else compared_dependencies(dependencies, objects)
+        ),
     )
 
 
@@ -271,6 +318,7 @@ def snapshot_connection(
     source: str | None = None,
     require_tables: bool = True,
     privileges: bool = False,
+    dependencies: bool = False,
 ) -> Snapshot:
     """Snapshot ``schema`` through an open connection (in its own read-only transaction).
 
@@ -279,7 +327,9 @@ def snapshot_connection(
     With ``require_tables`` an empty schema is an error (a source with no tables is
     almost always the wrong database). ``privileges`` adds the ``privilege`` kind (the
     GRANTs on tables, sequences and functions; config ``compare_privileges``), off by
-    default because roles differ between environments.
+    default because roles differ between environments. ``dependencies`` also reads the
+    dependencies between the objects (:attr:`Snapshot.dependencies`, what the DDL and the
+    baseline are ordered by), in the same transaction.
     """
     patterns = exclusion_patterns(exclude, version_table)
     label = source or "database"
@@ -296,8 +346,17 @@ def snapshot_connection(
             parallel=True,
             privileges=privileges,
         )
+        depends = (
+            read_dependencies(conn, schema=schema, patterns=patterns, label=label)
+            if dependencies
+            else None
+        )
     snapshot = snapshot_from_rows(
-        rows, schema=schema, source=source, server_version=str(version).split()[0]
+        rows,
+        schema=schema,
+        source=source,
+        server_version=str(version).split()[0],
+        dependencies=depends,
     )
     if require_tables and not snapshot.kind("table"):
         raise SchemaError(
@@ -317,9 +376,12 @@ def take_snapshot(
     require_tables: bool = True,
     connect_timeout: int = 5,
     privileges: bool = False,
+    dependencies: bool = True,
 ) -> Snapshot:
     """Connect to ``url`` and snapshot ``schema`` (see :func:`snapshot_connection`).
 
+    Unlike :func:`snapshot_connection`, it reads the dependencies between the objects by
+    default: it is how the source of a reset is read, and the baseline is ordered by them.
     Errors name ``source`` (the environment) and never include the password.
     """
     label = source or "database"
@@ -334,6 +396,7 @@ def take_snapshot(
                 source=source,
                 require_tables=require_tables,
                 privileges=privileges,
+                dependencies=dependencies,
             )
     finally:
         engine.dispose()

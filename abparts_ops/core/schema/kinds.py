@@ -409,6 +409,162 @@ PRIVILEGES_SQL = r"""
   ) g
 """
 
+# -- Object addresses: how the catalog's (classid, objid) of each kind's objects map to
+# their snapshot keys, for the dependency query (catalog_sql.DEPENDENCIES_SQL). Each
+# branch returns (classid, objid, kind, key); the catalog rows that stand for an object
+# (its row type and array type, the index of a key, the _RETURN rule of a view, the
+# members of an extension) map to the object itself, so PostgreSQL's dependencies
+# between them become dependencies between the snapshot's objects. Sub-objects (columns)
+# are addressed by their relation: the join ignores objsubid. A column's default is the
+# one sub-object of its own ("column_default", table.column), so that a cycle through it
+# can be broken by setting it after the table (pg_dump does the same).
+
+EXTENSIONS_ADDRESS = r"""
+  SELECT 'pg_extension'::regclass, e.oid, 'extension', e.extname::text
+  FROM pg_extension e WHERE e.extname <> 'plpgsql'
+  UNION ALL
+  -- an extension's members (types and their arrays, functions, operator classes ...)
+  SELECT d.classid, x.objid, 'extension', e.extname::text
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+  CROSS JOIN LATERAL (SELECT d.objid UNION ALL
+                      SELECT t.typarray FROM pg_type t
+                      WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
+                        AND t.typarray <> 0) x(objid)
+  WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+    AND e.extname <> 'plpgsql'
+"""
+
+
+def _type_address(kind: str, typtype: str) -> str:
+    return rf"""
+  SELECT 'pg_type'::regclass, x.oid, '{kind}', t.typname::text
+  FROM pg_type t JOIN ns ON t.typnamespace = ns.oid
+  CROSS JOIN LATERAL unnest(ARRAY[t.oid, t.typarray]) x(oid)
+  WHERE t.typtype = '{typtype}' AND x.oid <> 0
+"""
+
+
+ENUMS_ADDRESS = _type_address("enum", "e")
+
+DOMAINS_ADDRESS = _type_address("domain", "d") + r"""
+  UNION ALL
+  SELECT 'pg_constraint'::regclass, c.oid, 'domain', t.typname::text
+  FROM pg_constraint c JOIN pg_type t ON t.oid = c.contypid
+  JOIN ns ON t.typnamespace = ns.oid
+"""
+
+RANGES_ADDRESS = _type_address("range", "r") + r"""
+  UNION ALL
+  SELECT 'pg_type'::regclass, x.oid, 'range', t.typname::text
+  FROM pg_range g JOIN pg_type t ON t.oid = g.rngtypid
+  JOIN ns ON t.typnamespace = ns.oid
+  JOIN pg_type m ON m.oid = g.rngmultitypid
+  CROSS JOIN LATERAL unnest(ARRAY[m.oid, m.typarray]) x(oid)
+  WHERE x.oid <> 0
+"""
+
+COMPOSITES_ADDRESS = r"""
+  SELECT x.classid, x.oid, 'composite', t.typname::text
+  FROM pg_type t JOIN ns ON t.typnamespace = ns.oid
+  JOIN pg_class c ON c.oid = t.typrelid
+  CROSS JOIN LATERAL (VALUES ('pg_type'::regclass, t.oid), ('pg_type'::regclass, t.typarray),
+                             ('pg_class'::regclass, c.oid)) x(classid, oid)
+  WHERE t.typtype = 'c' AND c.relkind = 'c' AND x.oid <> 0
+"""
+
+FUNCTIONS_ADDRESS = r"""
+  SELECT 'pg_proc'::regclass, p.oid, 'function',
+         p.proname::text || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+  FROM pg_proc p JOIN ns ON p.pronamespace = ns.oid
+  WHERE p.prokind IN ('f', 'p')
+"""
+
+SEQUENCES_ADDRESS = r"""
+  -- an identity sequence stands for its table (it is part of the column)
+  SELECT 'pg_class'::regclass, r.oid,
+         CASE WHEN i.seqoid IS NULL THEN 'sequence' ELSE 'table' END,
+         CASE WHEN i.seqoid IS NULL THEN r.relname ELSE i.relname END
+  FROM rels r LEFT JOIN seq_owner i ON i.seqoid = r.oid AND i.deptype = 'i'
+  WHERE r.relkind = 'S'
+"""
+
+TABLES_ADDRESS = r"""
+  SELECT x.classid, x.oid, 'table', r.relname
+  FROM rels r
+  CROSS JOIN LATERAL (VALUES ('pg_class'::regclass, r.oid), ('pg_type'::regclass, r.reltype),
+    ('pg_type'::regclass, (SELECT t.typarray FROM pg_type t WHERE t.oid = r.reltype)))
+    x(classid, oid)
+  WHERE r.relkind IN ('r', 'p', 'f') AND x.oid <> 0
+"""
+
+COLUMNS_ADDRESS = r"""
+  -- a column's default (a generated column's expression is part of its table)
+  SELECT 'pg_attrdef'::regclass, ad.oid,
+         CASE WHEN a.attgenerated = '' THEN 'column_default' ELSE 'table' END,
+         CASE WHEN a.attgenerated = '' THEN r.relname || '.' || a.attname ELSE r.relname END
+  FROM pg_attrdef ad
+  JOIN rels r ON r.oid = ad.adrelid
+  JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+  WHERE r.relkind IN ('r', 'p', 'f')
+"""
+
+CONSTRAINTS_ADDRESS = r"""
+  -- constraints of tables; the index of a primary key, unique or exclusion constraint
+  -- stands for it (not the referenced index of a foreign key: that is a dependency)
+  SELECT x.classid, x.oid,
+         CASE c.contype WHEN 'p' THEN 'primary_key' WHEN 'f' THEN 'foreign_key'
+                        WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check' ELSE 'exclusion' END,
+         r.relname || '.' || c.conname
+  FROM pg_constraint c JOIN rels r ON r.oid = c.conrelid
+  CROSS JOIN LATERAL (VALUES ('pg_constraint'::regclass, c.oid),
+    ('pg_class'::regclass, CASE WHEN c.contype IN ('p', 'u', 'x') THEN c.conindid END))
+    x(classid, oid)
+  WHERE c.contype IN ('p', 'f', 'u', 'c', 'x') AND x.oid IS NOT NULL AND x.oid <> 0
+"""
+
+INDEXES_ADDRESS = r"""
+  SELECT 'pg_class'::regclass, i.indexrelid, 'index', ic.relname::text
+  FROM pg_index i
+  JOIN rels r ON r.oid = i.indrelid
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  WHERE NOT EXISTS (SELECT 1 FROM pg_constraint c
+                    WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+                      AND c.contype IN ('p', 'u', 'x'))
+"""
+
+VIEWS_ADDRESS = r"""
+  -- a view, its row type and array type, and its _RETURN rule (what it reads)
+  SELECT x.classid, x.oid, 'view', r.relname
+  FROM rels r
+  CROSS JOIN LATERAL (VALUES ('pg_class'::regclass, r.oid), ('pg_type'::regclass, r.reltype),
+    ('pg_type'::regclass, (SELECT t.typarray FROM pg_type t WHERE t.oid = r.reltype)),
+    ('pg_rewrite'::regclass, (SELECT w.oid FROM pg_rewrite w
+                              WHERE w.ev_class = r.oid AND w.rulename = '_RETURN')))
+    x(classid, oid)
+  WHERE r.relkind IN ('v', 'm') AND x.oid IS NOT NULL AND x.oid <> 0
+"""
+
+TRIGGERS_ADDRESS = r"""
+  -- triggers (a constraint trigger's pg_constraint row stands for it)
+  SELECT x.classid, x.oid, 'trigger', r.relname || '.' || t.tgname
+  FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
+  CROSS JOIN LATERAL (VALUES ('pg_trigger'::regclass, t.oid),
+                             ('pg_constraint'::regclass, t.tgconstraint)) x(classid, oid)
+  WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND x.oid <> 0
+"""
+
+POLICIES_ADDRESS = r"""
+  SELECT 'pg_policy'::regclass, p.oid, 'policy', r.relname || '.' || p.polname
+  FROM pg_policy p JOIN rels r ON r.oid = p.polrelid
+"""
+
+RULES_ADDRESS = r"""
+  SELECT 'pg_rewrite'::regclass, w.oid, 'rule', r.relname || '.' || w.rulename
+  FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class
+  WHERE w.rulename <> '_RETURN'
+"""
+
+
 #: Dependency order of creation (ascending) and of removal (descending). A kind's own
 #: statements come in its phase; some kinds add statements to later phases (constraints
 #: that must wait for every table, sequence ownership, row security, comments).
@@ -424,6 +580,7 @@ PHASE: Mapping[str, int] = {
     "partition": 62,  # after every partitioned table
     "foreign_key": 70,
     "late_constraint": 75,
+    "late_default": 76,  # column defaults set after the objects they use (a cycle broken)
     "table_function": 78,  # functions whose signature names a table's row type
     "sequence_owner": 80,
     "view": 90,
@@ -451,7 +608,9 @@ class Kind:
     too (empty: removed by a statement of its own); ``missing_destructive`` and
     ``extra_destructive`` whether an object missing from / extra in an environment is a
     destructive difference; ``opt_in`` the snapshot parameter without which the kind is
-    not read.
+    not read. ``address`` is its branch of the dependency query: how the catalog rows
+    that make up its objects map to their keys (empty: the kind has no dependencies of
+    its own, e.g. privileges).
     """
 
     name: str
@@ -469,6 +628,7 @@ class Kind:
     missing_destructive: bool = False
     extra_destructive: bool = False
     opt_in: str | None = None
+    address: str = ""
 
 
 _TYPE_CATALOGS = ("pg_type", "pg_namespace", "pg_depend", "pg_description")
@@ -499,6 +659,7 @@ def _constraint(name: str, singular: str, plural: str, baseline: str, phase: int
         baseline=baseline,
         dropped_with=("table",),
         rendered_with=None if name == "foreign_key" else "table",
+        address=CONSTRAINTS_ADDRESS,
     )
 
 
@@ -506,29 +667,30 @@ REGISTRY: tuple[Kind, ...] = (
     Kind(
         "extension", "extension", "extensions", "name", "schema, version",
         EXTENSIONS_SQL, ("pg_extension", "pg_namespace"),
-        PHASE["extension"], 0, "op.execute",
+        PHASE["extension"], 0, "op.execute", address=EXTENSIONS_ADDRESS,
     ),
     Kind(
         "enum", "enum", "enums", "name", "labels (ordered), comment",
         ENUMS_SQL, _TYPE_CATALOGS + ("pg_enum",),
-        PHASE["enum"], 0, "op.execute", extra_destructive=True,
+        PHASE["enum"], 0, "op.execute", extra_destructive=True, address=ENUMS_ADDRESS,
     ),
     Kind(
         "domain", "domain", "domains", "name", "type, nullable, default, checks",
         DOMAINS_SQL, _TYPE_CATALOGS + ("pg_constraint", "pg_proc", "pg_operator", "pg_attribute"),
-        PHASE["domain"], 0, "op.execute", extra_destructive=True,
+        PHASE["domain"], 0, "op.execute", extra_destructive=True, address=DOMAINS_ADDRESS,
     ),
     Kind(
         "range", "range type", "range types", "name",
         "subtype, multirange, collation, subtype_opclass, canonical, subtype_diff, comment",
         RANGES_SQL, _TYPE_CATALOGS + ("pg_range", "pg_collation", "pg_opclass", "pg_proc"),
-        PHASE["range"], 0, "op.execute", extra_destructive=True,
+        PHASE["range"], 0, "op.execute", extra_destructive=True, address=RANGES_ADDRESS,
     ),
     Kind(
         "composite", "composite type", "composite types", "name",
         "attributes (ordered: name, type, collation), comment",
         COMPOSITES_SQL, _TYPE_CATALOGS + ("pg_class", "pg_attribute", "pg_collation"),
         PHASE["composite"], 0, "op.execute", extra_destructive=True,
+        address=COMPOSITES_ADDRESS,
     ),
     Kind(
         "function", "function", "functions", "name(identity arguments)",
@@ -536,7 +698,7 @@ REGISTRY: tuple[Kind, ...] = (
         FUNCTIONS_SQL,
         ("pg_proc", "pg_namespace", "pg_depend", "pg_description", "pg_type", "pg_language",
          "pg_class", "pg_attribute", "pg_operator", "pg_collation"),
-        PHASE["function"], 0, "op.execute",
+        PHASE["function"], 0, "op.execute", address=FUNCTIONS_ADDRESS,
     ),
     Kind(
         "sequence", "sequence", "sequences", "name",
@@ -544,6 +706,7 @@ REGISTRY: tuple[Kind, ...] = (
         "(table.column or None), comment",
         SEQUENCES_SQL, _REL_CATALOGS + ("pg_sequence", "pg_type"),
         PHASE["sequence"], 0, "op.execute", extra_destructive=True,
+        address=SEQUENCES_ADDRESS,
     ),
     Kind(
         "table", "table", "tables", "name",
@@ -553,6 +716,7 @@ REGISTRY: tuple[Kind, ...] = (
         _REL_CATALOGS + ("pg_inherits", "pg_partitioned_table", "pg_opclass", "pg_collation",
                          "pg_proc", "pg_type", "pg_operator"),
         PHASE["table"], 0, "op.create_table", extra_destructive=True,
+        address=TABLES_ADDRESS,
     ),
     Kind(
         "column", "column", "columns", "table.column",
@@ -562,7 +726,7 @@ REGISTRY: tuple[Kind, ...] = (
         _REL_CATALOGS + ("pg_type", "pg_attrdef", "pg_sequence", "pg_collation", "pg_proc",
                          "pg_operator"),
         PHASE["table"], 0, "op.create_table", dropped_with=("table",), extra_destructive=True,
-        rendered_with="table",
+        rendered_with="table", address=COLUMNS_ADDRESS,
     ),
     _constraint("primary_key", "primary key", "primary keys", "op.create_table", PHASE["table"]),
     _constraint("unique", "unique constraint", "unique constraints", "op.create_table",
@@ -582,12 +746,13 @@ REGISTRY: tuple[Kind, ...] = (
         _REL_CATALOGS + ("pg_index", "pg_am", "pg_opclass", "pg_constraint", "pg_inherits",
                          "pg_collation", "pg_proc", "pg_operator", "pg_type"),
         PHASE["index"], 1, "op.create_index", dropped_with=("table",),
+        address=INDEXES_ADDRESS,
     ),
     Kind(
         "view", "view", "views", "name", "materialized, definition, comment",
         VIEWS_SQL,
         _REL_CATALOGS + ("pg_rewrite", "pg_proc", "pg_operator", "pg_type", "pg_collation"),
-        PHASE["view"], 0, "op.execute",
+        PHASE["view"], 0, "op.execute", address=VIEWS_ADDRESS,
     ),
     Kind(
         "trigger", "trigger", "triggers", "table.trigger",
@@ -595,6 +760,7 @@ REGISTRY: tuple[Kind, ...] = (
         TRIGGERS_SQL,
         _REL_CATALOGS + ("pg_trigger", "pg_proc", "pg_type", "pg_operator", "pg_constraint"),
         PHASE["trigger"], 0, "op.execute", dropped_with=("table",), missing_destructive=True,
+        address=TRIGGERS_ADDRESS,
     ),
     Kind(
         "policy", "policy", "policies", "table.policy",
@@ -602,12 +768,13 @@ REGISTRY: tuple[Kind, ...] = (
         POLICIES_SQL,
         _REL_CATALOGS + ("pg_policy", "pg_authid", "pg_proc", "pg_type", "pg_operator"),
         PHASE["policy"], 0, "op.execute", missing_destructive=True,
+        address=POLICIES_ADDRESS,
     ),
     Kind(
         "rule", "rule", "rules", "table.rule", "table, name, enabled, definition, comment",
         RULES_SQL,
         _REL_CATALOGS + ("pg_rewrite", "pg_proc", "pg_type", "pg_operator"),
-        PHASE["rule"], 0, "op.execute",
+        PHASE["rule"], 0, "op.execute", address=RULES_ADDRESS,
     ),
     Kind(
         "privilege", "privilege", "privileges", "OBJECT_TYPE object grantee",
@@ -630,6 +797,15 @@ def branches(half: int | None = None) -> tuple[str, ...]:
     for kind in REGISTRY:
         if (half is None or kind.half == half) and kind.sql not in seen:
             seen.append(kind.sql)
+    return tuple(seen)
+
+
+def addresses() -> tuple[str, ...]:
+    """The distinct address branches of the dependency query, in registry order."""
+    seen: list[str] = []
+    for kind in REGISTRY:
+        if kind.address and kind.address not in seen:
+            seen.append(kind.address)
     return tuple(seen)
 
 

@@ -54,6 +54,13 @@ class Snapshot:
     ``probe_fingerprint`` is the server-side hash of the same catalog rows (see
     :mod:`abparts_ops.core.schema.probe`), kept so a cheap probe of another database can
     be compared with this snapshot without reading it again.
+
+    ``dependencies`` (None when not read) are the dependencies PostgreSQL records between
+    the compared objects, as ``(kind, key, ref_kind, ref_key)`` rows, sorted (see
+    ``catalog_sql.DEPENDENCIES_SQL``; ``column_default`` stands for a column's default,
+    ``outside`` for something the snapshot cannot hold). They say in which order the
+    objects can be created and dropped (:mod:`abparts_ops.core.schema.order`); like the
+    source, they are not part of equality or of the fingerprint.
     """
 
     schema: str
@@ -62,6 +69,9 @@ class Snapshot:
     source: str | None = field(default=None, compare=False)
     server_version: str | None = field(default=None, compare=False)
     probe_fingerprint: str | None = field(default=None, compare=False)
+    dependencies: tuple[tuple[str, str, str, str], ...] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @cached_property
     def fingerprint(self) -> str:
@@ -81,8 +91,9 @@ class Snapshot:
         return sorted(self.kind("table"))
 
     def to_dict(self) -> dict[str, Any]:
-        """The versioned JSON form (round-trips through :meth:`from_dict`)."""
-        return {
+        """The versioned JSON form (round-trips through :meth:`from_dict`); the
+        ``dependencies`` key is there only when they were read."""
+        data = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "schema": self.schema,
@@ -93,6 +104,9 @@ class Snapshot:
             "excluded": dict(sorted(self.excluded.items())),
             "objects": {k: dict(sorted(v.items())) for k, v in sorted(self.objects.items())},
         }
+        if self.dependencies is not None:
+            data["dependencies"] = [list(row) for row in self.dependencies]
+        return data
 
     def to_json(self, indent: int | None = 1) -> str:
         """The versioned JSON form as text (sorted keys, stable across runs)."""
@@ -115,6 +129,11 @@ class Snapshot:
             source=data.get("source"),
             server_version=data.get("server_version"),
             probe_fingerprint=data.get("probe_fingerprint"),
+            dependencies=(
+                tuple(tuple(row) for row in data["dependencies"])  # type: ignore[misc]
+                if data.get("dependencies") is not None
+                else None
+            ),
         )
         stored = data.get("fingerprint")
         if stored and stored != snapshot.fingerprint:

@@ -523,3 +523,36 @@ def test_every_type_mapping_recreates_the_same_format_type(fresh_db: str) -> Non
     )
     assert [r[1] for r in rows[: len(TYPE_TEXTS)]] == TYPE_TEXTS
     assert rows[-2][1:] == ("text", "C") and rows[-1][1:] == ("text[]", "C")
+
+
+def _tables_snapshot(count: int) -> Snapshot:
+    tables = {f"t{i:04d}": {"partitioned": False, "partition_key": None, "partition_of": None,
+                            "partition_bound": None, "unlogged": False, "foreign": False,
+                            "row_security": False, "force_row_security": False,
+                            "comment": None}
+              for i in range(count)}
+    columns = {f"{t}.id": {"table": t, "name": "id", "position": 1, "type": "integer",
+                           "nullable": False, "default": None, "generated": None,
+                           "identity": None, "collation": None, "comment": f"id of {t}"}
+               for t in tables}
+    return Snapshot(schema="public", objects={"table": tables, "column": columns})
+
+
+def test_past_a_size_the_baseline_is_compact() -> None:
+    """Past COMPACT_TABLES tables every statement is op.execute of the canonical DDL (a
+    string costs Python almost nothing to compile); below, Alembic's operations."""
+    from abparts_ops.core.migrations.baseline_render import COMPACT_TABLES
+
+    small = render_baseline(_tables_snapshot(COMPACT_TABLES), revision=REVISION,
+                            created=CREATED)
+    assert small.count("op.create_table(") == COMPACT_TABLES
+    large = render_baseline(_tables_snapshot(COMPACT_TABLES + 1), revision=REVISION,
+                            created=CREATED)
+    assert "op.create_table(" not in large
+    assert large.count('op.execute("""CREATE TABLE t') == COMPACT_TABLES + 1
+    assert "op.execute(\"COMMENT ON COLUMN t0000.id IS 'id of t0000'\")" in large
+    assert large.count('op.drop_table("t') == COMPACT_TABLES + 1
+    forced = render_baseline(_tables_snapshot(2), revision=REVISION, created=CREATED,
+                             compact=True)
+    assert "op.create_table(" not in forced and 'op.execute("""CREATE TABLE t0001' in forced
+    compile(large, "large.py", "exec")

@@ -114,11 +114,16 @@ def test_canonical_ddl_rebuilds_the_snapshot(
     assert diff.is_empty, diff.to_markdown()
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["alembic operations", "compact"])
 def test_baseline_round_trip_dump_parity_and_downgrade_clean(
-    sink: Snapshot, sink_url: str, admin_url: str, tmp_path: Path
+    sink: Snapshot, sink_url: str, admin_url: str, tmp_path: Path, compact: bool
 ) -> None:
+    """Both renderings of the baseline: Alembic's operations, and the compact one (every
+    statement of the canonical DDL as op.execute) used past a size."""
     root = write_project(tmp_path / "proj", []).parent
-    text = render_baseline(sink, revision=REVISION, created=datetime(2026, 1, 1))
+    text = render_baseline(sink, revision=REVISION, created=datetime(2026, 1, 1),
+                           compact=compact)
+    assert ("op.create_table(" in text) is not compact
     versions = root / "migrations" / "versions"
     (versions / f"{REVISION}_baseline_schema_20260101_000000.py").write_text(text)
     project = load_project(ini_path=root / "alembic.ini")
