@@ -87,11 +87,23 @@ def from_checks(name: str, checks: Mapping[str, Mapping[str, Any]]) -> dict[str,
     }
 
 
+def _value(value: Any, limit: int = 80) -> str:
+    text = " ".join(str(value).split()) if value is not None else "(none)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _diff_lines(entry: Mapping[str, Any]) -> list[str]:
     lines = []
     for change in entry["diff"][:50]:
         flag = " ⚠" if change.get("destructive") else ""
-        lines.append(f"  {change['change']}{flag} {change['kind']} {change['key']}")
+        notes = change.get("notes") or {}
+        details = [
+            notes.get(name) or f"{name}: {_value(pair.get('reference'))} → "
+            f"{_value(pair.get('actual'))}"
+            for name, pair in (change.get("fields") or {}).items()
+        ]
+        detail = f": {'; '.join(details)}" if details else ""
+        lines.append(f"  {change['change']}{flag} {change['kind']} {change['key']}{detail}")
     if len(entry["diff"]) > 50:
         lines.append(f"  … and {len(entry['diff']) - 50} more")
     return lines
