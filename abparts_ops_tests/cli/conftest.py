@@ -34,6 +34,7 @@ from abparts_ops.embedded.demo import (
     demo_database_name,
     prepare_demo_project,
 )
+from abparts_ops_tests.core.migrations.projects import Rev, write_rev
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "cli-tester"
@@ -59,27 +60,6 @@ environments:
 SPEC_KEYS = {"name", "state", "revision", "expected_revision", "pending", "summary", "diff"}
 """The keys README promises in every entry of ``{"environments": [...]}``."""
 
-REVISION = '''"""{message}
-
-Revision ID: {rev}
-Revises: {down}
-"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = {rev!r}
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    {up}
-
-
-def downgrade():
-    {down_sql}
-'''
 
 
 def read_revisions(url: str) -> tuple[str, ...] | None:
@@ -151,12 +131,10 @@ class World:
         down_sql: str = "pass",
     ) -> Iterator[Path]:
         """A revision file in the project copy for the block (then removed again)."""
-        path = self.layout.versions_dir / f"{rev}_cli_test.py"
-        path.write_text(
-            REVISION.format(
-                rev=rev, down=down or self.baseline, up=up, down_sql=down_sql, message=message
-            ),
-            encoding="utf-8",
+        path = write_rev(
+            self.layout.versions_dir,
+            Rev(rev, down or self.baseline, up, down_sql, message=message,
+                filename=f"{rev}_cli_test.py"),
         )
         try:
             yield path

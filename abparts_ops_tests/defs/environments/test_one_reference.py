@@ -17,6 +17,7 @@ from abparts_ops.core.db import make_engine
 from abparts_ops.core.migrations.migrate import upgrade
 from abparts_ops.core.migrations.project import load_project
 from abparts_ops.defs.environment_assets import StampConfig
+from abparts_ops_tests.core.migrations.projects import Rev, write_rev
 from abparts_ops_tests.defs.environments.conftest import (
     Pipeline,
     check_results,
@@ -26,27 +27,6 @@ from abparts_ops_tests.defs.environments.conftest import (
 )
 
 NEW = "e1f2a3b4c5d6"
-REVISION = '''"""parts: a nullable colour code
-
-Revision ID: {rev}
-Revises: {down}
-"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = {rev!r}
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    {body}
-
-
-def downgrade():
-    pass
-'''
 ADD_COLUMN = 'op.add_column("parts", sa.Column("colour_code", sa.Text(), nullable=True))'
 BROKEN = 'op.execute("ALTER TABLE no_such_table ADD COLUMN x integer")'
 CHECKS = ("revision_is_head", "schema_matches_reference")
@@ -84,10 +64,10 @@ def test_verify_is_green_right_after_a_correct_upgrade_by_hand(
     # the package's other tests replace prod's database
     _sql(urls["prod"], f"UPDATE alembic_version SET version_num = '{pipeline.baseline_revision}'")
     assert all(e.passed for e in pipeline.verify().get_asset_check_evaluations())
-    path = pipeline.layout.versions_dir / f"{NEW}_parts_colour_code.py"
-    path.write_text(
-        REVISION.format(rev=NEW, down=pipeline.baseline_revision, body=ADD_COLUMN),
-        encoding="utf-8",
+    path = write_rev(
+        pipeline.layout.versions_dir,
+        Rev(NEW, pipeline.baseline_revision, ADD_COLUMN, message="parts: a nullable colour code",
+            filename=f"{NEW}_parts_colour_code.py"),
     )
     try:
         for env in ("dev", "staging", "prod"):
@@ -134,10 +114,10 @@ def test_checks_need_a_baseline_only_when_the_history_does_not_build(
         assert set(healthy) == {(env, n) for env in ("dev", "staging", "prod") for n in CHECKS}
         assert all("not verified" not in e.description for e in healthy.values())
 
-        path = pipeline.layout.versions_dir / f"{NEW}_broken.py"
-        path.write_text(
-            REVISION.format(rev=NEW, down=pipeline.baseline_revision, body=BROKEN),
-            encoding="utf-8",
+        path = write_rev(
+            pipeline.layout.versions_dir,
+            Rev(NEW, pipeline.baseline_revision, BROKEN, message="parts: a nullable colour code",
+                filename=f"{NEW}_broken.py"),
         )
         try:
             broken = check_results(

@@ -21,6 +21,7 @@ from abparts_ops.core.reference import assess_snapshot
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.states import EnvironmentState
 from abparts_ops.defs.upgrade_assets import UpgradeConfig, upgrade_op
+from abparts_ops_tests.core.migrations.projects import Rev, write_rev
 from abparts_ops_tests.defs.environments.conftest import (
     Pipeline,
     failure_description,
@@ -33,27 +34,6 @@ ROWS = (
     "INSERT INTO parts (part_number, name) "
     "SELECT 'P-' || g, 'part ' || g FROM generate_series(1, 200) g"
 )
-REVISION = '''"""{message}
-
-Revision ID: {rev}
-Revises: {down}
-"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = {rev!r}
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-{body}
-
-
-def downgrade():
-    pass
-'''
 
 
 def _values(metadata: Any) -> dict[str, Any]:
@@ -80,11 +60,9 @@ class Story:
 
     def revision(self, rev: str, body: str, message: str = "a revision") -> None:
         """Write revision ``rev`` on top of the current head (the normal Alembic way)."""
-        indented = "\n".join("    " + line for line in body.strip().splitlines())
-        path = self.pipeline.layout.versions_dir / f"{rev}_test.py"
-        path.write_text(
-            REVISION.format(rev=rev, down=self.head, body=indented, message=message),
-            encoding="utf-8",
+        path = write_rev(
+            self.pipeline.layout.versions_dir,
+            Rev(rev, self.head, body, message=message, filename=f"{rev}_test.py"),
         )
         self.written.append(path)
         self.head = rev
