@@ -13,6 +13,13 @@ with the known fingerprint without the objects query: one short statement instea
 about 70 ms of server work (deparsing every default, constraint and index). Only a
 changed token runs the full query, which returns the new token and fingerprint from one
 and the same catalog snapshot.
+
+Every statement goes out as one message that carries its own settings (``SET LOCAL``
+statement timeout, search path and ``jit``, then the query: one implicit transaction),
+and the connection sends no ``options`` startup parameter. So nothing of the probe
+outlives its transaction, and the probe works unchanged through a transaction- or
+session-pooling PgBouncer, which refuses ``options`` and hands a server connection to
+the next client after each transaction (see README, "Many environments: PgBouncer").
 """
 
 from __future__ import annotations
@@ -58,6 +65,10 @@ class ProbeResult:
     elapsed_ms: float
     token: str | None = None
     reused: bool = False
+    connect_ms: float = 0.0
+    """Time to open the connection (TCP, authentication, the server's backend start)."""
+    query_ms: float = 0.0
+    """Time of the statements, from sending the first to reading the last answer."""
 
     def known(self) -> KnownSchema | None:
         """This result as the ``known`` argument of the next probe (None without a token)."""
@@ -102,8 +113,8 @@ def probe(
     returned (``reused``). ``privileges`` includes the granted privileges (as the
     snapshot's ``privileges`` does; both must agree). ``timeout_s`` bounds the
     connection and each statement; ``connect_timeout_s``, when given, bounds the
-    connection alone.
-    Errors are :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming
+    connection alone. The result's ``connect_ms`` and ``query_ms`` say where the time
+    went. Errors are :class:`~abparts_ops.core.errors.AbpartsOpsError` lines naming
     ``environment``.
     """
     started = time.perf_counter()
@@ -120,28 +131,29 @@ def probe(
     known_token = (
         known.token[len(prefix) :] if known and known.token.startswith(prefix) else None
     )
-    setup = f"SET search_path TO {quote_ident(schema)}, pg_catalog; SET jit = off; "
+    setup = session_setup(schema, timeout_s)
     reused = False
     connection = None
+    connected = queried = started
     try:
         connection = connect_dbapi(
             parsed,
             label=environment,
             connect_timeout=max(1, round(connect_timeout_s or timeout_s)),
-            statement_timeout_ms=int(timeout_s * 1000),
         )
+        connected = time.perf_counter()
         with connection.cursor() as cur:
             if known_token is not None:
                 cur.execute(setup + TOKEN_SQL, params)
                 token, revisions, schema_exists = cur.fetchone()
                 reused = token == known_token and bool(schema_exists)
-                setup = ""
             if reused:
                 assert known is not None
                 fingerprint, tables = known.fingerprint, known.table_count
             else:
                 cur.execute(setup + PROBE_SQL, params)
                 fingerprint, tables, revisions, schema_exists, token = cur.fetchone()
+        queried = time.perf_counter()
     except psycopg2.errors.QueryCanceled:
         raise DatabaseError(
             f"{environment}: the probe did not finish within {timeout_s:g} s (check the "
@@ -165,4 +177,21 @@ def probe(
         elapsed_ms=(time.perf_counter() - started) * 1000,
         token=f"{prefix}{token}",
         reused=reused,
+        connect_ms=(connected - started) * 1000,
+        query_ms=(queried - connected) * 1000,
+    )
+
+
+def session_setup(schema: str, timeout_s: float) -> str:
+    """The settings every probe statement starts with, local to its own transaction.
+
+    ``SET LOCAL`` in a message of several statements lasts until the end of that message
+    (one implicit transaction): the statement timeout (``timeout_s``), the search path
+    the fingerprint's deparsed names are relative to (``schema``, then ``pg_catalog``)
+    and ``jit`` off. Nothing is left on the server connection, which a pooler may hand
+    to another client next.
+    """
+    return (
+        f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}; "
+        f"SET LOCAL search_path TO {quote_ident(schema)}, pg_catalog; SET LOCAL jit = off; "
     )
