@@ -1,50 +1,53 @@
-"""Benchmark: one ``schema_drift_sensor`` tick over 10, 100, 500 and 1,000 environments.
+"""Benchmark: ``schema_drift_sensor`` ticks over 100 and 1,000 environments (issue 19.5).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_sensor_tick.py [--sizes 10,100,500,1000] [--repeat 3]
-                                                      [--workers 16] [--drop]
+    .venv/bin/python benchmarks/bench_sensor_tick.py [--sizes 100,1000] [--repeat 3]
+                                                      [--workers 16] [--no-pgbouncer] [--drop]
 
-Every environment is a database holding the demo ABParts schema (62 tables, the demo's
+Every environment is a database holding the demo ABParts schema (60 tables, the demo's
 old head), cloned from the demo template on the dedicated embedded server under
 ``.abparts_ops/bench`` (never the demo's or the tests'). The databases
 (``bench_drift_env_NNN``) are *reused* across runs; ``--drop`` drops them at the end.
-The server runs with ``max_connections=300``: keep ``--workers`` well below it.
 
 A tick is the real sensor, evaluated as the daemon does (``build_sensor_context`` on a
 temporary instance holding an ``expected_schemas`` materialization, whose ``index``
-metadata is the reference: the demo history's expected schemas, built once on the bench
-server and cached): one event-log read, one probe per environment, concurrently, then
-the classification by :mod:`abparts_ops.core.reference`, observations and cursor. Two
-kinds of tick are timed: the *first* tick (empty cursor: every probe runs the full
-fingerprint query) and a *steady* tick (the cursor of the tick before, as the daemon
-passes it: every probe checks its catalog token, and reuses the fingerprint when no
-catalog changed). The targets apply to the steady tick, which is every tick but the first
-after the sensor starts and the ones right after a schema change.
-Measured in the same run, at the same concurrency: ``SELECT 1`` over a new connection per
-environment (the same ``connect_dbapi`` path the probe uses, through the same
-:func:`~abparts_ops.core.drift.probe_all`), so the table shows what the probe's catalog
-query costs beyond a bare round trip. Medians of ``--repeat`` runs.
+metadata is the reference), with the instance's probe-order memory. Measured:
 
-CPU is measured too (this process, and the server's backends through the postmaster's
-``cutime``/``cstime``): per environment, and as the tick's lower bound on idle cores
-(CPU seconds / cores). Wall times move with whatever else runs on the machine; CPU barely
-does. Also printed: the same costs one at a time (new connection + ``SELECT 1``; one probe; the
-catalog query alone on a warm connection) and the load average, since other processes on
-the machine skew every figure.
+1. **The first two ticks** (``--repeat`` times, each from an empty cursor and no
+   probe-order memory): how many environments tick 1 left unprobed within its 50 s
+   budget, and how many were still never probed after tick 2 (target: none).
+2. **The steady tick** (the cursor of the tick before, every environment holding its
+   catalog token) against ``SELECT 1`` over a new connection per environment (the same
+   ``connect_dbapi`` path, through the same :func:`~abparts_ops.core.drift.probe_all`, same
+   concurrency, same server, same run). Target: at most 2x.
+3. **The same through a real PgBouncer** (unless ``--no-pgbouncer``, or it is not
+   installed): Debian's ``pgbouncer`` in front of the bench server, transaction pooling,
+   one pool per database, the sensor unchanged (only the URLs point at PgBouncer). Its
+   steady tick is compared with the same direct ``SELECT 1`` (and, for the record, with
+   ``SELECT 1`` through PgBouncer). The bench server is restarted with enough
+   ``max_connections`` for one warm server connection per database.
+4. **Where the time per probe goes**: per probe, the connection (TCP, SCRAM, backend
+   start) and the statements, at the tick's concurrency and one at a time; CPU per
+   environment of this process, of the server's backends (through the postmaster's
+   ``cutime``/``cstime``) and of PgBouncer; the sensor's own work outside the probes
+   (tick minus a bare ``probe_all`` of the same targets); and the client's SCRAM key
+   derivation (PBKDF2, 4,096 rounds) alone.
 
-Targets (2 cores): 100 environments < 3 s, 500 < 15 s, 1,000 < 15 s per steady tick.
+Medians of ``--repeat`` runs. Wall times move with whatever else runs on the machine
+(the load average is printed); CPU barely does.
 """
-
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import os
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,28 +64,37 @@ from abparts_ops.core.db import (  # noqa: E402
     make_engine,
     with_database,
 )
-from abparts_ops.core.drift import DriftCursor, ProbeTarget, probe_all  # noqa: E402
+from abparts_ops.core.drift import (  # noqa: E402
+    PROBED,
+    DriftCursor,
+    ProbeOutcome,
+    ProbeTarget,
+    decode_probe_statuses,
+    probe_all,
+)
 from abparts_ops.core.migrations.expected import load_or_build_expected  # noqa: E402
 from abparts_ops.core.migrations.project import load_project  # noqa: E402
-from abparts_ops.core.schema.catalog_sql import PROBE_SQL  # noqa: E402
-from abparts_ops.core.schema.exclusions import compile_patterns  # noqa: E402
-from abparts_ops.core.schema.introspect import exclusion_patterns  # noqa: E402
 from abparts_ops.core.schema.probe import ProbeResult, probe  # noqa: E402
 from abparts_ops.core.settings import load_settings  # noqa: E402
 from abparts_ops.core.states import EnvironmentState  # noqa: E402
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource  # noqa: E402
-from abparts_ops.defs.sensors import build_schema_drift_sensor  # noqa: E402
+from abparts_ops.defs.sensors import PROBE_ORDER_KEY, build_schema_drift_sensor  # noqa: E402
 from abparts_ops.embedded.demo import (  # noqa: E402
     DEFAULT_TEMPLATE,
     build_template,
     prepare_demo_project,
+)
+from abparts_ops.embedded.pgbouncer import (  # noqa: E402
+    PgBouncerInfo,
+    find_pgbouncer,
+    run_pgbouncer,
 )
 from abparts_ops.embedded.server import EmbeddedPostgres  # noqa: E402
 
 BENCH_HOME = REPO / ".abparts_ops" / "bench"
 PREFIX = "bench_drift_env_"
 EXCLUDE = ("knowledge_documents", "document_chunks")
-TARGETS = {100: 3.0, 500: 15.0, 1000: 15.0}
+TARGET_RATIO = 2.0
 
 
 def env_name(index: int) -> str:
@@ -95,9 +107,9 @@ def database_name(index: int) -> str:
     return f"{PREFIX}{index:03d}"
 
 
-def url_variable(index: int) -> str:
+def url_variable(index: int, via: str = "") -> str:
     """Variable holding environment ``index``'s URL (set in this process only)."""
-    return f"ABPT_BENCH_ENV{index:03d}_URL"
+    return f"ABPT_BENCH{via}_ENV{index:03d}_URL"
 
 
 def existing_databases(admin_url: str) -> set[str]:
@@ -127,7 +139,7 @@ def ensure_environments(admin_url: str, count: int) -> list[str]:
     return [with_database(admin_url, database_name(i)) for i in range(count)]
 
 
-def write_config(root: Path, count: int) -> Path:
+def write_config(root: Path, count: int, via: str = "") -> Path:
     """A configuration file naming ``count`` environments; returns its path."""
     lines = [
         "alembic:",
@@ -136,8 +148,8 @@ def write_config(root: Path, count: int) -> Path:
         f"exclude: [{', '.join(EXCLUDE)}]",
         "environments:",
     ]
-    lines += [f"  {env_name(i)}: {{url_env: {url_variable(i)}}}" for i in range(count)]
-    path = root / f"bench_sensor_{count}.yaml"
+    lines += [f"  {env_name(i)}: {{url_env: {url_variable(i, via)}}}" for i in range(count)]
+    path = root / f"bench_sensor_{count}{via.lower()}.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -146,71 +158,61 @@ def select_one(url: str, *, environment: str, timeout_s: float = 10, **_: Any) -
     """The baseline: a new connection (same path as the probe) and ``SELECT 1``."""
     started = time.perf_counter()
     connection = connect_dbapi(url, label=environment, connect_timeout=max(1, int(timeout_s)))
+    connected = time.perf_counter()
     try:
         with connection.cursor() as cur:
             cur.execute("SELECT 1")
             cur.fetchone()
+        queried = time.perf_counter()
     finally:
         connection.close()
-    return ProbeResult(environment, "", None, 0, (time.perf_counter() - started) * 1000)
-
-
-def serial_floor(url: str, repeat: int = 15) -> dict[str, float]:
-    """Medians (ms), one at a time: new connection + SELECT 1; one full probe; one probe
-    whose catalog token is unchanged; the full query alone on a warm connection."""
-    connect_ms = [select_one(url, environment="floor").elapsed_ms for _ in range(repeat)]
-    full = [probe(url, environment="floor", exclude=EXCLUDE) for _ in range(repeat)]
-    known = full[-1].known()
-    cached = [
-        probe(url, environment="floor", exclude=EXCLUDE, known=known) for _ in range(repeat)
-    ]
-    assert all(result.reused for result in cached), "the catalog token moved between probes"
-    engine = make_engine(url, label="floor")
-    params = {
-        "schema": "public",
-        "excl": compile_patterns(exclusion_patterns(EXCLUDE)),
-        "version_table": '"public"."alembic_version"',
-        "privileges": False,
-    }
-    query_ms = []
-    try:
-        with connect(engine, label="floor") as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            with raw.cursor() as cur:
-                cur.execute("SET search_path TO public, pg_catalog; SET jit = off")
-                for _ in range(repeat + 1):
-                    started = time.perf_counter()
-                    cur.execute(PROBE_SQL, params)
-                    cur.fetchall()
-                    query_ms.append((time.perf_counter() - started) * 1000)
-    finally:
-        engine.dispose()
-    return {
-        "connect_select1": statistics.median(connect_ms),
-        "probe": statistics.median(r.elapsed_ms for r in full),
-        "probe_cached": statistics.median(r.elapsed_ms for r in cached),
-        "query_warm": statistics.median(query_ms[1:]),
-    }
+    return ProbeResult(
+        environment, "", None, 0, (time.perf_counter() - started) * 1000,
+        connect_ms=(connected - started) * 1000, query_ms=(queried - connected) * 1000,
+    )
 
 
 class CpuMeter:
-    """CPU seconds used by this process (all threads) and by the server's backends.
+    """CPU seconds used by this process, by the server's backends and by PgBouncer.
 
-    Backends exit after each probe (no pool) and are reaped by the postmaster, so their
-    CPU time shows up in the postmaster's ``cutime + cstime`` (``/proc/<pid>/stat``).
-    Unlike wall time, these figures barely move when other programs load the machine.
+    Backends that exit (no pooler) are reaped by the postmaster, so their CPU time shows
+    up in the postmaster's ``cutime + cstime``; backends kept open by PgBouncer are read
+    one by one (``pg_stat_activity``'s pids, ``/proc/<pid>/stat``). Unlike wall time,
+    these figures barely move when other programs load the machine.
     """
 
-    def __init__(self, server: EmbeddedPostgres) -> None:
+    def __init__(self, server: EmbeddedPostgres, admin_url: str) -> None:
         pid_file = server.data_dir / "postmaster.pid"
         self.pid = int(pid_file.read_text().split()[0])
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.admin_url = admin_url
+        self.pgbouncer_pid: int | None = None
+
+    def _proc(self, pid: int, children: bool = False) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        first = 13 if children else 11  # cutime+cstime, or utime+stime
+        return (int(fields[first]) + int(fields[first + 1])) / self.tick
 
     def server_s(self) -> float:
-        """CPU seconds of the server's exited children (backends) so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[13]) + int(fields[14])) / self.tick  # cutime, cstime
+        """CPU seconds of the server's backends: exited ones, plus those still open."""
+        connection = connect_dbapi(self.admin_url, label="bench server")
+        try:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                    "AND pid <> pg_backend_pid()"
+                )
+                pids = [int(row[0]) for row in cur.fetchall()]
+        finally:
+            connection.close()
+        return self._proc(self.pid, children=True) + sum(self._proc(pid) for pid in pids)
+
+    def pgbouncer_s(self) -> float:
+        """CPU seconds of the running PgBouncer (0 when none)."""
+        return self._proc(self.pgbouncer_pid) if self.pgbouncer_pid else 0.0
 
     @staticmethod
     def client_s() -> float:
@@ -219,41 +221,259 @@ class CpuMeter:
         return usage.ru_utime + usage.ru_stime
 
 
-def timed(fn: Callable[[], Any], repeat: int, cpu: CpuMeter) -> tuple[float, float, float, Any]:
-    """Medians of ``repeat`` calls: wall s, client CPU s, server CPU s; the last result."""
-    walls, clients, servers, last = [], [], [], None
+def timed(
+    fn: Callable[[], Any], repeat: int, cpu: CpuMeter
+) -> tuple[float, dict[str, float], Any]:
+    """Medians of ``repeat`` calls: wall s and CPU s (client, server, pgbouncer); last result."""
+    walls: list[float] = []
+    cpus: dict[str, list[float]] = {"client": [], "server": [], "pgbouncer": []}
+    last = None
     for _ in range(repeat):
         time.sleep(0.3)  # let the previous call's backends exit and be reaped
-        client0, server0 = cpu.client_s(), cpu.server_s()
+        before = (cpu.client_s(), cpu.server_s(), cpu.pgbouncer_s())
         started = time.perf_counter()
         last = fn()
         walls.append(time.perf_counter() - started)
-        clients.append(cpu.client_s() - client0)
+        client = cpu.client_s() - before[0]
         time.sleep(0.3)
-        servers.append(cpu.server_s() - server0)
-    return (
-        statistics.median(walls),
-        statistics.median(clients),
-        statistics.median(servers),
-        last,
+        cpus["client"].append(client)
+        cpus["server"].append(cpu.server_s() - before[1])
+        cpus["pgbouncer"].append(cpu.pgbouncer_s() - before[2])
+    return statistics.median(walls), {k: statistics.median(v) for k, v in cpus.items()}, last
+
+
+def median_of(outcomes: Sequence[ProbeOutcome], attribute: str) -> float:
+    """Median of one ProbeResult timing over the outcomes that answered."""
+    values = [getattr(o.result, attribute) for o in outcomes if o.result is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def scram_client_ms(repeat: int = 20) -> float:
+    """What a SCRAM-SHA-256 client spends deriving its key (PBKDF2, 4,096 rounds), ms."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        hashlib.pbkdf2_hmac("sha256", b"x" * 32, b"s" * 16, 4096)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+class Bench:
+    """The sensor, the instance and the targets of one size, direct or through PgBouncer."""
+
+    def __init__(
+        self, instance: dg.DagsterInstance, layout: Any, size: int, workers: int, via: str
+    ) -> None:
+        settings = load_settings(write_config(layout.root, size, via))
+        self.sensor = build_schema_drift_sensor(settings, demo=True, max_workers=workers)
+        self.resources = {
+            "alembic": AlembicResource(ini_path=str(layout.alembic_ini)),
+            "policy": SchemaPolicyResource(
+                source=env_name(0), exclude=list(EXCLUDE), reference_path="unused.sql"
+            ),
+        }
+        self.instance = instance
+        self.size = size
+        self.workers = workers
+        self.via = via
+
+    def tick(self, cursor: str | None = None) -> Any:
+        """One tick, as the daemon evaluates it."""
+        with dg.build_sensor_context(
+            instance=self.instance, resources=self.resources, cursor=cursor
+        ) as ctx:
+            return self.sensor.evaluate_tick(ctx)
+
+    def statuses(self) -> dict[str, str]:
+        """The probe-order memory the last tick left (environment -> how its probe went)."""
+        text = self.instance.run_storage.get_cursor_values({PROBE_ORDER_KEY}).get(
+            PROBE_ORDER_KEY
+        )
+        return decode_probe_statuses(text)
+
+    def forget_order(self) -> None:
+        """Clear the probe-order memory (as before the sensor's very first tick)."""
+        self.instance.run_storage.set_cursor_values({PROBE_ORDER_KEY: ""})
+
+    def targets(self, cursor: str | None = None) -> list[ProbeTarget]:
+        """The sensor's targets (with the cursor's tokens), for a bare ``probe_all``."""
+        memory = DriftCursor.decode(cursor)
+        return [
+            ProbeTarget(
+                env_name(i),
+                os.environ[url_variable(i, self.via)],
+                exclude=EXCLUDE,
+                known=memory.known(env_name(i)),
+            )
+            for i in range(self.size)
+        ]
+
+
+def two_ticks(bench: Bench, repeat: int) -> list[dict[str, float]]:
+    """Tick 1 from nothing, then tick 2: what each left unprobed, ``repeat`` times."""
+    rows = []
+    for _ in range(repeat):
+        bench.forget_order()
+        started = time.perf_counter()
+        first = bench.tick()
+        first_s = time.perf_counter() - started
+        after_first = bench.statuses()
+        probed = {env for env, status in after_first.items() if status == PROBED}
+        started = time.perf_counter()
+        bench.tick(first.cursor)
+        second_s = time.perf_counter() - started
+        probed |= {env for env, status in bench.statuses().items() if status == PROBED}
+        rows.append(
+            {
+                "first_s": first_s,
+                "first_missed": bench.size - len({e for e, s in after_first.items()
+                                                  if s == PROBED}),
+                "second_s": second_s,
+                "missed": bench.size - len(probed),
+            }
+        )
+        print(
+            f"  {bench.size} envs: tick 1 {first_s:.1f} s, {rows[-1]['first_missed']:.0f} not "
+            f"probed; tick 2 {second_s:.1f} s; never probed after two ticks: "
+            f"{rows[-1]['missed']:.0f}",
+            flush=True,
+        )
+    return rows
+
+
+def steady_cursor(bench: Bench, cursor: str | None) -> str | None:
+    """Tick until every environment holds its catalog token (at most 4 ticks)."""
+    for _ in range(4):
+        memories = DriftCursor.decode(cursor).environments
+        if len(memories) == bench.size and all(m.token for m in memories.values()):
+            break
+        cursor = bench.tick(cursor).cursor
+    return cursor
+
+
+def steady(bench: Bench, cursor: str | None, repeat: int, cpu: CpuMeter) -> dict[str, Any]:
+    """Time the steady tick and a bare probe_all of the same targets."""
+    tick_s, tick_cpu, data = timed(lambda: bench.tick(cursor), repeat, cpu)
+    reused = sum(
+        1
+        for event in data.asset_events
+        if event.metadata.get("catalogs_unchanged") is not None
+        and event.metadata["catalogs_unchanged"].value == 1
     )
+    statuses = [m.status for m in DriftCursor.decode(data.cursor).environments.values()]
+    targets = bench.targets(cursor)
+    probes_s, probes_cpu, outcomes = timed(
+        lambda: probe_all(targets, max_workers=bench.workers), repeat, cpu
+    )
+    return {
+        "tick_s": tick_s,
+        "tick_cpu": tick_cpu,
+        "reused": reused,
+        "in_sync": statuses.count(EnvironmentState.IN_SYNC.value),
+        "probes_s": probes_s,
+        "probes_cpu": probes_cpu,
+        "connect_ms": median_of(outcomes, "connect_ms"),
+        "query_ms": median_of(outcomes, "query_ms"),
+        "probe_ms": median_of(outcomes, "elapsed_ms"),
+        "errors": sum(1 for o in outcomes if not o.ok),
+    }
+
+
+def baseline(bench: Bench, repeat: int, cpu: CpuMeter) -> dict[str, Any]:
+    """``SELECT 1`` over a new connection per environment, at the tick's concurrency."""
+    targets = bench.targets()
+    wall, cpus, outcomes = timed(
+        lambda: probe_all(targets, max_workers=bench.workers, probe_fn=select_one), repeat, cpu
+    )
+    return {
+        "s": wall,
+        "cpu": cpus,
+        "connect_ms": median_of(outcomes, "connect_ms"),
+        "query_ms": median_of(outcomes, "query_ms"),
+        "errors": sum(1 for o in outcomes if not o.ok),
+    }
+
+
+def serial(url: str, repeat: int = 15) -> dict[str, float]:
+    """One at a time (medians, ms): connection, SELECT 1, the steady probe, the full probe."""
+    ones = [select_one(url, environment="floor") for _ in range(repeat)]
+    full = [probe(url, environment="floor", exclude=EXCLUDE) for _ in range(repeat)]
+    known = full[-1].known()
+    cached = [probe(url, environment="floor", exclude=EXCLUDE, known=known) for _ in range(repeat)]
+    assert all(result.reused for result in cached), "the catalog token moved between probes"
+    med = statistics.median
+    return {
+        "connect": med(r.connect_ms for r in ones),
+        "select1": med(r.query_ms for r in ones),
+        "steady_connect": med(r.connect_ms for r in cached),
+        "steady_query": med(r.query_ms for r in cached),
+        "full_connect": med(r.connect_ms for r in full),
+        "full_query": med(r.query_ms for r in full),
+    }
+
+
+@contextlib.contextmanager
+def bouncer(admin_url: str, enabled: bool, sizes: Sequence[int]) -> Iterator[PgBouncerInfo | None]:
+    """PgBouncer in front of the bench server (None when disabled or not installed)."""
+    if not enabled:
+        yield None
+        return
+    if find_pgbouncer() is None:
+        print("pgbouncer is not installed (apt-get install pgbouncer): PgBouncer rows skipped")
+        yield None
+        return
+    with run_pgbouncer(admin_url, BENCH_HOME / "pgbouncer", pool_size=2) as info:
+        for index in range(max(sizes)):
+            os.environ[url_variable(index, "PGB")] = info.url(database_name(index))
+        yield info
+
+
+def per_env(seconds: float, size: int) -> float:
+    """Seconds for ``size`` environments as milliseconds per environment."""
+    return seconds * 1000 / size
+
+
+def cpu_text(cpus: dict[str, float], size: int) -> str:
+    """CPU per environment: client + server (+ PgBouncer), in ms."""
+    text = f"{per_env(cpus['client'], size):.1f} + {per_env(cpus['server'], size):.1f}"
+    if cpus.get("pgbouncer"):
+        text += f" + {per_env(cpus['pgbouncer'], size):.1f}"
+    return text
+
+
+def start_server(pgbouncer: bool, sizes: Sequence[int]) -> tuple[EmbeddedPostgres, str]:
+    """The bench server, restarted with a connection per database when PgBouncer is used."""
+    server = EmbeddedPostgres(BENCH_HOME)
+    needed = max(300, max(sizes) + 100) if pgbouncer and find_pgbouncer() else 300
+    admin_url = server.start(max_connections=needed).url("postgres")
+    connection = connect_dbapi(admin_url, label="bench server")
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SHOW max_connections")
+            current = int(cur.fetchone()[0])
+    finally:
+        connection.close()
+    if current < needed:
+        server.stop()
+        admin_url = server.start(max_connections=needed).url("postgres")
+    return server, admin_url
 
 
 def main() -> None:
-    """Build (or reuse) the environments, tick, measure, print the table."""
+    """Build (or reuse) the environments, tick, measure, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10,100,500,1000")
+    parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--no-pgbouncer", action="store_true", help="direct connections only")
     parser.add_argument("--drop", action="store_true", help="drop the databases at the end")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.workers >= 250:
-        parser.error("--workers must stay well below the server's max_connections (300)")
+        parser.error("--workers must stay well below the server's max_connections")
 
-    server = EmbeddedPostgres(BENCH_HOME)
-    admin_url = server.start().url("postgres")
-    cpu = CpuMeter(server)
+    server, admin_url = start_server(not args.no_pgbouncer, sizes)
+    cpu = CpuMeter(server, admin_url)
     # a copy of the demo project of our own: other benchmarks may reset theirs
     layout = prepare_demo_project(BENCH_HOME / "sensor_tick")
     build_template(admin_url, layout)
@@ -261,13 +481,14 @@ def main() -> None:
     for index, url in enumerate(urls):
         os.environ[url_variable(index)] = url
     reference = probe(urls[0], environment=env_name(0), exclude=EXCLUDE)
+    load = os.getloadavg()
     print(
-        f"server: embedded PostgreSQL under {BENCH_HOME}; {os.cpu_count()} CPUs; "
-        f"{reference.table_count} tables per environment; workers {args.workers}; "
-        f"median of {args.repeat}",
+        f"server: embedded PostgreSQL under {BENCH_HOME} (SCRAM-SHA-256 over TCP); "
+        f"{os.cpu_count()} CPUs; {reference.table_count} tables per environment; workers "
+        f"{args.workers}; median of {args.repeat}; load average at start {load[0]:.1f} / "
+        f"{load[1]:.1f} / {load[2]:.1f}",
         flush=True,
     )
-
     expected, reused = load_or_build_expected(
         admin_url,
         load_project(ini_path=layout.alembic_ini),
@@ -281,120 +502,115 @@ def main() -> None:
         f"({'reused from the cache' if reused else 'built'})",
         flush=True,
     )
-    floor = serial_floor(urls[0])
-    rows = []
-    with dg.instance_for_test() as instance:
+    floor = serial(urls[0])
+    first_rows: list[tuple[int, list[dict[str, float]]]] = []
+    rows: list[dict[str, Any]] = []
+    with (
+        dg.instance_for_test() as instance,
+        bouncer(admin_url, not args.no_pgbouncer, sizes) as pgb,
+    ):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
                 "expected_schemas",
                 metadata={"index": dg.MetadataValue.json(expected.index().to_dict())},
             )
         )
+        if pgb is not None:
+            cpu.pgbouncer_pid = pgb.pid
+            floor_pgb = serial(os.environ[url_variable(0, "PGB")])
         for size in sizes:
-            settings = load_settings(write_config(layout.root, size))
-            sensor = build_schema_drift_sensor(settings, demo=True, max_workers=args.workers)
-            resources = {
-                "alembic": AlembicResource(ini_path=str(layout.alembic_ini)),
-                "policy": SchemaPolicyResource(
-                    source=env_name(0), exclude=list(EXCLUDE), reference_path="unused.sql"
-                ),
-            }
-
-            def tick(
-                cursor: str | None = None,
-                sensor: dg.SensorDefinition = sensor,
-                resources: Any = resources,
-            ) -> Any:
-                with dg.build_sensor_context(
-                    instance=instance, resources=resources, cursor=cursor
-                ) as ctx:
-                    return sensor.evaluate_tick(ctx)
-
-            tick()  # warm: Alembic heads cached, as on every tick but the first
-            first_s, first_client, first_server, first = timed(tick, args.repeat, cpu)
-            # With more environments than one tick's budget can probe in full (about 650
-            # here), the first tick leaves some without a token; the ticks after it catch
-            # up. Steady state is the cursor once every environment holds its token.
-            steady_cursor = first.cursor
-            for _ in range(3):
-                memories = DriftCursor.decode(steady_cursor).environments.values()
-                if all(memory.token for memory in memories):
-                    break
-                steady_cursor = tick(steady_cursor).cursor
-            tick_s, tick_client, tick_server, data = timed(
-                lambda cursor=steady_cursor: tick(cursor), args.repeat, cpu
-            )
-            reused = sum(
-                1
-                for event in data.asset_events
-                if event.metadata.get("catalogs_unchanged") is not None
-                and event.metadata["catalogs_unchanged"].value == 1
-            )
-            targets = [ProbeTarget(env_name(i), urls[i]) for i in range(size)]
-            select_s, select_client, select_server, outcomes = timed(
-                lambda targets=targets: probe_all(
-                    targets, max_workers=args.workers, probe_fn=select_one
-                ),
-                args.repeat,
-                cpu,
-            )
-            statuses = [
-                memory.status for memory in DriftCursor.decode(data.cursor).environments.values()
-            ]
-            in_sync = statuses.count(EnvironmentState.IN_SYNC)
-            failed = sum(1 for o in outcomes if not o.ok)
-            rows.append(
-                {
-                    "envs": size,
-                    "first_s": first_s,
-                    "first_cpu_per_env_ms": (first_client + first_server) * 1000 / size,
-                    "reused": reused,
-                    "tick_s": tick_s,
-                    "per_env_ms": tick_s * 1000 / size,
-                    "select1_s": select_s,
-                    "select1_per_env_ms": select_s * 1000 / size,
-                    "ratio": tick_s / select_s if select_s else float("nan"),
-                    "cpu_per_env_ms": (tick_client + tick_server) * 1000 / size,
-                    "server_cpu_per_env_ms": tick_server * 1000 / size,
-                    "select1_cpu_per_env_ms": (select_client + select_server) * 1000 / size,
-                    "idle_s": (tick_client + tick_server) / (os.cpu_count() or 1),
-                    "in_sync": in_sync,
-                    "errors": failed,
-                    "target": TARGETS.get(size),
-                }
-            )
+            bench = Bench(instance, layout, size, args.workers, "")
+            bench.tick(steady_cursor(bench, None))  # warm: Alembic heads cached, pages cached
+            first_rows.append((size, two_ticks(bench, args.repeat)))
+            cursor = steady_cursor(bench, bench.tick().cursor)
+            row: dict[str, Any] = {"envs": size, "direct": steady(bench, cursor, args.repeat, cpu)}
+            row["select1"] = baseline(bench, args.repeat, cpu)
+            if pgb is not None:
+                via = Bench(instance, layout, size, args.workers, "PGB")
+                via.tick(cursor)  # warm: one server connection per database in the pools
+                row["pgb"] = steady(via, cursor, args.repeat, cpu)
+                row["pgb_select1"] = baseline(via, args.repeat, cpu)
+            rows.append(row)
             print(f"  {size} environments done", flush=True)
+    load = os.getloadavg()
 
     print()
-    print(
-        "| envs | first tick (s) | CPU per env: first (ms) | steady tick (s) | per env (ms) | "
-        "fingerprints reused | SELECT 1 (s) | SELECT 1 per env (ms) | steady / SELECT 1 | "
-        "CPU per env: steady (ms) | of which server | CPU per env: SELECT 1 (ms) | "
-        "steady on idle cores (s) | in sync | target | met |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
-    for r in rows:
-        target = f"< {r['target']:g} s" if r["target"] else "-"
-        met = "-" if not r["target"] else ("yes" if r["tick_s"] < r["target"] else "NO")
+    print("First ticks: tick 1 from an empty cursor and no probe-order memory, then tick 2")
+    print("| envs | tick 1 (s) | not probed by tick 1 | tick 2 (s) | never probed after 2 ticks |")
+    print("|---:|---:|---:|---:|---:|")
+    for size, runs in first_rows:
+
+        def joined(key: str, fmt: str, runs: list[dict[str, float]] = runs) -> str:
+            return " / ".join(format(run[key], fmt) for run in runs)
+
         print(
-            f"| {r['envs']} | {r['first_s']:.2f} | {r['first_cpu_per_env_ms']:.1f} | "
-            f"{r['tick_s']:.2f} | {r['per_env_ms']:.1f} | {r['reused']}/{r['envs']} | "
-            f"{r['select1_s']:.2f} | {r['select1_per_env_ms']:.1f} | {r['ratio']:.1f}x | "
-            f"{r['cpu_per_env_ms']:.1f} | {r['server_cpu_per_env_ms']:.1f} | "
-            f"{r['select1_cpu_per_env_ms']:.1f} | {r['idle_s']:.2f} | "
-            f"{r['in_sync']}/{r['envs']} | {target} | {met} |"
+            f"| {size} | {joined('first_s', '.1f')} | {joined('first_missed', '.0f')} | "
+            f"{joined('second_s', '.1f')} | {joined('missed', '.0f')} |"
         )
 
     print()
+    print(f"Steady tick vs SELECT 1 per environment (new connection each), same run; target "
+          f"<= {TARGET_RATIO:g}x. CPU per env = client + server (+ PgBouncer), ms")
     print(
-        "one at a time (medians): new connection + SELECT 1 "
-        f"{floor['connect_select1']:.1f} ms; one full probe (new connection + catalog "
-        f"query) {floor['probe']:.1f} ms; one probe with an unchanged catalog token "
-        f"{floor['probe_cached']:.1f} ms; the full catalog query alone on a warm connection "
-        f"{floor['query_warm']:.1f} ms"
+        "| envs | path | steady tick (s) | per env (ms) | fingerprints reused | in sync | "
+        "SELECT 1 direct (s) | steady / SELECT 1 direct | met | CPU per env: tick | "
+        "CPU per env: SELECT 1 direct | SELECT 1 same path (s) | steady / SELECT 1 same path |"
     )
-    load = os.getloadavg()
-    print(f"load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    print("|---:|:---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|")
+    for r in rows:
+        size, direct_one = r["envs"], r["select1"]
+        for path, key, same in (("direct", "direct", "select1"), ("PgBouncer", "pgb",
+                                                                  "pgb_select1")):
+            if key not in r:
+                continue
+            s = r[key]
+            ratio = s["tick_s"] / direct_one["s"]
+            print(
+                f"| {size} | {path} | {s['tick_s']:.2f} | {per_env(s['tick_s'], size):.1f} | "
+                f"{s['reused']}/{size} | {s['in_sync']}/{size} | {direct_one['s']:.2f} | "
+                f"{ratio:.2f}x | {'yes' if ratio <= TARGET_RATIO else 'NO'} | "
+                f"{cpu_text(s['tick_cpu'], size)} | {cpu_text(direct_one['cpu'], size)} | "
+                f"{r[same]['s']:.2f} | {s['tick_s'] / r[same]['s']:.2f}x |"
+            )
+
+    print()
+    print(f"Where the time per probe goes (steady, {args.workers} at a time; medians per probe,"
+          " ms; CPU per env, ms)")
+    print(
+        "| envs | path | connect (TCP, SCRAM, backend start) | statements | probe | "
+        "SELECT 1: connect | SELECT 1: statement | bare probe_all (s) | sensor's own work "
+        "(tick - probe_all, ms per env) | CPU per env: probes | CPU: SELECT 1 |"
+    )
+    print("|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        size = r["envs"]
+        for path, key, one in (("direct", "direct", "select1"), ("PgBouncer", "pgb",
+                                                                 "pgb_select1")):
+            if key not in r:
+                continue
+            s, o = r[key], r[one]
+            print(
+                f"| {size} | {path} | {s['connect_ms']:.1f} | {s['query_ms']:.1f} | "
+                f"{s['probe_ms']:.1f} | {o['connect_ms']:.1f} | {o['query_ms']:.2f} | "
+                f"{s['probes_s']:.2f} | {per_env(s['tick_s'] - s['probes_s'], size):.1f} | "
+                f"{cpu_text(s['probes_cpu'], size)} | {cpu_text(o['cpu'], size)} |"
+            )
+    print()
+    print(
+        f"one at a time, direct (medians, ms): connect {floor['connect']:.1f}, SELECT 1 "
+        f"{floor['select1']:.2f}; steady probe: connect {floor['steady_connect']:.1f} + "
+        f"statement {floor['steady_query']:.1f}; full probe (first tick, or catalogs "
+        f"changed): connect {floor['full_connect']:.1f} + statement {floor['full_query']:.1f}"
+    )
+    if rows and "pgb" in rows[0]:
+        print(
+            f"one at a time, through PgBouncer: connect {floor_pgb['connect']:.1f}, SELECT 1 "
+            f"{floor_pgb['select1']:.2f}; steady probe: connect "
+            f"{floor_pgb['steady_connect']:.1f} + statement {floor_pgb['steady_query']:.1f}"
+        )
+    print(f"SCRAM-SHA-256 client key derivation alone (PBKDF2-SHA256, 4,096 rounds, in "
+          f"Python's hashlib): {scram_client_ms():.1f} ms per connection")
+    print(f"load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
 
     if args.drop:
         for index in range(max(sizes)):

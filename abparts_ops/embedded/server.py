@@ -228,11 +228,12 @@ class EmbeddedPostgres:
         return self._cmd([str(bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)],
                          check=False).returncode == 0
 
-    def start(self) -> ServerInfo:
+    def start(self, *, max_connections: int = 300) -> ServerInfo:
         """Start the server (initialising it on first use) or reuse it when running.
 
         Recovers from a stale ``postmaster.pid`` (a crashed or killed server) and from a
-        port taken by another program, by picking a new free port.
+        port taken by another program, by picking a new free port. ``max_connections``
+        applies when the server starts here (a running server keeps its own).
         """
         with self._lock():
             state = self._read_state()
@@ -250,7 +251,8 @@ class EmbeddedPostgres:
             options = (
                 f"-c listen_addresses=127.0.0.1 -c port={state['port']} "
                 "-c unix_socket_directories='' -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB "
+                f"-c full_page_writes=off -c max_connections={int(max_connections)} "
+                "-c shared_buffers=128MB "
                 "-c max_locks_per_transaction=256"
             )
             if not self.log_path.exists():
