@@ -21,6 +21,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ def _quote_conf(value: str) -> str:
 @contextlib.contextmanager
 def run_pgbouncer(
     server_url: str | sa.URL,
-    workdir: Path,
+    workdir: Path | None = None,
     *,
     pool_mode: str = "transaction",
     pool_size: int = 2,
@@ -103,7 +104,9 @@ def run_pgbouncer(
     """Run PgBouncer in front of the server of ``server_url`` until the context ends.
 
     ``server_url`` names a superuser of that server (its SCRAM secret goes to the auth
-    file, mode 0600). ``workdir`` holds the configuration, auth file, log and pid file.
+    file, mode 0600). ``workdir`` holds the configuration, auth file and log (default: a
+    private temporary folder, removed at the end; as root, PgBouncer's user must be able
+    to reach it).
     ``pool_size`` is the pool of each database (``default_pool_size``). Raises
     :class:`~abparts_ops.core.errors.EmbeddedServerError` when ``pgbouncer`` is not
     installed or does not start.
@@ -116,7 +119,23 @@ def run_pgbouncer(
     parsed = parse_url(server_url, label="pgbouncer setup")
     if not parsed.username or parsed.password is None:
         raise EmbeddedServerError("pgbouncer: the server URL must name a user and password.")
-    workdir = Path(workdir).resolve()
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pgbouncer_")))
+        yield from _run(binary, parsed, Path(workdir).resolve(), pool_mode, pool_size,
+                        max_client_conn, server_idle_timeout_s)
+
+
+def _run(
+    binary: str,
+    parsed: sa.URL,
+    workdir: Path,
+    pool_mode: str,
+    pool_size: int,
+    max_client_conn: int,
+    server_idle_timeout_s: int,
+) -> Iterator[PgBouncerInfo]:
+    assert parsed.username and parsed.password is not None
     workdir.mkdir(parents=True, exist_ok=True)
     auth_file, config, log_path = (
         workdir / "userlist.txt", workdir / "pgbouncer.ini", workdir / "pgbouncer.log",
