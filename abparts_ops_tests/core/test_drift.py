@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from abparts_ops.core.db import connect_dbapi
 from abparts_ops.core.drift import (
     DriftCursor,
     DriftState,
@@ -31,7 +32,7 @@ from abparts_ops.core.drift import (
     script_heads,
     versions_signature,
 )
-from abparts_ops.core.errors import ConfigError
+from abparts_ops.core.errors import ConfigError, DatabaseError
 from abparts_ops.core.migrations.expected import ExpectedIndex
 from abparts_ops.core.migrations.history import versions_fingerprint
 from abparts_ops.core.migrations.project import load_project
@@ -420,3 +421,31 @@ def test_probe_all_uses_the_real_probe_by_default(two_dbs: tuple[str, str]) -> N
     assert result.fingerprint == probe(good, environment="dev", exclude=("orgs",)).fingerprint
     with pytest.raises(ConfigError):
         resolve_url_env("DRIFT_TEST_NEVER_SET_ANYWHERE", "x")
+
+
+def test_the_probe_carries_its_settings_in_its_statement(two_dbs: tuple[str, str]) -> None:
+    """No startup ``options`` (a pooler refuses them): the timeout still stops a probe.
+
+    A probe blocked by a lock on the version table is cancelled by the server at its own
+    timeout, set with ``SET LOCAL`` in the probe's message; a probe that answers says how
+    its time split between the connection and the statements.
+    """
+    good, _ = two_dbs
+    holder = connect_dbapi(good, label="holder")
+    try:
+        holder.autocommit = False
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(DatabaseError, match="^dev: the probe did not finish within 1 s"):
+            probe(good, environment="dev", timeout_s=1)
+        assert time.monotonic() - started < 5
+    finally:
+        holder.rollback()
+        holder.close()
+    result = probe(good, environment="dev")
+    assert result.revisions == ("head0001",)
+    assert result.connect_ms > 0 and result.query_ms > 0
+    assert result.elapsed_ms >= result.connect_ms + result.query_ms
+    again = probe(good, environment="dev", known=result.known())
+    assert again.reused and again.query_ms > 0
