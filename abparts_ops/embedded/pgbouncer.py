@@ -165,6 +165,7 @@ def _run(
                 f"logfile = {log_path}",
                 "log_connections = 0",
                 "log_disconnections = 0",
+                "log_stats = 0",
                 "",
             ]
         ),
@@ -184,16 +185,19 @@ def _run(
         log_path.touch()
         os.chown(log_path, entry.pw_uid, entry.pw_gid)
         args = [binary, "-u", "postgres", str(config)]
-    process = subprocess.Popen(
-        args, cwd=str(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # stderr to a file: PgBouncer logs there too, and a pipe nobody reads would block it
+    stderr_path = workdir / "pgbouncer.stderr"
+    with stderr_path.open("w", encoding="utf-8") as stderr:
+        process = subprocess.Popen(
+            args, cwd=str(workdir), stdout=subprocess.DEVNULL, stderr=stderr
+        )
     try:
         deadline = time.monotonic() + 10
         while True:
             if process.poll() is not None:
-                stderr = (process.stderr.read() if process.stderr else "").strip()
+                said = stderr_path.read_text(encoding="utf-8", errors="replace").strip()
                 raise EmbeddedServerError(
-                    f"pgbouncer exited at start ({process.returncode}): {stderr[-500:]} "
+                    f"pgbouncer exited at start ({process.returncode}): {said[-500:]} "
                     f"(log: {log_path})"
                 )
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -214,5 +218,3 @@ def _run(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-        if process.stderr:
-            process.stderr.close()
