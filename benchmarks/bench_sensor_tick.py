@@ -554,9 +554,10 @@ def main() -> None:
     print(
         "| envs | path | steady tick (s) | per env (ms) | fingerprints reused | in sync | "
         "SELECT 1 direct (s) | steady / SELECT 1 direct | met | CPU per env: tick | "
-        "CPU per env: SELECT 1 direct | SELECT 1 same path (s) | steady / SELECT 1 same path |"
+        "CPU per env: SELECT 1 direct | CPU: steady / SELECT 1 direct | SELECT 1 same path (s) "
+        "| steady / SELECT 1 same path |"
     )
-    print("|---:|:---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|")
+    print("|---:|:---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|")
     for r in rows:
         size, direct_one = r["envs"], r["select1"]
         for path, key, same in (("direct", "direct", "select1"), ("PgBouncer", "pgb",
@@ -570,6 +571,7 @@ def main() -> None:
                 f"{s['reused']}/{size} | {s['in_sync']}/{size} | {direct_one['s']:.2f} | "
                 f"{ratio:.2f}x | {'yes' if ratio <= TARGET_RATIO else 'NO'} | "
                 f"{cpu_text(s['tick_cpu'], size)} | {cpu_text(direct_one['cpu'], size)} | "
+                f"{sum(s['tick_cpu'].values()) / sum(direct_one['cpu'].values()):.2f}x | "
                 f"{r[same]['s']:.2f} | {s['tick_s'] / r[same]['s']:.2f}x |"
             )
 
