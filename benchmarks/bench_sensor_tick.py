@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_sensor_tick.py [--sizes 100,1000] [--repeat 3]
                                                       [--workers 16] [--no-pgbouncer] [--drop]
+                                                      [--pool-mode transaction|session]
 
 Every environment is a database holding the demo ABParts schema (60 tables, the demo's
 old head), cloned from the demo template on the dedicated embedded server under
@@ -22,11 +23,12 @@ metadata is the reference), with the instance's probe-order memory. Measured:
    ``connect_dbapi`` path, through the same :func:`~abparts_ops.core.drift.probe_all`, same
    concurrency, same server, same run). Target: at most 2x.
 3. **The same through a real PgBouncer** (unless ``--no-pgbouncer``, or it is not
-   installed): Debian's ``pgbouncer`` in front of the bench server, transaction pooling,
-   one pool per database, the sensor unchanged (only the URLs point at PgBouncer). Its
-   steady tick is compared with the same direct ``SELECT 1`` (and, for the record, with
-   ``SELECT 1`` through PgBouncer). The bench server is restarted with enough
-   ``max_connections`` for one warm server connection per database.
+   installed): Debian's ``pgbouncer`` in front of the bench server, ``--pool-mode``
+   transaction (default) or session pooling, one pool per database, the sensor
+   unchanged (only the URLs point at PgBouncer). Its steady tick is compared with the
+   same direct ``SELECT 1`` (and, for the record, with ``SELECT 1`` through PgBouncer).
+   The bench server is restarted with enough ``max_connections`` for one warm server
+   connection per database.
 4. **Where the time per probe goes**: per probe, the connection (TCP, SCRAM, backend
    start) and the statements, at the tick's concurrency and one at a time; CPU per
    environment of this process, of the server's backends (through the postmaster's
@@ -413,7 +415,9 @@ def serial(url: str, repeat: int = 15) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def bouncer(admin_url: str, enabled: bool, sizes: Sequence[int]) -> Iterator[PgBouncerInfo | None]:
+def bouncer(
+    admin_url: str, enabled: bool, sizes: Sequence[int], pool_mode: str
+) -> Iterator[PgBouncerInfo | None]:
     """PgBouncer in front of the bench server (None when disabled or not installed)."""
     if not enabled:
         yield None
@@ -422,7 +426,9 @@ def bouncer(admin_url: str, enabled: bool, sizes: Sequence[int]) -> Iterator[PgB
         print("pgbouncer is not installed (apt-get install pgbouncer): PgBouncer rows skipped")
         yield None
         return
-    with run_pgbouncer(admin_url, BENCH_HOME / "pgbouncer", pool_size=2) as info:
+    with run_pgbouncer(
+        admin_url, BENCH_HOME / "pgbouncer", pool_mode=pool_mode, pool_size=2
+    ) as info:
         for index in range(max(sizes)):
             os.environ[url_variable(index, "PGB")] = info.url(database_name(index))
         yield info
@@ -466,6 +472,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--no-pgbouncer", action="store_true", help="direct connections only")
+    parser.add_argument("--pool-mode", default="transaction", choices=("transaction", "session"))
     parser.add_argument("--drop", action="store_true", help="drop the databases at the end")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -507,7 +514,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with (
         dg.instance_for_test() as instance,
-        bouncer(admin_url, not args.no_pgbouncer, sizes) as pgb,
+        bouncer(admin_url, not args.no_pgbouncer, sizes, args.pool_mode) as pgb,
     ):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
@@ -560,8 +567,8 @@ def main() -> None:
     print("|---:|:---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|")
     for r in rows:
         size, direct_one = r["envs"], r["select1"]
-        for path, key, same in (("direct", "direct", "select1"), ("PgBouncer", "pgb",
-                                                                  "pgb_select1")):
+        for path, key, same in (("direct", "direct", "select1"),
+                                (f"PgBouncer ({args.pool_mode})", "pgb", "pgb_select1")):
             if key not in r:
                 continue
             s = r[key]
@@ -586,8 +593,8 @@ def main() -> None:
     print("|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         size = r["envs"]
-        for path, key, one in (("direct", "direct", "select1"), ("PgBouncer", "pgb",
-                                                                 "pgb_select1")):
+        for path, key, one in (("direct", "direct", "select1"),
+                               (f"PgBouncer ({args.pool_mode})", "pgb", "pgb_select1")):
             if key not in r:
                 continue
             s, o = r[key], r[one]

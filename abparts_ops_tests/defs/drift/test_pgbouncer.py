@@ -1,7 +1,8 @@
 """The drift sensor through a real PgBouncer, unchanged: only the URLs point at it.
 
 PgBouncer (Debian's ``pgbouncer``; CI installs it, see ``.ci/run``) runs in front of the
-test server in transaction pooling, one pool of one server connection per database. The
+test server in transaction pooling, then in session pooling (what README advises when the
+URL serves stamps and upgrades too), one pool of one server connection per database. The
 sensor's ticks through it agree with the direct probes, reuse the fingerprints while the
 catalogs stay unchanged, keep the same server connections from one tick to the next
 (what removes the connection cost), leave no setting behind on them (the probe sends no
@@ -41,12 +42,12 @@ def pooled_variable(env: str) -> str:
     return f"ABPT_DRIFTPGB_{env.upper()}_URL"
 
 
-@pytest.fixture
-def bouncer(watch: Watch) -> Iterator[PgBouncerInfo]:
-    """PgBouncer in front of the test server: transaction pooling, one connection per db."""
+@pytest.fixture(params=["transaction", "session"])
+def bouncer(watch: Watch, request: pytest.FixtureRequest) -> Iterator[PgBouncerInfo]:
+    """PgBouncer in front of the test server, one server connection per database."""
     if find_pgbouncer() is None:
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; CI does)")
-    with run_pgbouncer(watch.admin_url, pool_size=1) as info:
+    with run_pgbouncer(watch.admin_url, pool_mode=request.param, pool_size=1) as info:
         yield info
 
 
