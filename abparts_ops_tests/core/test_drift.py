@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from abparts_ops.core.drift import (
@@ -394,13 +395,24 @@ def test_plan_skips_no_runs_for_and_behind_and_keeps_head_and_reference() -> Non
 # -- the versions folder -----------------------------------------------------------------
 
 
-def test_versions_signature_fingerprint_and_cached_heads(tmp_path: Path) -> None:
+def test_versions_signature_fingerprint_and_cached_heads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ini = write_project(tmp_path, [Rev("aaa1"), Rev("bbb2", down="aaa1")])
     project = load_project(ini)
     versions = project.versions_dirs
     signature, fingerprint = versions_signature(versions), versions_fingerprint(versions)
+    reads: list[object] = []
+    real_get_heads = ScriptDirectory.get_heads
+
+    def counted(script: ScriptDirectory) -> tuple[str, ...]:
+        reads.append(script)
+        return real_get_heads(script)
+
+    monkeypatch.setattr(ScriptDirectory, "get_heads", counted)
     assert script_heads(project) == ("bbb2",)
-    assert script_heads(project) == ("bbb2",)  # cached, same answer
+    assert script_heads(project) == ("bbb2",)
+    assert len(reads) == 1  # the second answer came from the cache, not from Alembic
     # touching a file changes the cheap signature, not the content fingerprint
     first = next(versions[0].glob("aaa1*.py"))
     stat = first.stat()

@@ -21,7 +21,6 @@ from abparts_ops.defs.names import (
     DRIFT_TAG,
     ENVIRONMENT_TAG,
     check_keys,
-    live_revision_key,
     live_schema_key,
 )
 from abparts_ops.embedded.demo import (
@@ -297,35 +296,3 @@ def test_a_stopped_server_is_unreachable_and_the_others_still_probed(
     finally:
         server.stop(mode="immediate")
         shutil.rmtree(home, ignore_errors=True)
-
-
-def test_live_specs_sensors_and_schedule_are_defined(watch: Watch) -> None:
-    dg.Definitions.validate_loadable(watch.defs)
-    graph = watch.defs.resolve_asset_graph()
-    for env in NAMES:
-        for key in (live_revision_key(env), live_schema_key(env)):
-            assert graph.get(key).group_name == "live"
-    sensor = watch.defs.resolve_sensor_def("schema_drift_sensor")
-    assert sensor.minimum_interval_seconds == 60
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    files = watch.defs.resolve_sensor_def("revision_files_sensor")
-    assert {t.job_name for t in files.targets} == {"refresh_history"}
-    schedule = watch.defs.resolve_schedule_def("nightly_verification")
-    assert schedule.cron_schedule == "0 2 * * *"
-    assert schedule.job_name == "verify_environments"
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    verify_job = watch.defs.resolve_job_def("verify_environments")
-    assert not verify_job.asset_layer.executable_asset_keys  # checks only, never a stamp
-    production = make_definitions(watch.settings, demo=False)
-    assert (
-        production.resolve_sensor_def("schema_drift_sensor").default_status
-        == dg.DefaultSensorStatus.STOPPED
-    )
-    assert (
-        production.resolve_sensor_def("revision_files_sensor").default_status
-        == dg.DefaultSensorStatus.STOPPED
-    )
-    assert (
-        production.resolve_schedule_def("nightly_verification").default_status
-        == dg.DefaultScheduleStatus.STOPPED
-    )

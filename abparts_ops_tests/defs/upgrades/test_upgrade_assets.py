@@ -210,11 +210,17 @@ def test_no_sensor_or_schedule_ever_launches_an_upgrade(tmp_path: Path, monkeypa
     repo = build_definitions(settings, demo=True).get_repository_def()
     assert {j.name for j in repo.get_all_jobs()} >= {"upgrade_staging", "upgrade_prod"}
     upgrade_keys = {upgrade_key(env) for env in ("staging", "prod")}
+    executed_by_upgrades = {
+        key
+        for env in ("staging", "prod")
+        for key in repo.get_job(f"upgrade_{env}").asset_layer.executable_asset_keys
+    }
+    assert executed_by_upgrades == upgrade_keys  # the way of reading a job's assets works
     for sensor in repo.sensor_defs:
         for target in sensor.targets:
             assert not target.job_name.startswith("upgrade_"), sensor.name
-            selection = getattr(target, "assets_defs", None) or []
-            assert not upgrade_keys & {k for a in selection for k in a.keys}, sensor.name
+            job = repo.get_job(target.job_name)  # what the sensor's runs would execute
+            assert not upgrade_keys & set(job.asset_layer.executable_asset_keys), sensor.name
     for schedule in repo.schedule_defs:
         assert not schedule.job_name.startswith("upgrade_"), schedule.name
 
