@@ -7,6 +7,7 @@ shown the same way by the sensor, its observations, the checks and ``abparts-ops
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 
@@ -87,3 +88,16 @@ ADVICE: dict[EnvironmentState, str] = {
         "does now)."
     ),
 }
+
+
+def version_rows_text(revisions: Sequence[str] | None, *, as_metadata: bool = False) -> str:
+    """An environment's version rows in words: the ids, or what stands in their place.
+
+    ``None`` is no version table, ``()`` an empty one. ``as_metadata`` puts those two in
+    parentheses, as the Dagster metadata shows them: a value starting with "(" is never a
+    revision id for the readers of that metadata (the CLI's ``verify``).
+    """
+    if revisions:
+        return ", ".join(revisions)
+    words = "no version table" if revisions is None else "empty version table"
+    return f"({words})" if as_metadata else words

@@ -33,6 +33,9 @@ from abparts_ops.core.identity import DatabaseIdentity, database_identity, ident
 from abparts_ops.core.migrations.locking import LockBusy, acquire_environment_lock
 from abparts_ops.core.settings import Settings
 
+NOTHING_WRITTEN = "nothing was written"
+"""The words every refused or rolled-back write ends with, once read back to be true."""
+
 Refusal = Callable[[str], AbpartsOpsError]
 """Makes the caller's own refusal (StampRefused, UpgradeRefused) from a message."""
 

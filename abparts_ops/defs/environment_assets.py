@@ -56,6 +56,7 @@ from abparts_ops.core.reference import Assessment, baseline_of, describe_revisio
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.settings import EnvironmentSettings, Settings
+from abparts_ops.core.states import version_rows_text
 from abparts_ops.core.verify import probe_state, snapshot_state
 from abparts_ops.defs.metadata import diff_metadata, launched_by, md
 from abparts_ops.defs.names import (
@@ -150,12 +151,6 @@ class StampConfig(dg.Config):
     )
 
 
-def _describe(revisions: tuple[str, ...] | None) -> str:
-    if revisions is None:
-        return "(no version table)"
-    return ", ".join(revisions) if revisions else "(empty version table)"
-
-
 def _first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0] if lines else text
@@ -172,8 +167,10 @@ def stamp_metadata(result: StampResult, *, run_id: str, user: str, dry_run: bool
         "action": result.action,
         "dry_run": dry_run,
         "state_before": result.state,
-        "revision_before": _describe(result.before),
-        "revision_after": _describe(result.after) if result.after is not None else "",
+        "revision_before": version_rows_text(result.before, as_metadata=True),
+        "revision_after": (
+            version_rows_text(result.after, as_metadata=True) if result.after is not None else ""
+        ),
         "target": result.target,
         "head": result.head or "",
         "purged": ", ".join(result.purged),
@@ -395,7 +392,7 @@ def _state_metadata(assessment: Assessment) -> dict[str, Any]:
     return {
         "environment": assessment.environment,
         "state": assessment.state.value,
-        "current": _describe(assessment.revisions),
+        "current": version_rows_text(assessment.revisions, as_metadata=True),
         "head": assessment.head or "",
         "expected_revision": assessment.expected_revision or "",
         "pending": ", ".join(assessment.pending),

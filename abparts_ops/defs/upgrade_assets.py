@@ -43,6 +43,7 @@ from abparts_ops.core.migrations.upgrade import (
     guarded_upgrade,
 )
 from abparts_ops.core.settings import EnvironmentSettings, Settings
+from abparts_ops.core.states import version_rows_text
 from abparts_ops.defs.metadata import diff_metadata, launched_by, markdown_table, md
 from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG, UPGRADE_ASSET, upgrade_key
 from abparts_ops.defs.proof_gate import proven_baseline
@@ -143,12 +144,6 @@ def _rehearsal_copy(raw: Any, default: UpgradePolicy) -> RehearsalCopy:
     )
 
 
-def _describe(revisions: tuple[str, ...] | None) -> str:
-    if revisions is None:
-        return "(no version table)"
-    return ", ".join(revisions) if revisions else "(empty version table)"
-
-
 def _findings_metadata(report: LintReport | None, prefix: str = "") -> dict[str, Any]:
     if report is None:
         return {}
@@ -172,8 +167,10 @@ def upgrade_metadata(
         "environment": result.environment,
         "action": result.action,
         "dry_run": dry_run,
-        "revision_before": _describe(result.before),
-        "revision_after": _describe(result.after) if result.after is not None else "",
+        "revision_before": version_rows_text(result.before, as_metadata=True),
+        "revision_after": (
+            version_rows_text(result.after, as_metadata=True) if result.after is not None else ""
+        ),
         "target": result.target,
         "pending": md(
             "\n".join(f"{i}. `{rev}`" for i, rev in enumerate(result.pending, 1))
@@ -277,7 +274,10 @@ def failure_evidence(exc: AbpartsOpsError) -> dict[str, Any]:
             "blocking_rules": ", ".join(sorted({f.rule for f in exc.blocking})),
         }
     if isinstance(exc, UpgradeHalfApplied):
-        extra = {"action": "half_applied", "revision_after": _describe(exc.after)}
+        extra = {
+            "action": "half_applied",
+            "revision_after": version_rows_text(exc.after, as_metadata=True),
+        }
         if exc.matches:
             extra["schema_of_revision"] = exc.matches
         return {**extra, **(diff_metadata(exc.diff) if exc.diff is not None else {})}

@@ -26,12 +26,11 @@ from typing import Any
 from abparts_ops.core.errors import MigrationError
 from abparts_ops.core.migrations.archive import ArchiveResult, archive_revisions
 from abparts_ops.core.migrations.baseline_render import render_baseline
-from abparts_ops.core.migrations.project import AlembicProject
+from abparts_ops.core.migrations.project import AlembicProject, revision_files
 from abparts_ops.core.schema.model import Snapshot
 
 BASELINE_SUFFIX = "_baseline_schema_"
 _BASELINE_FILE = re.compile(r"^[0-9A-Za-z_]+_baseline_schema_\d{8}_\d{6}\.py$")
-_REVISION_FILE = re.compile(r"^(?!\.#|__init__)(.*\.py)$")
 
 
 def new_revision_id() -> str:
@@ -52,14 +51,6 @@ def baseline_filename(revision: str, created: datetime) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def revision_files(versions_dir: Path) -> list[Path]:
-    """Revision files at the top of ``versions_dir`` (Alembic's rule), sorted by name."""
-    return sorted(
-        (p for p in Path(versions_dir).iterdir() if _REVISION_FILE.match(p.name) and p.is_file()),
-        key=lambda p: p.name,
-    )
 
 
 def read_baseline_header(path: Path) -> dict[str, Any] | None:

@@ -38,7 +38,6 @@ from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.runner import pending_revisions
 from abparts_ops.core.migrations.upgrade import (
-    NOTHING_WRITTEN,
     RunTarget,
     UpgradePolicy,
     UpgradeResult,
@@ -47,7 +46,7 @@ from abparts_ops.core.migrations.upgrade import (
 from abparts_ops.core.reference import ExpectedSnapshots
 from abparts_ops.core.schema.introspect import exclusion_patterns, snapshot_connection
 from abparts_ops.core.schema.model import Snapshot
-from abparts_ops.core.write_guard import WriteGuard
+from abparts_ops.core.write_guard import NOTHING_WRITTEN, WriteGuard
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from abparts_ops.core.migrations.migrate import current_revisions
 from abparts_ops.core.reference import Assessment, ExpectedSnapshots, assess_snapshot
 from abparts_ops.core.schema.diff import SchemaDiff
 from abparts_ops.core.schema.introspect import exclusion_patterns, fetch_rows, snapshot_from_rows
-from abparts_ops.core.states import EnvironmentState
-from abparts_ops.core.write_guard import GuardReport, WriteGuard
+from abparts_ops.core.states import EnvironmentState, version_rows_text
+from abparts_ops.core.write_guard import NOTHING_WRITTEN, GuardReport, WriteGuard
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,6 @@ class SchemaDrift(StampRefused):
     def __init__(self, message: str, diff: SchemaDiff) -> None:
         super().__init__(message)
         self.diff = diff
-
-
-def _describe(revisions: tuple[str, ...] | None) -> str:
-    if revisions is None:
-        return "no version table"
-    return ", ".join(revisions) if revisions else "empty version table"
-
-
-NOTHING_WRITTEN = "nothing was written (the stamp's transaction did not commit)"
 
 
 @dataclass
@@ -180,7 +171,7 @@ def guarded_stamp(
             after = current_revisions(conn, version_table=version_table, schema=vt_schema)
         if after != (target,):
             raise MigrationError(
-                f"{environment}: verification after the stamp read {_describe(after)}, "
+                f"{environment}: verification after the stamp read {version_rows_text(after)}, "
                 f"expected {target} (inspect the version table; rerun the stamp)."
             )
         return StampResult(**{**result.__dict__, "after": after})
@@ -211,7 +202,7 @@ def _reread(
 def _with_outcome(error: AbpartsOpsError, progress: _Progress) -> AbpartsOpsError:
     """``error`` with one plain sentence saying whether the stamp wrote anything."""
     text = str(error).rstrip()
-    note = NOTHING_WRITTEN
+    note = f"{NOTHING_WRITTEN} (the stamp's transaction did not commit)"
     if progress.committing and not progress.committed:
         if progress.reread == "unread":
             note = (
@@ -222,12 +213,12 @@ def _with_outcome(error: AbpartsOpsError, progress: _Progress) -> AbpartsOpsErro
         elif progress.reread == progress.before:
             note = (
                 "nothing was written (the connection failed before the commit; the version "
-                f"table, read again, still holds {_describe(progress.before)})"
+                f"table, read again, still holds {version_rows_text(progress.before)})"
             )
         else:
             note = (
                 "the connection failed while committing, but the version table now reads "
-                f"{_describe(progress.reread)}: the stamp was written; run the checks"
+                f"{version_rows_text(progress.reread)}: the stamp was written; run the checks"
             )
     if note in text:
         return error
@@ -394,7 +385,7 @@ def _stamp_in_transaction(
                 action="dry_run",
                 after=None,
                 message=(
-                    f"dry run: would replace {_describe(before)} with {target}{extra} on "
+                    f"dry run: would replace {version_rows_text(before)} with {target}{extra} on "
                     f"{environment}; schema matches the reference.{notes} Nothing was written."
                 ),
                 diff=diff,
@@ -418,7 +409,7 @@ def _stamp_in_transaction(
         **common,
         action="stamped",
         after=None,
-        message=f"stamped {environment}: {_describe(before)} -> {target}{created}.{notes}",
+        message=f"stamped {environment}: {version_rows_text(before)} -> {target}{created}.{notes}",
         diff=diff,
     )
 

@@ -99,10 +99,9 @@ from abparts_ops.core.schema.introspect import (
     snapshot_from_rows,
 )
 from abparts_ops.core.schema.model import Snapshot
-from abparts_ops.core.states import EnvironmentState
-from abparts_ops.core.write_guard import GuardReport, WriteGuard
+from abparts_ops.core.states import EnvironmentState, version_rows_text
+from abparts_ops.core.write_guard import NOTHING_WRITTEN, GuardReport, WriteGuard
 
-NOTHING_WRITTEN = "nothing was written"
 _LOCK_TIMEOUT = "55P03"
 _QUERY_CANCELED = "57014"
 
@@ -251,12 +250,6 @@ def _ms(seconds: float) -> int:
     return max(1, int(round(seconds * 1000)))
 
 
-def _describe(revisions: Sequence[str] | None) -> str:
-    if revisions is None:
-        return "no version table"
-    return ", ".join(revisions) if revisions else "empty version table"
-
-
 def pending_revisions(
     script: ScriptDirectory, current: Sequence[str], target: str
 ) -> tuple[str, ...]:
@@ -398,7 +391,8 @@ def _apply(
             raise _Refusal(
                 UpgradeRefused(
                     f"{environment}: its version rows changed during the upgrade's checks "
-                    f"({_describe(work.before)} -> {_describe(now)}); refusing to upgrade, "
+                    f"({version_rows_text(work.before)} -> {version_rows_text(now)}); "
+                    "refusing to upgrade, "
                     f"{NOTHING_WRITTEN} (run it again)."
                 )
             )
@@ -493,7 +487,7 @@ def what_was_written(
     if after == work.before and unchanged:
         return UpgradeRefused(
             f"{environment}: upgrade aborted and rolled back: {why}. Read back: the version "
-            f"rows are still {_describe(work.before)} and the schema is unchanged; "
+            f"rows are still {version_rows_text(work.before)} and the schema is unchanged; "
             f"{NOTHING_WRITTEN}."
         )
     stopped_at = after[0] if after and len(after) == 1 and after[0] in work.pending else None
@@ -554,7 +548,8 @@ def what_was_written(
     message = (
         f"{environment} is half-way through{where}: the upgrade failed ({why}), and the "
         f"read-back shows that something was written: the version rows say "
-        f"{_describe(after)} (were {_describe(work.before)}), and {schema_says}. Its state "
+        f"{version_rows_text(after)} (were {version_rows_text(work.before)}), and {schema_says}. "
+        "Its state "
         f"is schema drift until you act; {undo}; or {finish}."
     )
     if not diff.is_empty:
@@ -949,7 +944,7 @@ def guarded_run(
                 lock_wait_ms=0.0, seconds=time.perf_counter() - started, timings=timings,
                 message=(
                     f"dry run: would apply {len(work.pending)} revision(s) to {environment} "
-                    f"({_describe(work.before)} -> {target}){then}; rehearsal passed; "
+                    f"({version_rows_text(work.before)} -> {target}){then}; rehearsal passed; "
                     f"{len(report.findings)} lint finding(s){would}. Nothing was written."
                 ),
             )
@@ -994,7 +989,8 @@ def guarded_run(
         if after != (final,) or not check.is_empty:
             raise UpgradeVerificationFailed(
                 f"{environment}: the revisions were applied, but verification found "
-                f"{_describe(after)} and {len(check.changes)} difference(s) from the schema "
+                f"{version_rows_text(after)} and {len(check.changes)} difference(s) from the "
+                "schema "
                 f"expected at {final} (inspect the environment).\n\n{check.to_markdown(50)}",
                 check,
             )
@@ -1008,7 +1004,8 @@ def guarded_run(
             after_fingerprint=result.fingerprint, lock_wait_ms=entered.lock_wait_ms,
             seconds=time.perf_counter() - started, timings=timings,
             message=(
-                f"{work.action.replace('_', ' ')} {environment}: {_describe(work.before)} -> "
+                f"{work.action.replace('_', ' ')} {environment}: "
+                f"{version_rows_text(work.before)} -> "
                 f"{target} ({len(applied)} revision(s), "
                 + ", ".join(f"{a.revision} {a.seconds:.2f} s" for a in applied)
                 + f"){then}"
