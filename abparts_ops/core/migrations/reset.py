@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +38,29 @@ from abparts_ops.core.migrations.proofs import (
 )
 from abparts_ops.core.schema.dump import write_reference_text
 from abparts_ops.core.schema.model import Snapshot
+
+
+@dataclass(frozen=True)
+class BaselineRecord:
+    """The baseline a reset leaves for the stamps, typed: the value of ``baseline_revision``.
+
+    ``revision`` is the id inside the file (read from it, never from its name), ``path``
+    the file, ``sha256`` its content's hash, ``source_fingerprint`` the source schema it
+    was proven against, ``action`` what the reset did (``written``, ``unchanged``,
+    ``dry_run``, ``refused``) and ``proofs`` every proof's verdict.
+    """
+
+    revision: str
+    path: Path
+    sha256: str
+    source_fingerprint: str
+    action: str
+    proofs: Mapping[str, ProofResult] = field(default_factory=dict)
+
+    @property
+    def in_versions_folder(self) -> bool:
+        """True when the file is in the versions folder (a dry run or refusal wrote none)."""
+        return self.action in ("written", "unchanged")
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,18 @@ class ResetOutcome:
     def refused(self) -> bool:
         """True when a blocking proof failed and nothing was written."""
         return self.action == "refused"
+
+    def record(self, source_fingerprint: str) -> BaselineRecord:
+        """The typed record of this outcome for the snapshot of ``source_fingerprint``."""
+        plan = self.plan
+        return BaselineRecord(
+            revision=plan.revision,
+            path=plan.existing or plan.path,
+            sha256=plan.sha256,
+            source_fingerprint=source_fingerprint,
+            action=self.action,
+            proofs=dict(self.results),
+        )
 
     def failure_report(self) -> str:
         """The failed proofs with their summaries and details (Markdown), for the run log."""

@@ -163,7 +163,7 @@ def test_the_whole_story(story: Story) -> None:
     # 1. the reset, then the stamps of every environment, the source first
     reset = story.run("reset_baseline")
     assert reset.success
-    baseline = str(reset.output_for_node("baseline_revision")["revision"])
+    baseline = reset.output_for_node("baseline_revision").revision
     expected = {e.check_name: e for e in reset.get_asset_check_evaluations()}
     assert expected["head_matches_source_schema"].passed
     before = states(story.tick(fresh=True))
