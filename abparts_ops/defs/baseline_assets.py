@@ -10,9 +10,10 @@ import dagster as dg
 
 from abparts_ops.core.migrations.history import History, check_single_head, read_history
 from abparts_ops.core.migrations.migrate import build_from_empty
-from abparts_ops.core.migrations.proofs import ProofResult, proofs_for
+from abparts_ops.core.migrations.proofs import proofs_for
 from abparts_ops.core.migrations.reset import BaselineRecord, prove_and_write_baseline
 from abparts_ops.core.migrations.scratch import scratch_database
+from abparts_ops.core.migrations.verdict import ProofResult
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.defs.metadata import md
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, SchemaPolicyResource

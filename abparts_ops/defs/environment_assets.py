@@ -61,7 +61,6 @@ from abparts_ops.core.verify import probe_state, snapshot_state
 from abparts_ops.defs.metadata import diff_metadata, launched_by, md
 from abparts_ops.defs.names import (
     BASELINE_REVISION,
-    ENVIRONMENT_CHECKS,
     ENVIRONMENTS_GROUP,
     EXPECTED_SCHEMAS,
     HEAD_MATCHES_SOURCE,
@@ -71,23 +70,12 @@ from abparts_ops.defs.names import (
     STAMP_POOL,
     STAMP_TAG,
     VERIFY_JOB,
-    check_keys,
     stamp_job_name,
     stamp_key,
 )
 from abparts_ops.defs.proof_gate import defined_checks, proven_baseline, unproven_baseline
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, env_resource_key
 from abparts_ops.defs.write_guard import guard_metadata, write_guard
-
-__all__ = [
-    "STAMP_POOL",
-    "STAMP_TAG",
-    "VERIFY_JOB",
-    "check_keys",
-    "stamp_key",
-]  # re-exported from names for the modules and tests that import them from here
-BASELINE_KEY = BASELINE_REVISION
-CHECK_NAMES = ENVIRONMENT_CHECKS
 
 
 @dataclass
@@ -215,7 +203,7 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         key=key,
         group_name=ENVIRONMENTS_GROUP,
         kinds={"postgres", "alembic"},
-        deps=[BASELINE_KEY, EXPECTED_SCHEMAS],
+        deps=[BASELINE_REVISION, EXPECTED_SCHEMAS],
         required_resource_keys={resource_key, "alembic", "policy", "scratch"},
         output_required=False,
         op_tags=STAMP_TAG,

@@ -14,8 +14,8 @@ import pytest
 
 from abparts_ops.core.settings import Settings, load_settings
 from abparts_ops.definitions import build_definitions
-from abparts_ops.defs.environment_assets import STAMP_POOL, STAMP_TAG, stamp_key
 from abparts_ops.defs.live_assets import live_revision_key, live_schema_key
+from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG, stamp_key
 from abparts_ops.embedded.demo import prepare_demo_project
 
 NAMES = ("dev", "staging", "prod")

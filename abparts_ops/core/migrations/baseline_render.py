@@ -50,6 +50,7 @@ from abparts_ops.core.migrations.pyformat import (
     sql_literal,
 )
 from abparts_ops.core.migrations.typemap import RAW_TYPE_SOURCE, py_string, render_type
+from abparts_ops.core.quoting import quote_ident
 from abparts_ops.core.schema.ddl import (
     CYCLE_KEYS,
     INLINE_KINDS,
@@ -63,7 +64,6 @@ from abparts_ops.core.schema.ddl import (
     index_statement,
     is_partition,
     phase_sections,
-    quote_ident,
     sequence_options,
     split_step,
     stable_expression,

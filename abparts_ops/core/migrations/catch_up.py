@@ -30,7 +30,6 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from abparts_ops.core.db import quote_ident
 from abparts_ops.core.drift import versions_signature
 from abparts_ops.core.errors import UpgradeRefused
 from abparts_ops.core.migrations.expected import archived_revisions
@@ -43,6 +42,7 @@ from abparts_ops.core.migrations.upgrade import (
     UpgradeResult,
     guarded_run,
 )
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.core.reference import ExpectedSnapshots
 from abparts_ops.core.schema.introspect import exclusion_patterns, snapshot_connection
 from abparts_ops.core.schema.model import Snapshot
@@ -224,7 +224,7 @@ def guarded_catch_up(
 
 def _stamp(project: AlembicProject, vt_schema: str, baseline: str) -> Callable[[Connection], None]:
     """The catch-up's last step: the version rows become the baseline, nothing else."""
-    table = f"{quote_ident(vt_schema)}.{quote_ident(project.version_table)}"
+    table = f"{quote_always(vt_schema)}.{quote_always(project.version_table)}"
 
     def stamp(conn: Connection) -> None:
         conn.exec_driver_sql(f"DELETE FROM {table}")

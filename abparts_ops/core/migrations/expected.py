@@ -59,7 +59,6 @@ from abparts_ops.core.db import (
     connect,
     drop_database,
     make_engine,
-    quote_ident,
     with_database,
 )
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError, SchemaError
@@ -76,6 +75,7 @@ from abparts_ops.core.migrations.project import (
 )
 from abparts_ops.core.migrations.scratch import LABEL as SCRATCH_LABEL
 from abparts_ops.core.migrations.scratch import scratch_database, scratch_name
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.core.schema.catalog_sql import CATALOG_TOKEN_SQL
 from abparts_ops.core.schema.introspect import snapshot_connection
 from abparts_ops.core.schema.model import Snapshot, canonical_json, sha256_text
@@ -704,7 +704,7 @@ def _scratch_comment() -> str:
 
 
 def _comment_sql(name: str, text: str) -> str:
-    return f"COMMENT ON DATABASE {quote_ident(name)} IS '" + text.replace("'", "''") + "'"
+    return f"COMMENT ON DATABASE {quote_always(name)} IS '" + text.replace("'", "''") + "'"
 
 
 def _catalog_token(conn: sa.Connection) -> str:
@@ -792,7 +792,7 @@ class _Scratch:
         name = scratch_name()
         try:
             self._admin_run(
-                f"ALTER DATABASE {quote_ident(template)} RENAME TO {quote_ident(name)}",
+                f"ALTER DATABASE {quote_always(template)} RENAME TO {quote_always(name)}",
             )
         except (AbpartsOpsError, sa.exc.DBAPIError) as exc:
             first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
@@ -821,8 +821,8 @@ class _Scratch:
             if pid is not None:
                 self._wait_gone(int(pid))
             self._admin_run(
-                f"DROP DATABASE IF EXISTS {quote_ident(template)} WITH (FORCE)",
-                f"ALTER DATABASE {quote_ident(self.name)} RENAME TO {quote_ident(template)}",
+                f"DROP DATABASE IF EXISTS {quote_always(template)} WITH (FORCE)",
+                f"ALTER DATABASE {quote_always(self.name)} RENAME TO {quote_always(template)}",
                 _comment_sql(template, _template_comment()),
             )
         except (AbpartsOpsError, sa.exc.DBAPIError) as exc:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from abparts_ops.core.db import quote_ident
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.core.schema.diff import SchemaDiff
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.schema.validity import is_invalid
@@ -102,8 +102,8 @@ def drop_invalid(conn: Connection, schema: str, names: Iterable[str]) -> list[st
             invalid = conn.execute(sa.text(_IS_INVALID), {"schema": schema, "name": name})
             if invalid.scalar():
                 conn.exec_driver_sql(
-                    f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(schema)}."
-                    f"{quote_ident(name)}"
+                    f"DROP INDEX CONCURRENTLY IF EXISTS {quote_always(schema)}."
+                    f"{quote_always(name)}"
                 )
                 dropped.append(name)
     finally:

@@ -66,8 +66,9 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 from pglast.visitors import Visitor, maybe_double_quote_name
 
-from abparts_ops.core.db import connect_dbapi, explain_error, quote_ident, scrub
+from abparts_ops.core.db import connect_dbapi, explain_error, scrub
 from abparts_ops.core.migrations.runner import ExecutedStatement, shorten
+from abparts_ops.core.quoting import quote_always
 
 NOT_NULL = "not_null"
 UNIQUE = "unique"
@@ -389,7 +390,7 @@ class _Deriver:
         if table.env is None:
             raise _Skip
         only = "ONLY " if rv is not None and rv.inh is False else ""
-        text = f"{only}{quote_ident(table.env[0])}.{quote_ident(table.env[1])}"
+        text = f"{only}{quote_always(table.env[0])}.{quote_always(table.env[1])}"
         return f"{text} AS {alias}" if alias else text
 
     def value(self, table: _Table, column: str) -> _Column | None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,22 +46,12 @@ from abparts_ops.core.migrations.scratch import scratch_database
 from abparts_ops.core.migrations.smoke import PROOF_DESCRIPTION as SMOKE_DESCRIPTION
 from abparts_ops.core.migrations.smoke import PROOF_NAME as SMOKE_PROOF
 from abparts_ops.core.migrations.smoke import smoke_proof
+from abparts_ops.core.migrations.verdict import ProofResult
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.dump_parity import dump_parity
 from abparts_ops.core.schema.exclusions import autogenerate_filters
 from abparts_ops.core.schema.introspect import exclusion_patterns, snapshot_connection
 from abparts_ops.core.schema.model import Snapshot
-
-
-@dataclass(frozen=True)
-class ProofResult:
-    """One proof's verdict: a one-line summary, Markdown details and numeric metadata."""
-
-    name: str
-    passed: bool
-    summary: str
-    details: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def load_metadata(models: str, sys_path: Sequence[Path | str] = ()) -> sa.MetaData:

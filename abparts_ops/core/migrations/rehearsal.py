@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
-from abparts_ops.core.db import connect, make_engine, quote_ident
+from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.migrations.data_loss import Loss, LossCounter
 from abparts_ops.core.migrations.migrate import current_revisions, failing_line
 from abparts_ops.core.migrations.project import AlembicProject
@@ -59,6 +59,7 @@ from abparts_ops.core.migrations.runner import (
     shorten,
 )
 from abparts_ops.core.migrations.scratch import scratch_database
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.core.schema.diff import SchemaDiff, diff_snapshots
 from abparts_ops.core.schema.introspect import snapshot_connection
 from abparts_ops.core.schema.model import Snapshot
@@ -134,12 +135,12 @@ class RehearsalResult:
 def _set_version_rows(
     conn: sa.Connection, project: AlembicProject, schema: str, rows: Sequence[str]
 ) -> None:
-    table = f"{quote_ident(project.version_table_schema or schema)}."
-    table += quote_ident(project.version_table)
+    table = f"{quote_always(project.version_table_schema or schema)}."
+    table += quote_always(project.version_table)
     with conn.begin():
         conn.exec_driver_sql(
             f"CREATE TABLE IF NOT EXISTS {table} (version_num varchar(32) NOT NULL, "
-            f"CONSTRAINT {quote_ident(project.version_table + '_pkc')} PRIMARY KEY "
+            f"CONSTRAINT {quote_always(project.version_table + '_pkc')} PRIMARY KEY "
             "(version_num))"
         )
         conn.exec_driver_sql(f"DELETE FROM {table}")

@@ -32,10 +32,10 @@ from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.proofs import (
     PROOFS,
     Proof,
-    ProofResult,
     blocking_failures,
     prove_baseline,
 )
+from abparts_ops.core.migrations.verdict import ProofResult
 from abparts_ops.core.schema.dump import write_reference_text
 from abparts_ops.core.schema.model import Snapshot
 

@@ -33,12 +33,12 @@ from abparts_ops.core.db import (
     drop_database,
     explain_error,
     make_engine,
-    quote_ident,
     redact_url,
     scrub,
     with_database,
 )
 from abparts_ops.core.errors import AbpartsOpsError, DatabaseError, MigrationError
+from abparts_ops.core.quoting import quote_always
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def _create(server_url: str, name: str) -> None:
         with connect(engine, label=LABEL) as conn:
             auto = conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                auto.exec_driver_sql(f"CREATE DATABASE {quote_ident(name)}")
+                auto.exec_driver_sql(f"CREATE DATABASE {quote_always(name)}")
             except DBAPIError as exc:
                 code = getattr(exc.orig, "pgcode", None)
                 first = (str(exc.orig or exc).strip().splitlines() or ["refused"])[0]
@@ -189,7 +189,7 @@ def _create(server_url: str, name: str) -> None:
                 raise explain_error(exc, label=LABEL, url=server_url) from None
             try:
                 auto.exec_driver_sql(
-                    f"COMMENT ON DATABASE {quote_ident(name)} IS "
+                    f"COMMENT ON DATABASE {quote_always(name)} IS "
                     + "'"
                     + _comment(os.getpid()).replace("'", "''")
                     + "'"

@@ -24,7 +24,7 @@ import secrets
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from alembic.autogenerate import render_python_code
@@ -39,12 +39,10 @@ from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.migrations.migrate import downgrade, project_revisions, upgrade
 from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.migrations.scratch import scratch_database
+from abparts_ops.core.migrations.verdict import ProofResult
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.exclusions import autogenerate_filters, is_excluded
 from abparts_ops.core.schema.introspect import exclusion_patterns, snapshot_connection
-
-if TYPE_CHECKING:  # proofs.py may import this module to register the proof
-    from abparts_ops.core.migrations.proofs import ProofResult
 
 PROOF_NAME = "smoke_test"
 PROOF_DESCRIPTION = (
@@ -57,8 +55,6 @@ PROBE_COLUMN_PREFIX = "abparts_smoke_"
 def _result(
     passed: bool, summary: str, details: str = "", metadata: dict[str, Any] | None = None
 ) -> ProofResult:
-    from abparts_ops.core.migrations.proofs import ProofResult
-
     return ProofResult(PROOF_NAME, passed, summary, details, dict(metadata or {}))
 
 

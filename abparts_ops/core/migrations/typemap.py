@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from abparts_ops.core.schema.ddl import quote_collation, quote_ident
+from abparts_ops.core.quoting import quote_collation, quote_ident
 
 RAW_TYPE_NAME = "_Raw"
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import psycopg2
 import sqlalchemy as sa
 
-from abparts_ops.core.db import connect_dbapi, explain_error, parse_url, quote_ident
+from abparts_ops.core.db import connect_dbapi, explain_error, parse_url
 from abparts_ops.core.errors import DatabaseError, SchemaError
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.core.schema.catalog_sql import PROBE_SQL, TOKEN_SQL
 from abparts_ops.core.schema.exclusions import compile_patterns
 from abparts_ops.core.schema.introspect import DEFAULT_SCHEMA, exclusion_patterns
@@ -108,7 +109,7 @@ def probe(
     """
     started = time.perf_counter()
     parsed = parse_url(url, label=environment)
-    qualified = f"{quote_ident(version_table_schema or schema)}.{quote_ident(version_table)}"
+    qualified = f"{quote_always(version_table_schema or schema)}.{quote_always(version_table)}"
     params = {
         "schema": schema,
         "excl": compile_patterns(exclusion_patterns(exclude, version_table)),
@@ -120,7 +121,7 @@ def probe(
     known_token = (
         known.token[len(prefix) :] if known and known.token.startswith(prefix) else None
     )
-    setup = f"SET search_path TO {quote_ident(schema)}, pg_catalog; SET jit = off; "
+    setup = f"SET search_path TO {quote_always(schema)}, pg_catalog; SET jit = off; "
     reused = False
     connection = None
     try:

@@ -14,10 +14,8 @@ import pytest
 
 from abparts_ops.core.identity import database_identity
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops.defs.environment_assets import (
-    StampConfig,
-    stamp_key,
-)
+from abparts_ops.defs.environment_assets import StampConfig
+from abparts_ops.defs.names import stamp_key
 from abparts_ops.defs.proof_gate import unproven_baseline
 from abparts_ops.embedded.demo import (
     DEMO_OLD_HEAD,

@@ -20,7 +20,7 @@ from abparts_ops.core.migrations.project import load_project
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.settings import load_settings
 from abparts_ops.definitions import build_definitions
-from abparts_ops.defs.environment_assets import STAMP_POOL, STAMP_TAG
+from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG
 from abparts_ops.defs.resources import build_resources
 from abparts_ops.defs.upgrade_assets import (
     UpgradeConfig,
