@@ -15,7 +15,7 @@ A tick is the real sensor, evaluated as the daemon does (``build_sensor_context`
 temporary instance holding an ``expected_schemas`` materialization, whose ``index``
 metadata is the reference: the demo history's expected schemas, built once on the bench
 server and cached): one event-log read, one probe per environment, concurrently, then
-the classification by :mod:`abparts_ops.core.reference`, observations and cursor. Two
+the classification by :mod:`abparts_ops.core.watch.reference`, observations and cursor. Two
 kinds of tick are timed: the *first* tick (empty cursor: every probe runs the full
 fingerprint query) and a *steady* tick (the cursor of the tick before, as the daemon
 passes it: every probe checks its catalog token, and reuses the fingerprint when no
@@ -23,7 +23,7 @@ catalog changed). The targets apply to the steady tick, which is every tick but 
 after the sensor starts and the ones right after a schema change.
 Measured in the same run, at the same concurrency: ``SELECT 1`` over a new connection per
 environment (the same ``connect_dbapi`` path the probe uses, through the same
-:func:`~abparts_ops.core.drift.probe_all`), so the table shows what the probe's catalog
+:func:`~abparts_ops.core.watch.drift.probe_all`), so the table shows what the probe's catalog
 query costs beyond a bare round trip. Medians of ``--repeat`` runs.
 
 CPU is measured too (this process, and the server's backends through the postmaster's
@@ -61,15 +61,15 @@ from abparts_ops.core.db import (  # noqa: E402
     make_engine,
     with_database,
 )
-from abparts_ops.core.drift import DriftCursor, ProbeTarget, probe_all  # noqa: E402
-from abparts_ops.core.migrations.expected import load_or_build_expected  # noqa: E402
-from abparts_ops.core.migrations.project import load_project  # noqa: E402
+from abparts_ops.core.history.expected import load_or_build_expected  # noqa: E402
+from abparts_ops.core.history.project import load_project  # noqa: E402
 from abparts_ops.core.schema.catalog_sql import PROBE_SQL  # noqa: E402
 from abparts_ops.core.schema.exclusions import compile_patterns  # noqa: E402
 from abparts_ops.core.schema.introspect import exclusion_patterns  # noqa: E402
-from abparts_ops.core.schema.probe import ProbeResult, probe  # noqa: E402
 from abparts_ops.core.settings import load_settings  # noqa: E402
-from abparts_ops.core.states import EnvironmentState  # noqa: E402
+from abparts_ops.core.watch.drift import DriftCursor, ProbeTarget, probe_all  # noqa: E402
+from abparts_ops.core.watch.probe import ProbeResult, probe  # noqa: E402
+from abparts_ops.core.watch.states import EnvironmentState  # noqa: E402
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource  # noqa: E402
 from abparts_ops.defs.sensors import build_schema_drift_sensor  # noqa: E402
 from abparts_ops.embedded.demo import (  # noqa: E402

@@ -8,13 +8,13 @@ from typing import Any
 
 import dagster as dg
 
-from abparts_ops.core.migrations.history import History, check_single_head, read_history
-from abparts_ops.core.migrations.migrate import build_from_empty
-from abparts_ops.core.migrations.proofs import proofs_for
-from abparts_ops.core.migrations.reset import BaselineRecord, prove_and_write_baseline
-from abparts_ops.core.migrations.scratch import scratch_database
-from abparts_ops.core.migrations.verdict import ProofResult
+from abparts_ops.core.history.migrate import build_from_empty
+from abparts_ops.core.history.revisions import History, check_single_head, read_history
+from abparts_ops.core.reset.proofs import proofs_for
+from abparts_ops.core.reset.runbook import BaselineRecord, prove_and_write_baseline
+from abparts_ops.core.reset.verdict import ProofResult
 from abparts_ops.core.schema.model import Snapshot
+from abparts_ops.core.scratch import scratch_database
 from abparts_ops.defs.metadata import md
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, SchemaPolicyResource
 
@@ -111,7 +111,7 @@ def baseline_revision(
 ) -> dg.Output[BaselineRecord]:
     """A new self-contained root revision that builds the whole source schema from empty.
 
-    Proven before written (core.migrations.reset): the baseline is rendered into a
+    Proven before written (core.reset.runbook): the baseline is rendered into a
     temporary copy of the Alembic project and every proof runs there; only when all the
     blocking ones pass are the old revision files moved (never deleted) into a dated
     archive folder with a manifest, the new file written (never over another file) and

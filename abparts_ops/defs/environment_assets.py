@@ -8,11 +8,11 @@ makes:
   it records an observation saying what would change. Before anything, the blocking
   proofs on ``baseline_revision`` must have passed on its latest materialization (else
   one line: "no proven baseline yet: run reset_baseline first"); then
-  :func:`~abparts_ops.core.migrations.stamp.guarded_stamp` does the work, comparing the
+  :func:`~abparts_ops.core.rollout.stamp.guarded_stamp` does the work, comparing the
   environment with the expected schema at that baseline.
 * the checks ``revision_is_head`` and ``schema_matches_reference`` on that asset. They
   read the live database and ask the one reference
-  (:mod:`abparts_ops.core.reference`) which state it is in: the revision check passes
+  (:mod:`abparts_ops.core.watch.reference`) which state it is in: the revision check passes
   only at the head, the schema check only when the schema is what the history builds at
   the environment's own revision (so both pass only on the head's schema).
 
@@ -44,20 +44,20 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.catch_up import archive_positions, guarded_catch_up
-from abparts_ops.core.migrations.expected import (
+from abparts_ops.core.history.expected import (
     ExpectedSchemas,
     default_cache_dir,
     load_or_build_expected,
 )
-from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
-from abparts_ops.core.reference import Assessment, baseline_of, describe_revisions
+from abparts_ops.core.history.project import AlembicProject
+from abparts_ops.core.rollout.catch_up import archive_positions, guarded_catch_up
+from abparts_ops.core.rollout.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.settings import EnvironmentSettings, Settings
-from abparts_ops.core.states import version_rows_text
-from abparts_ops.core.verify import probe_state, snapshot_state
+from abparts_ops.core.watch.reference import Assessment, baseline_of, describe_revisions
+from abparts_ops.core.watch.states import version_rows_text
+from abparts_ops.core.watch.verify import probe_state, snapshot_state
 from abparts_ops.defs.metadata import diff_metadata, launched_by, md
 from abparts_ops.defs.names import (
     BASELINE_REVISION,
@@ -300,7 +300,7 @@ def _catch_up(
 ) -> Iterator[Any]:
     """``stamp_<env> {catch_up: true}``: the archived revisions, then the baseline's stamp.
 
-    One guarded, rehearsed, audited run (:func:`~abparts_ops.core.migrations.catch_up.
+    One guarded, rehearsed, audited run (:func:`~abparts_ops.core.rollout.catch_up.
     guarded_catch_up`); its record is the upgrade's (revisions applied, findings, rows and
     locks, identity), plus the baseline stamped.
     """
@@ -358,7 +358,7 @@ def current_expected(context: Any, project: AlembicProject, schema: str) -> Expe
     """The expected schemas of the revision files as they are: THE one way, from the cache.
 
     Built or extended on the scratch server when the cache is behind the files (see
-    :func:`~abparts_ops.core.migrations.expected.load_or_build_expected`), so a reader
+    :func:`~abparts_ops.core.history.expected.load_or_build_expected`), so a reader
     never judges with a reference older than the files. Needs the ``policy`` and
     ``scratch`` resources.
     """

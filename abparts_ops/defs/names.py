@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from abparts_ops.core.migrations.proofs import PROOFS
+from abparts_ops.core.reset.proofs import PROOFS
 
 # -- assets -------------------------------------------------------------------------------
 SOURCE_SCHEMA = dg.AssetKey("source_schema")

@@ -1,8 +1,8 @@
 """The drift watch: ``schema_drift_sensor`` and ``revision_files_sensor``.
 
 Both are thin: the probing, classification and memory live in
-:mod:`abparts_ops.core.drift`, and the state of each environment comes from the one
-reference, :mod:`abparts_ops.core.reference`. A tick of ``schema_drift_sensor`` costs one
+:mod:`abparts_ops.core.watch.drift`, and the state of each environment comes from the one
+reference, :mod:`abparts_ops.core.watch.reference`. A tick of ``schema_drift_sensor`` costs one
 short query per environment (run concurrently: version rows and a catalog token) plus the
 reference: the revision files' fingerprint (a few small reads) and one manifest of the
 one expected-schemas cache (:func:`current_reference`; the latest ``expected_schemas``
@@ -11,7 +11,7 @@ catalogs changed since the last tick (the token moved, or it is the first tick) 
 full fingerprint query, and the expensive snapshot and diff run only in the verification
 run it requests when a fingerprint or revision moves. Between a change of the revision
 files and the refresh, what the earlier build still describes is judged and the rest is
-``history_changed`` (said in the words of :mod:`abparts_ops.core.history_changes`).
+``history_changed`` (said in the words of :mod:`abparts_ops.core.history.changes`).
 ``revision_files_sensor`` costs a few ``stat`` calls unless the versions folder changed.
 
 Environment URLs are read from their variables inside each probe's thread (not through
@@ -31,7 +31,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from abparts_ops.core.drift import (
+from abparts_ops.core.errors import AbpartsOpsError
+from abparts_ops.core.history.expected import (
+    ExpectedIndex,
+    StaleIndex,
+    cached_index,
+    default_cache_dir,
+    reference_index,
+)
+from abparts_ops.core.history.project import AlembicProject
+from abparts_ops.core.history.revisions import versions_fingerprint
+from abparts_ops.core.rollout.catch_up import archive_positions
+from abparts_ops.core.settings import CONFIG_ENV, Settings
+from abparts_ops.core.watch.drift import (
     DriftCursor,
     DriftState,
     ProbeTarget,
@@ -45,19 +57,7 @@ from abparts_ops.core.drift import (
     probe_all,
     versions_signature,
 )
-from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.catch_up import archive_positions
-from abparts_ops.core.migrations.expected import (
-    ExpectedIndex,
-    StaleIndex,
-    cached_index,
-    default_cache_dir,
-    reference_index,
-)
-from abparts_ops.core.migrations.history import versions_fingerprint
-from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.settings import CONFIG_ENV, Settings
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.defs.jobs import refresh_history_job
 from abparts_ops.defs.names import (
     DRIFT_TAG,
@@ -112,7 +112,7 @@ def cached_project(alembic: AlembicResource) -> AlembicProject:
     """``alembic.project()``, loaded once and reused while the ini file is unchanged.
 
     Loading imports every revision file; a sensor ticking every minute only needs the
-    folders (to stat them) and, through :func:`~abparts_ops.core.drift.script_heads`,
+    folders (to stat them) and, through :func:`~abparts_ops.core.watch.drift.script_heads`,
     the heads, which are re-read only when the files change.
     """
     key = (
@@ -323,7 +323,7 @@ def current_reference(
 
     From the one cache (a manifest read, no snapshot, never a build): the current build
     when there is one, else the earlier build read against the files
-    (:class:`~abparts_ops.core.migrations.expected.StaleIndex`: what changed is judged
+    (:class:`~abparts_ops.core.history.expected.StaleIndex`: what changed is judged
     only once ``refresh_history`` has run). The latest ``expected_schemas``
     materialization's index stands in when the cache holds nothing for these settings.
     """

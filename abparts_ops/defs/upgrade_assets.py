@@ -2,7 +2,7 @@
 
 For every configured environment, :func:`build_upgrade_defs` makes one asset whose
 materialization means *the pending revisions were applied and verified* (see
-:func:`~abparts_ops.core.migrations.upgrade.guarded_upgrade`) and one job that runs only
+:func:`~abparts_ops.core.rollout.upgrade.guarded_upgrade`) and one job that runs only
 it. A dry run (the default) materializes nothing: it records an observation with the
 pending revisions, the rehearsal's verdict and the lint findings. A refusal fails the run
 with one line and the evidence (diff, failing revision, findings) as metadata.
@@ -10,7 +10,7 @@ with one line and the evidence (diff, failing revision, findings) as metadata.
 No sensor or schedule targets these jobs. They share the stamps' concurrency pool
 (:data:`~abparts_ops.defs.environment_assets.STAMP_POOL`) and tag, so upgrades and stamps
 run one at a time, and the core takes the same PostgreSQL advisory lock anyway. The
-expected schemas come from :func:`~abparts_ops.core.migrations.expected.
+expected schemas come from :func:`~abparts_ops.core.history.expected.
 load_or_build_expected`, the same cache the ``expected_schemas`` asset fills, so an
 upgrade always judges against the history on disk now.
 """
@@ -25,14 +25,14 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.catch_up import archive_positions
-from abparts_ops.core.migrations.expected import (
+from abparts_ops.core.history.expected import (
     default_cache_dir,
     load_or_build_expected,
 )
-from abparts_ops.core.migrations.lint import LintExclusion, LintReport
-from abparts_ops.core.migrations.rehearsal_copy import RehearsalCopy
-from abparts_ops.core.migrations.upgrade import (
+from abparts_ops.core.rollout.catch_up import archive_positions
+from abparts_ops.core.rollout.lint import LintExclusion, LintReport
+from abparts_ops.core.rollout.rehearsal_copy import RehearsalCopy
+from abparts_ops.core.rollout.upgrade import (
     LintBlocked,
     RehearsalFailed,
     UpgradeDrift,
@@ -43,7 +43,7 @@ from abparts_ops.core.migrations.upgrade import (
     guarded_upgrade,
 )
 from abparts_ops.core.settings import EnvironmentSettings, Settings
-from abparts_ops.core.states import version_rows_text
+from abparts_ops.core.watch.states import version_rows_text
 from abparts_ops.defs.metadata import diff_metadata, launched_by, markdown_table, md
 from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG, UPGRADE_ASSET, upgrade_key
 from abparts_ops.defs.proof_gate import proven_baseline

@@ -41,18 +41,18 @@ from abparts_ops.core.db import (
     with_database,
 )
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.expected import ExpectedSchemas, build_expected_schemas
-from abparts_ops.core.migrations.migrate import upgrade
-from abparts_ops.core.migrations.project import AlembicProject, load_project
-from abparts_ops.core.migrations.rehearsal import dump_environment
-from abparts_ops.core.migrations.stamp import guarded_stamp
-from abparts_ops.core.migrations.upgrade import guarded_upgrade
+from abparts_ops.core.history.expected import ExpectedSchemas, build_expected_schemas
+from abparts_ops.core.history.migrate import upgrade
+from abparts_ops.core.history.project import AlembicProject, load_project
 from abparts_ops.core.quoting import quote_always
+from abparts_ops.core.rollout.rehearsal import dump_environment
+from abparts_ops.core.rollout.stamp import guarded_stamp
+from abparts_ops.core.rollout.upgrade import guarded_upgrade
 from abparts_ops.core.schema.dump import PG_DUMP_DIRS_ENV, find_pg_dump, reference_dump
 from abparts_ops.core.schema.dump import run_pg_dump as run_pg_dump_core
 from abparts_ops.core.schema.dump_parity import dump_parity
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops_tests.core.migrations.projects import Rev, write_project
+from abparts_ops_tests.core.history.projects import Rev, write_project
 from abparts_ops_tests.sql import run_sql
 
 TOKEN = uuid.uuid4().hex[:12]

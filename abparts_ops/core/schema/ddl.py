@@ -30,7 +30,7 @@ the catalog's own text, rendered with ``search_path`` pinned to the schema, so t
 sets the same ``search_path`` before it creates anything.
 
 The helpers used for it (quoting, sequence options, view and table order) are shared with
-the baseline renderer in :mod:`abparts_ops.core.migrations.baseline_render`.
+the baseline renderer in :mod:`abparts_ops.core.reset.baseline_render`.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ import dagster as dg
 import sqlalchemy as sa
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.drift import DriftCursor
-from abparts_ops.core.migrations.migrate import downgrade, upgrade
-from abparts_ops.core.migrations.project import AlembicProject, load_project
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.history.migrate import downgrade, upgrade
+from abparts_ops.core.history.project import AlembicProject, load_project
+from abparts_ops.core.watch.drift import DriftCursor
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.embedded.demo import DEMO_OLD_HEAD
 from abparts_ops_tests.defs.drift.conftest import Watch
 

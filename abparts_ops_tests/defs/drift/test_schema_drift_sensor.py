@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import create_database
-from abparts_ops.core.drift import DriftCursor, run_key
 from abparts_ops.core.settings import load_settings
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.drift import DriftCursor, run_key
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.defs.names import (
     DRIFT_TAG,
     ENVIRONMENT_TAG,

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from abparts_ops.core.identity import database_identity
+from abparts_ops.core.rollout.identity import database_identity
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.defs.environment_assets import StampConfig
 from abparts_ops.defs.names import stamp_key

@@ -28,9 +28,9 @@ from alembic import command
 from alembic.config import Config
 
 from abparts_ops.core.db import drop_database, make_engine
-from abparts_ops.core.drift import DriftCursor
 from abparts_ops.core.settings import load_settings
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.drift import DriftCursor
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.definitions import build_definitions
 from abparts_ops.defs.environment_assets import StampConfig
 from abparts_ops.defs.names import ENVIRONMENT_TAG, stamp_job_name

@@ -15,8 +15,8 @@ import dagster as dg
 import pytest
 
 from abparts_ops.core.db import connect, make_engine
-from abparts_ops.core.migrations.migrate import upgrade
-from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.history.migrate import upgrade
+from abparts_ops.core.history.project import load_project
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.settings import load_settings
 from abparts_ops.definitions import build_definitions
@@ -29,7 +29,7 @@ from abparts_ops.defs.upgrade_assets import (
     upgrade_op,
     upgrade_policy,
 )
-from abparts_ops_tests.core.migrations.projects import Rev, write_project
+from abparts_ops_tests.core.history.projects import Rev, write_project
 from abparts_ops_tests.sql import run_sql, version_rows
 
 R001 = Rev(
