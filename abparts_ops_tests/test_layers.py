@@ -135,3 +135,26 @@ def import_cycles() -> list[list[str]]:
 def test_no_import_cycle() -> None:
     """No module imports, even lazily inside a function, one that imports it back."""
     assert import_cycles() == []
+
+
+#: The lifecycle folders of ``core/``, each allowed to import only those before it (the
+#: top-level modules of ``core/``: settings, db, quoting, errors, scratch, doctor, are
+#: outside this order).
+LIFECYCLE = ("schema", "history", "reset", "watch", "rollout")
+#: Folders of one rank do not import each other.
+RANK = {"schema": 0, "history": 1, "reset": 2, "watch": 2, "rollout": 3}
+
+
+def test_core_folders_import_only_the_stages_before_them() -> None:
+    """schema ← history ← reset, watch ← rollout: no folder imports a later stage."""
+    wrong = []
+    for folder in LIFECYCLE:
+        for path in _modules(f"core/{folder}"):
+            for name in _imports(path):
+                parts = name.split(".")
+                if parts[:2] != ["abparts_ops", "core"] or len(parts) < 3:
+                    continue
+                other = parts[2]
+                if other in RANK and other != folder and RANK[other] >= RANK[folder]:
+                    wrong.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert wrong == []
