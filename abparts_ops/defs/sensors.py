@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,6 @@ from abparts_ops.core.drift import (
     TickPlan,
     classify,
     decode_probe_statuses,
-    describe_revisions,
     encode_probe_statuses,
     history_graph,
     plan_tick,
@@ -56,13 +54,15 @@ from abparts_ops.core.migrations.expected import (
 )
 from abparts_ops.core.migrations.history import versions_fingerprint
 from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.settings import CONFIG_ENV, Settings
+from abparts_ops.core.settings import CONFIG_ENV, EnvironmentSettings, Settings
 from abparts_ops.core.states import EnvironmentState
 from abparts_ops.defs.jobs import refresh_history_job
+from abparts_ops.defs.live_state import live_events, sensor_events, short_line, state_line
 from abparts_ops.defs.names import (
     DRIFT_TAG,
     ENVIRONMENT_TAG,
     EXPECTED_SCHEMAS,
+    FOUND_TAG,
     MIGRATION_HISTORY,
     REVISION_FILES_SENSOR,
     SCHEMA_DRIFT_SENSOR,
@@ -71,8 +71,6 @@ from abparts_ops.defs.names import (
     VERIFY_JOB,
     VERSIONS_TAG,
     check_keys,
-    live_revision_key,
-    live_schema_key,
     stamp_key,
 )
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource
@@ -215,59 +213,12 @@ def known_differences(
     return known
 
 
-def _observations(
+def _events(
     state: DriftState, plan: TickPlan, head: str | None, differences: int | None
-) -> list[dg.AssetObservation]:
+) -> list[dg.AssetCheckEvaluation | dg.AssetObservation]:
     memory = plan.cursor.environments.get(state.environment)
-    since = memory.since if memory and memory.since else time.time()
-    reachable = state.status is not EnvironmentState.UNREACHABLE
-    common: dict[str, object] = {
-        "state": state.status.value,
-        "status": state.status.value,
-        "reason": state.reason,
-        "pending": ", ".join(state.pending),
-        "pending_count": len(state.pending),
-        "reachable": int(reachable),
-        "status_since": dg.MetadataValue.timestamp(since),
-        "elapsed_ms": round(state.elapsed_ms, 1),
-    }
-    revision_meta: dict[str, object] = {
-        "revision": describe_revisions(state.revisions) if reachable else "unknown",
-        "head": head or "",
-        "expected_revision": state.expected_revision or "",
-        **common,
-    }
-    schema_meta: dict[str, object] = {
-        "fingerprint": state.fingerprint or "",
-        "reference": state.reference or "",
-        **common,
-    }
-    if state.revision_in_sync is not None:
-        revision_meta["revision_in_sync"] = int(state.revision_in_sync)
-    if state.schema_in_sync is not None:
-        schema_meta["schema_in_sync"] = int(state.schema_in_sync)
-        if state.schema_in_sync:
-            schema_meta["differing_objects"] = 0
-        elif differences is not None:
-            schema_meta["differing_objects"] = differences
-    if state.table_count is not None:
-        schema_meta["tables"] = state.table_count
-    if reachable:
-        schema_meta["catalogs_unchanged"] = int(state.reused)
-    return [
-        dg.AssetObservation(
-            asset_key=live_revision_key(state.environment),
-            description=state.reason,
-            metadata=revision_meta,
-            tags={ENVIRONMENT_TAG: state.environment},
-        ),
-        dg.AssetObservation(
-            asset_key=live_schema_key(state.environment),
-            description=state.reason,
-            metadata=schema_meta,
-            tags={ENVIRONMENT_TAG: state.environment},
-        ),
-    ]
+    since = memory.since if memory and memory.since else None
+    return sensor_events(live_events(state, head=head, differences=differences, since=since))
 
 
 LOG_LINES = 20
@@ -362,6 +313,55 @@ def current_reference(
     return _Reference(view, archived, problem, history)
 
 
+def probe_environments(
+    instance: dg.DagsterInstance,
+    alembic: AlembicResource,
+    policy: SchemaPolicyResource,
+    environments: Sequence[EnvironmentSettings],
+    *,
+    connect_timeout_s: float | None = None,
+    timeout_s: float = 10,
+) -> tuple[list[DriftState], str | None]:
+    """Probe and classify ``environments`` now, as one tick would (no memory of the last).
+
+    For the live assets' own observation (the UI's "Observe"): the same reference, probe
+    and classification as :func:`build_schema_drift_sensor`; every fingerprint computed
+    in full. Returns the states and the head. Raises :class:`dagster.Failure` (one line)
+    when there is no reference yet.
+    """
+    reference = current_reference(instance, alembic, policy)
+    index = reference.view
+    if index is None:
+        raise dg.Failure(
+            description=(
+                "materialize expected_schemas first (run reset_baseline or refresh_history): "
+                "the reference is the schema the migration history builds up to each revision"
+            ),
+            allow_retries=False,
+        )
+    targets = [
+        ProbeTarget(
+            environment=env.name,
+            url=env.url,
+            schema=env.schema,
+            exclude=tuple(policy.exclude),
+            version_table=alembic.version_table,
+            privileges=index.privileges,
+        )
+        for env in environments
+    ]
+    outcomes = probe_all(
+        targets,
+        max_workers=max(1, min(16, len(targets))),
+        timeout_s=timeout_s,
+        budget_s=TICK_BUDGET_S,
+        connect_timeout_s=connect_timeout_s,
+    )
+    states = [classify(o, index, archived=reference.archived) for o in outcomes]
+    head = index.heads[0] if len(index.heads) == 1 else None
+    return states, head
+
+
 def build_schema_drift_sensor(
     settings: Settings,
     *,
@@ -447,7 +447,7 @@ def build_schema_drift_sensor(
             reference=index.history_fingerprint,
         )
         differences = known_differences(context.instance, states, plan)
-        events: list[dg.AssetObservation] = []
+        events: list[dg.AssetCheckEvaluation | dg.AssetObservation] = []
         for state in states:
             before = previous.environments.get(state.environment)
             changed = before is None or (
@@ -455,7 +455,7 @@ def build_schema_drift_sensor(
                 != (state.status.value, state.revisions, state.fingerprint)
             )
             if observe_unchanged or changed:
-                events.extend(_observations(state, plan, head, differences.get(state.environment)))
+                events.extend(_events(state, plan, head, differences.get(state.environment)))
         _log_states(context, states)
         run_requests = [
             dg.RunRequest(
@@ -463,7 +463,11 @@ def build_schema_drift_sensor(
                 job_name=VERIFY_JOB,
                 asset_selection=[],
                 asset_check_keys=check_keys(env),
-                tags={DRIFT_TAG: plan.state(env).status.value, ENVIRONMENT_TAG: env},
+                tags={
+                    DRIFT_TAG: plan.state(env).status.value,
+                    ENVIRONMENT_TAG: env,
+                    FOUND_TAG: short_line(plan.state(env), differences.get(env)),
+                },
             )
             for env, key in plan.requests.items()
         ]
@@ -479,7 +483,7 @@ def build_schema_drift_sensor(
             return dg.SensorResult(run_requests=run_requests, cursor=cursor, asset_events=events)
         lines = []
         for state in states:
-            line = state.reason
+            line = state_line(state, differences.get(state.environment))
             memory = plan.cursor.environments.get(state.environment)
             if state.drifting and memory and memory.requested:
                 line += f" (verification already requested: {memory.requested})"
