@@ -1,28 +1,28 @@
-"""The live state of every environment, as observable assets the drift sensor observes.
+"""The live state of every environment, as external assets the drift sensor reports.
 
-Per environment two observable source assets, group ``live``: ``[env, "live_revision"]``
-(what its ``alembic_version`` says) and ``[env, "live_schema"]`` (the fingerprint of its
-schema), each with one check (``revision_in_sync``, ``schema_in_sync``). Nothing
-materializes them, so the graph shows them as "Observed" (never as "Never
-materialized", pending work): ``schema_drift_sensor`` records an observation of each and
-evaluates both checks on every tick, so the asset graph and the asset list show each
-environment's state at a glance (a failed check's severity: red for drift, an unknown
-revision or an unreachable database; yellow for work waiting), the check's description
-says it in one line ("staging: schema_drift (2 objects)"), and the observations' numeric
-metadata (in-sync flags as 0/1, probe time, differing objects) is plotted over time: the
-moment drift started is the first observation with a 0. "Observe" in the UI probes the
-environment now, in a run, the same way.
+Per environment two external assets, group ``live``: ``[env, "live_revision"]`` (what its
+``alembic_version`` says) and ``[env, "live_schema"]`` (the fingerprint of its schema),
+each with one check (``revision_in_sync``, ``schema_in_sync``). No job materializes them:
+``schema_drift_sensor`` reports, on every tick, an observation of each (its numeric
+metadata, in-sync flags as 0/1, probe time, differing objects, is plotted over time) and
+evaluates both checks; when an environment's state, revision or fingerprint changes it
+also reports a materialization (a new version of the live database), so the asset graph
+and the asset list draw each environment green, or red where its check failed with an
+error (schema drift, an unknown revision, an unreachable database), and never as "Never
+materialized" pending work. The checks' descriptions say the state in one line
+("staging: schema_drift (2 objects)"); a warning (behind, awaiting its stamp, a
+catch-up, a history not judged yet) marks work that waits. Executing the checks in the
+UI probes the environment now, the same way.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import dagster as dg
 
 from abparts_ops.core.settings import EnvironmentSettings, Settings
-from abparts_ops.defs.live_state import live_events, observe_result
+from abparts_ops.defs.live_state import check_result, live_events
 from abparts_ops.defs.names import (
     ENVIRONMENT_TAG,
     LIVE_GROUP,
@@ -119,52 +119,44 @@ def _live_checks(env: EnvironmentSettings) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _live_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefinition:
-    specs = [s for s in build_live_specs(settings) if s.key.path[0] == env.name]
+def _live_checks_for(env: EnvironmentSettings, settings: Settings) -> dg.AssetChecksDefinition:
     connect_timeout_s = settings.probe.connect_timeout_s
 
-    def observe_live(context) -> Iterator[dg.ObserveResult]:  # type: ignore[no-untyped-def]
-        """Observe this environment's live revision and schema (one probe, no memory).
+    def live_checks(context) -> Iterator[dg.AssetCheckResult]:  # type: ignore[no-untyped-def]
+        """Probe this environment now and evaluate its live checks (no memory of a tick).
 
-        ``context`` is Dagster's ``AssetExecutionContext``; it is not annotated because
-        an observable source asset refuses the string annotation this module's
-        ``from __future__ import annotations`` would give it.
+        ``context`` is Dagster's ``AssetCheckExecutionContext``; it is not annotated
+        because Dagster refuses the string annotation this module's ``from __future__
+        import annotations`` would give it.
         """
         alembic: AlembicResource = context.resources.alembic
         policy: SchemaPolicyResource = context.resources.policy
         states, head = probe_environments(
             context.instance, alembic, policy, [env], connect_timeout_s=connect_timeout_s
         )
-        selected = context.selected_asset_keys
-        checks = context.selected_asset_check_keys
+        selected = context.selected_asset_check_keys
         for state in states:
             context.log.info(state.reason)
             for event in live_events(state, head=head):
-                if event.asset_key in selected:
-                    check = dg.AssetCheckKey(event.asset_key, event.check_name)
-                    yield observe_result(event, with_check=check in checks)
+                if dg.AssetCheckKey(event.asset_key, event.check_name) in selected:
+                    yield check_result(event)
 
-    with warnings.catch_warnings():
-        # multi_observable_source_asset is marked beta; it is the API for this case
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        decorator = dg.multi_observable_source_asset(
-            name=f"{env.name}__observe_live",
-            specs=specs,
-            check_specs=_live_checks(env),
-            can_subset=True,
-            required_resource_keys={"alembic", "policy"},
-            description=(
-                f"Probe {env.name} now, as one tick of schema_drift_sensor does, and record "
-                "both live observations and their checks."
-            ),
-        )
-        return decorator(observe_live)
+    return dg.multi_asset_check(
+        specs=_live_checks(env),
+        name=f"{env.name}__live_checks",
+        can_subset=True,
+        required_resource_keys={"alembic", "policy"},
+        description=(
+            f"Probe {env.name} now, as one tick of schema_drift_sensor does, and evaluate "
+            "its live checks."
+        ),
+    )(live_checks)
 
 
-def build_live_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    """Per environment one observable source asset holding its two live assets and checks.
+def build_live_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    """Per environment its two live checks, ``revision_in_sync`` and ``schema_in_sync``.
 
-    The drift sensor records their observations and check evaluations on every tick;
-    their own observation (the UI's "Observe") probes the environment now.
+    The drift sensor evaluates them on every tick (runless evaluations); executing them
+    in the UI probes the environment now, in a run, the same way.
     """
-    return [_live_asset(env, settings) for env in settings.environments.values()]
+    return [_live_checks_for(env, settings) for env in settings.environments.values()]

@@ -1,10 +1,11 @@
 """How one environment's state reads in the UI: a short line, a health, the live events.
 
-The drift sensor (each tick) and the live assets' own observation (the UI's "Observe")
-both turn a :class:`~abparts_ops.core.drift.DriftState` into the same events: an
-observation of ``[env, live_revision]`` and of ``[env, live_schema]`` with the state in
-their metadata, and one check result on each (``revision_in_sync``,
-``schema_in_sync``) whose status colours the asset graph and the asset list and whose
+The drift sensor (each tick) and the live checks executed in a run both turn a
+:class:`~abparts_ops.core.drift.DriftState` into the same events: an observation of
+``[env, live_revision]`` and of ``[env, live_schema]`` with the state in their metadata
+(a materialization too, when the environment changed), and one check result on each
+(``revision_in_sync``, ``schema_in_sync``) whose status colours the asset graph and the
+asset list and whose
 description starts with the short line ("staging: schema_drift (2 objects)"). A failed
 check is an ERROR where that asset is the problem (an unknown revision, schema drift, an
 unreachable database), a WARN where work is merely waiting (behind, awaiting a stamp, a
@@ -167,11 +168,25 @@ def _check_metadata(event: LiveEvent) -> dict[str, Any]:
     return {key: event.metadata[key] for key in keys if key in event.metadata}
 
 
-def sensor_events(
-    events: Sequence[LiveEvent],
-) -> list[dg.AssetCheckEvaluation | dg.AssetObservation]:
-    """Runless events for a sensor tick: the check evaluations, then the observations."""
-    checks: list[dg.AssetCheckEvaluation | dg.AssetObservation] = [
+LiveAssetEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation
+"""A runless event the drift sensor reports for a live asset."""
+
+
+def sensor_events(events: Sequence[LiveEvent], *, changed: bool) -> list[LiveAssetEvent]:
+    """Runless events for a sensor tick, in this order: a materialization of each live
+    asset when the environment ``changed`` (state, revision or fingerprint; the check
+    results then belong to it), the check evaluations, the observations."""
+    materializations: list[LiveAssetEvent] = [
+        dg.AssetMaterialization(
+            asset_key=event.asset_key,
+            description=event.description,
+            metadata=event.metadata,
+            tags=event.tags,
+        )
+        for event in events
+        if changed
+    ]
+    checks: list[LiveAssetEvent] = [
         dg.AssetCheckEvaluation(
             asset_key=event.asset_key,
             check_name=event.check_name,
@@ -191,25 +206,16 @@ def sensor_events(
         )
         for event in events
     ]
-    return [*checks, *observations]
+    return [*materializations, *checks, *observations]
 
 
-def observe_result(event: LiveEvent, *, with_check: bool = True) -> dg.ObserveResult:
-    """The same event as the result of the live asset's own observation."""
-    checks = (
-        [
-            dg.AssetCheckResult(
-                asset_key=event.asset_key,
-                check_name=event.check_name,
-                passed=event.passed,
-                severity=event.severity,
-                description=event.check_description[:1000],
-                metadata=_check_metadata(event),
-            )
-        ]
-        if with_check
-        else []
-    )
-    return dg.ObserveResult(
-        asset_key=event.asset_key, metadata=event.metadata, check_results=checks
+def check_result(event: LiveEvent) -> dg.AssetCheckResult:
+    """The same check as the result of executing the live checks in a run."""
+    return dg.AssetCheckResult(
+        asset_key=event.asset_key,
+        check_name=event.check_name,
+        passed=event.passed,
+        severity=event.severity,
+        description=event.check_description[:1000],
+        metadata=_check_metadata(event),
     )

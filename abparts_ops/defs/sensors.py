@@ -57,7 +57,13 @@ from abparts_ops.core.migrations.project import AlembicProject
 from abparts_ops.core.settings import CONFIG_ENV, EnvironmentSettings, Settings
 from abparts_ops.core.states import EnvironmentState
 from abparts_ops.defs.jobs import refresh_history_job
-from abparts_ops.defs.live_state import live_events, sensor_events, short_line, state_line
+from abparts_ops.defs.live_state import (
+    LiveAssetEvent,
+    live_events,
+    sensor_events,
+    short_line,
+    state_line,
+)
 from abparts_ops.defs.names import (
     DRIFT_TAG,
     ENVIRONMENT_TAG,
@@ -214,11 +220,12 @@ def known_differences(
 
 
 def _events(
-    state: DriftState, plan: TickPlan, head: str | None, differences: int | None
-) -> list[dg.AssetCheckEvaluation | dg.AssetObservation]:
+    state: DriftState, plan: TickPlan, head: str | None, differences: int | None, changed: bool
+) -> list[LiveAssetEvent]:
     memory = plan.cursor.environments.get(state.environment)
     since = memory.since if memory and memory.since else None
-    return sensor_events(live_events(state, head=head, differences=differences, since=since))
+    events = live_events(state, head=head, differences=differences, since=since)
+    return sensor_events(events, changed=changed)
 
 
 LOG_LINES = 20
@@ -447,7 +454,7 @@ def build_schema_drift_sensor(
             reference=index.history_fingerprint,
         )
         differences = known_differences(context.instance, states, plan)
-        events: list[dg.AssetCheckEvaluation | dg.AssetObservation] = []
+        events: list[LiveAssetEvent] = []
         for state in states:
             before = previous.environments.get(state.environment)
             changed = before is None or (
@@ -455,7 +462,8 @@ def build_schema_drift_sensor(
                 != (state.status.value, state.revisions, state.fingerprint)
             )
             if observe_unchanged or changed:
-                events.extend(_events(state, plan, head, differences.get(state.environment)))
+                known = differences.get(state.environment)
+                events.extend(_events(state, plan, head, known, changed))
         _log_states(context, states)
         run_requests = [
             dg.RunRequest(

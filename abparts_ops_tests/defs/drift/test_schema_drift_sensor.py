@@ -367,15 +367,26 @@ def test_live_specs_sensors_and_schedule_are_defined(watch: Watch) -> None:
     )
 
 
-def test_the_live_assets_observe_themselves_with_their_checks(watch: Watch) -> None:
-    """"Observe" in the UI: the live assets are observable, not "never materialized"."""
-    graph = watch.defs.get_repository_def().asset_graph
+def test_the_live_assets_are_reported_and_their_checks_run_on_demand(watch: Watch) -> None:
+    """Issue 20: the live assets are drawn with their state, never as "Never materialized"
+    pending work: the first tick reports a materialization of each (a change of the live
+    database), later ticks only when it changes; executing their checks probes now."""
+    graph = watch.defs.resolve_asset_graph()
     for env in NAMES:
         for key in (live_revision_key(env), live_schema_key(env)):
-            node = graph.get(key)
-            assert node.is_observable and not node.is_materializable
+            assert not graph.get(key).is_executable  # external: only the sensor reports them
+    first = watch.tick(fresh=True)
+    reported = {
+        tuple(e.asset_key.path)
+        for e in first.asset_events
+        if isinstance(e, dg.AssetMaterialization)
+    }
+    assert reported == {(env, kind) for env in NAMES for kind in ("live_revision", "live_schema")}
+    quiet = watch.tick()
+    assert not [e for e in quiet.asset_events if isinstance(e, dg.AssetMaterialization)]
+    assert len(live_checks(quiet)) == 2 * len(NAMES)  # the checks are evaluated every tick
+
     job = watch.defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={live_revision_key("prod"), live_schema_key("prod")},
         asset_check_selection={
             dg.AssetCheckKey(live_revision_key("prod"), "revision_in_sync"),
             dg.AssetCheckKey(live_schema_key("prod"), "schema_in_sync"),
@@ -387,19 +398,9 @@ def test_the_live_assets_observe_themselves_with_their_checks(watch: Watch) -> N
     finally:
         remove_drift(watch.urls["prod"])
     assert result.success
-    observed = {
-        tuple(event.asset_key.path): event.metadata["state"].value
-        for event in (
-            record.asset_observation_data.asset_observation
-            for record in result.get_asset_observation_events()
-        )
-    }
-    assert observed == {
-        ("prod", "live_revision"): "schema_drift",
-        ("prod", "live_schema"): "schema_drift",
-    }
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["revision_in_sync"].passed
     schema = evaluations["schema_in_sync"]
     assert not schema.passed and schema.severity == dg.AssetCheckSeverity.ERROR
     assert (schema.description or "").startswith("prod: schema_drift: ")
+    assert_all_in_sync(watch.tick())
