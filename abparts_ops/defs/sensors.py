@@ -369,6 +369,37 @@ def probe_environments(
     return states, head
 
 
+HEADLINE_NAMES = 20
+"""The tick's first line names at most this many environments of each kind."""
+
+
+def _sentence(line: str) -> str:
+    """``line`` ending with a full stop: the UI shows the tick's lines run together."""
+    return line if line.endswith((".", ")", "!", "?")) else f"{line}."
+
+
+def headline_of(states: Sequence[DriftState], differences: Mapping[str, int]) -> str:
+    """The tick's first line after its summary: every environment not in sync in its short
+    form, then the ones in sync by name (``staging: schema_drift (1 object); in sync: dev,
+    prod.``). The UI shows it first, in the tick history's tooltip and dialog."""
+
+    def names(items: Sequence[str]) -> list[str]:
+        more = len(items) - HEADLINE_NAMES
+        return [*items[:HEADLINE_NAMES], *([f"and {more} more"] if more > 0 else [])]
+
+    not_in_sync = [
+        short_line(state, differences.get(state.environment))
+        for state in states
+        if state.status is not EnvironmentState.IN_SYNC
+    ]
+    in_sync = [state.environment for state in states if state.status is EnvironmentState.IN_SYNC]
+    parts = names(not_in_sync)
+    if in_sync:
+        listed = ", ".join(names(in_sync))
+        parts.append(listed if not not_in_sync else f"in sync: {listed}")
+    return "; ".join(parts) + "."
+
+
 def build_schema_drift_sensor(
     settings: Settings,
     *,
@@ -495,8 +526,8 @@ def build_schema_drift_sensor(
             memory = plan.cursor.environments.get(state.environment)
             if state.drifting and memory and memory.requested:
                 line += f" (verification already requested: {memory.requested})"
-            lines.append(line)
-        lines.extend(line for line in (problem, reference.history) if line)
+            lines.append(_sentence(line))
+        lines.extend(_sentence(line) for line in (problem, reference.history) if line)
         if all(s.status is EnvironmentState.IN_SYNC for s in states):
             summary = "all in sync"
         elif any(s.status is EnvironmentState.HISTORY_CHANGED for s in states):
@@ -505,8 +536,9 @@ def build_schema_drift_sensor(
             summary = "no new drift"
         else:
             summary = "no drift"
+        headline = headline_of(states, differences)
         return dg.SensorResult(
-            skip_reason=f"{summary}:\n" + "\n".join(lines),
+            skip_reason=f"{summary}: {headline}\n" + "\n".join(lines),
             cursor=cursor,
             asset_events=events,
         )

@@ -229,6 +229,7 @@ query AssetNodes($keys: [AssetKeyInput!]) {
     isObservable
     isMaterializable
     isExecutable
+    assetMaterializations(limit: 1) { timestamp }
     assetChecksOrError {
       __typename
       ... on AssetChecks {

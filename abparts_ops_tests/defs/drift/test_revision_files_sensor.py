@@ -84,7 +84,10 @@ def test_a_new_revision_file_fires_the_sensor_once(watch: Watch) -> None:
         stale = watch.tick(fresh=True)
         assert not stale.run_requests
         lines = stale.skip_message.splitlines()
-        assert lines[0] == "no drift:"
+        assert lines[0] == (
+            "no drift: dev: behind (1 pending); staging: behind (1 pending); "
+            "prod: behind (1 pending)."
+        )
         for line in lines[1:4]:
             assert "behind (1 pending): at revision " + DEMO_OLD_HEAD in line
             assert "(no schema difference)" in line and NEW_REVISION in line
