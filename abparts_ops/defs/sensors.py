@@ -431,9 +431,11 @@ def build_schema_drift_sensor(
             "(in sync, behind, awaiting stamp, unknown revision, schema drift, unreachable) "
             "against the expected schema of its own revision (the latest expected_schemas). "
             "Observes [env, live_revision] and [env, live_schema] with the state and the "
-            "pending revisions; requests a verify_environments run for schema drift and "
-            "unknown revisions, once per drift. Behind and awaiting stamp are reported, not "
-            "verified. Unreachable environments never stop the others."
+            "pending revisions and evaluates their checks (revision_in_sync, "
+            "schema_in_sync: the state in one line); requests a verify_environments run "
+            "for schema drift and unknown revisions, once per drift. Behind and awaiting "
+            "stamp are reported, not verified. Unreachable environments never stop the "
+            "others."
         ),
     )
     def schema_drift_sensor(

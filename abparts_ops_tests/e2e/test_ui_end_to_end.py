@@ -91,6 +91,9 @@ LIVE_EXPECTED = {
     "prod/live_schema": ("in_sync", "SUCCEEDED", None),
 }
 NEXT_TICK = 150  # the sensor's minimum interval is 60 s; a tick waits for the daemon too
+TICK_HEADLINE = (
+    "no new drift: dev: awaiting_stamp; staging: schema_drift (1 object); in sync: prod."
+)
 PAGE = 45_000  # milliseconds, for the browser
 
 
@@ -388,7 +391,7 @@ def _browser_checks(base_url: str, artifacts: Path, index: str, run_id: str) -> 
             dialog.wait_for(state="visible")
             dialog.get_by_text("staging: schema_drift (1 object)").first.wait_for(state="visible")
             text = dialog.inner_text()
-            assert "Skip reason: no new drift: staging: schema_drift (1 object);" in text, text
+            assert f"Skip reason: {TICK_HEADLINE}" in text, text
             page.wait_for_timeout(600)
             page.screenshot(path=str(artifacts / "sensor-tick.png"))
             page.keyboard.press("Escape")
@@ -493,9 +496,7 @@ def _operator_path(
     finished = float(ui.run(run_id)["endTime"] or time.time())
     text = _wait_for_tick_text(ui, contents, finished)
     lines = text.splitlines()
-    assert lines[0] == (
-        "no new drift: dev: awaiting_stamp; staging: schema_drift (1 object); in sync: prod."
-    ), text
+    assert lines[0] == TICK_HEADLINE, text
     by_env = {line.split(":")[0]: line for line in lines[1:]}
     assert by_env["staging"].startswith("staging: schema_drift (1 object): "), text
     assert "(verification already requested: " in by_env["staging"], text
