@@ -18,7 +18,7 @@ from abparts_ops.defs.baseline_assets import (
 from abparts_ops.defs.environment_assets import build_environment_defs, head_matches_source_schema
 from abparts_ops.defs.history_assets import expected_schemas
 from abparts_ops.defs.jobs import refresh_history_job, reset_baseline_job
-from abparts_ops.defs.live_assets import build_live_specs
+from abparts_ops.defs.live_assets import build_live_checks, build_live_specs
 from abparts_ops.defs.project_settings import load_project_settings
 from abparts_ops.defs.resources import DatabaseResource, build_resources, env_resource_key
 from abparts_ops.defs.schedules import build_schedules
@@ -58,6 +58,7 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
             build_baseline_checks(settings.alembic.models is not None),
             head_matches_source_schema,
             *environment.checks,
+            *build_live_checks(settings),
         ],
         jobs=jobs,
         sensors=[*build_sensors(settings, demo=demo), *environment.sensors],

@@ -69,6 +69,7 @@ from abparts_ops.defs.names import (
     SOURCE_SCHEMA,
     STAMP_POOL,
     STAMP_TAG,
+    VERDICT_TAG,
     VERIFY_JOB,
     stamp_job_name,
     stamp_key,
@@ -453,7 +454,7 @@ def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
         """Pass iff the live version rows equal ``(head,)`` of the on-disk history."""
         found = _assess(context, env, resource_key, probe_state)
         if isinstance(found, dg.AssetCheckResult):
-            return found
+            return with_verdict(context, env.name, found)
         assessment, expected_schemas = found
         passed = assessment.at_head
         if passed:
@@ -468,12 +469,13 @@ def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
                 f"{env.name} is at {describe_revisions(assessment.revisions)}; the head is "
                 f"{assessment.head}. State: {assessment.summary}"
             )
-        return dg.AssetCheckResult(
+        result = dg.AssetCheckResult(
             passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=description[:1000],
             metadata=_state_metadata(assessment),
         )
+        return with_verdict(context, env.name, result)
 
     return revision_is_head
 
@@ -495,7 +497,7 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
         """Snapshot the environment and diff it with its expected schema: pass iff empty."""
         found = _assess(context, env, resource_key, snapshot_state)
         if isinstance(found, dg.AssetCheckResult):
-            return found
+            return with_verdict(context, env.name, found)
         assessment, _expected = found
         diff = assessment.diff
         passed = assessment.schema_matches is True
@@ -518,14 +520,61 @@ def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
         }
         if diff is not None:
             metadata.update(diff_metadata(diff))
-        return dg.AssetCheckResult(
+        result = dg.AssetCheckResult(
             passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=description[:1000],
             metadata=metadata,
         )
+        return with_verdict(context, env.name, result)
 
     return schema_matches_reference
+
+
+ALL_IN_SYNC = "all in sync"
+"""The verdict of a run whose environment checks all passed."""
+
+
+def merge_verdict(current: str | None, environment: str, state: str | None) -> str:
+    """The run's verdict after one check: ``all in sync``, or ``env: state; ...``.
+
+    ``state`` is None when the check passed. The same words as ``abparts-ops verify``
+    tags its runs with (the environments not in sync, each with its state).
+    """
+    found: dict[str, str] = {}
+    if current and current != ALL_IN_SYNC:
+        for part in current.split("; "):
+            name, sep, value = part.partition(": ")
+            if sep:
+                found[name] = value
+    if state is not None:
+        found.setdefault(environment, state)
+    return "; ".join(f"{name}: {value}" for name, value in found.items()) or ALL_IN_SYNC
+
+
+def with_verdict(
+    context: dg.AssetCheckExecutionContext, environment: str, result: dg.AssetCheckResult
+) -> dg.AssetCheckResult:
+    """Tag the run with its verdict so far (``abparts_ops/verdict``), then return ``result``.
+
+    A verification that found drift stays a successful run (it did its work; a failed
+    run means it could not verify), and the Runs list shows this tag beside it:
+    ``staging: schema_drift``. Checks of one run execute one after another in its process.
+    """
+    state = None
+    if not result.passed:
+        value = result.metadata.get("state")
+        state = str(getattr(value, "value", value) or "unreachable")
+    run_id = context.op_execution_context.run_id
+    try:
+        run = context.instance.get_run_by_id(run_id)
+        current = run.tags.get(VERDICT_TAG) if run is not None else None
+        verdict = merge_verdict(current, environment, state)
+        if verdict != current:
+            context.instance.add_run_tags(run_id, {VERDICT_TAG: verdict[:250]})
+    except Exception as exc:  # noqa: BLE001 - a tag is a courtesy; the result stands
+        context.log.warning(f"could not tag the run with its verdict: {exc}")
+    return result
 
 
 def _not_verified(environment: str, message: str) -> dg.AssetCheckResult:

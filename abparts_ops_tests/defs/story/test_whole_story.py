@@ -129,7 +129,7 @@ def states(data: Any) -> dict[str, dict[str, Any]]:
     return {
         event.asset_key.path[0]: {k: v.value for k, v in event.metadata.items()}
         for event in data.asset_events
-        if event.asset_key.path[-1] == "live_revision"
+        if isinstance(event, dg.AssetObservation) and event.asset_key.path[-1] == "live_revision"
     }
 
 
