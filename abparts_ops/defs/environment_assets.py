@@ -70,8 +70,6 @@ from abparts_ops.defs.names import (
     STAMP_POOL,
     STAMP_TAG,
     VERDICT_TAG,
-    VERIFY_JOB,
-    stamp_job_name,
     stamp_key,
 )
 from abparts_ops.defs.proof_gate import defined_checks, proven_baseline, unproven_baseline
@@ -85,7 +83,6 @@ class EnvironmentDefs:
 
     assets: list[dg.AssetsDefinition] = field(default_factory=list)
     checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
-    jobs: list[Any] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
 
@@ -646,36 +643,12 @@ def head_matches_source_schema(
 
 
 def build_environment_defs(settings: Settings) -> EnvironmentDefs:
-    """The stamp asset, its two checks and the jobs, for every environment (the source too)."""
+    """The stamp asset and its two checks for every environment (the source too).
+
+    Their jobs (``stamp_<env>``, ``verify_environments``) are in :mod:`abparts_ops.defs.jobs`.
+    """
     defs = EnvironmentDefs()
     for env in settings.environments.values():
-        asset = _stamp_asset(env, settings)
-        checks = [_revision_check(env), _schema_check(env)]
-        defs.assets.append(asset)
-        defs.checks.extend(checks)
-        defs.jobs.append(
-            dg.define_asset_job(
-                stamp_job_name(env.name),
-                selection=dg.AssetSelection.assets(asset) | dg.AssetSelection.checks(*checks),
-                tags=STAMP_TAG,
-                executor_def=dg.in_process_executor,
-                description=(
-                    f"Stamp {env.name} with the proven baseline (dry run unless run config "
-                    "says `dry_run: false`"
-                    + (f" and `confirm: {env.name}`" if env.protected else "")
-                    + "), then run its checks."
-                ),
-            )
-        )
-    defs.jobs.append(
-        dg.define_asset_job(
-            VERIFY_JOB,
-            selection=dg.AssetSelection.checks(*defs.checks),
-            executor_def=dg.in_process_executor,
-            description=(
-                "Run revision_is_head and schema_matches_reference for every environment, "
-                "the source included. Reads only: never stamps or materializes anything."
-            ),
-        )
-    )
+        defs.assets.append(_stamp_asset(env, settings))
+        defs.checks.extend([_revision_check(env), _schema_check(env)])
     return defs

@@ -22,7 +22,6 @@ variable is missing): a missing variable is that environment's problem only.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from abparts_ops.core.history.expected import (
 from abparts_ops.core.history.project import AlembicProject
 from abparts_ops.core.history.revisions import versions_fingerprint
 from abparts_ops.core.rollout.catch_up import archive_positions
-from abparts_ops.core.settings import CONFIG_ENV, EnvironmentSettings, Settings
+from abparts_ops.core.settings import EnvironmentSettings, Settings
 from abparts_ops.core.watch.drift import (
     DriftCursor,
     DriftState,
@@ -79,17 +78,13 @@ from abparts_ops.defs.names import (
     check_keys,
     stamp_key,
 )
+from abparts_ops.defs.project_settings import is_demo
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource
 
 TICK_BUDGET_S = 50.0
 """Probing stops after this long, under Dagster's default 60 s sensor evaluation limit."""
 PROBE_ORDER_KEY = "abparts_ops/schema_drift_sensor/probe_order"
 """Instance key-value entry: how each environment's last probe went (sets the next order)."""
-
-
-def is_demo() -> bool:
-    """True when the project runs the embedded demo (no ``ABPARTS_OPS_CONFIG``)."""
-    return not os.environ.get(CONFIG_ENV)
 
 
 def default_status(demo: bool) -> dg.DefaultSensorStatus:

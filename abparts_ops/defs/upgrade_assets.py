@@ -64,7 +64,6 @@ class UpgradeDefs:
     """Everything the upgrade factory makes, for ``Definitions``."""
 
     assets: list[dg.AssetsDefinition] = field(default_factory=list)
-    jobs: list[Any] = field(default_factory=list)
 
 
 class UpgradeConfig(dg.Config):
@@ -370,23 +369,8 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
 
 
 def build_upgrade_defs(settings: Settings) -> UpgradeDefs:
-    """The upgrade asset and the ``upgrade_<env>`` job of every configured environment."""
+    """The upgrade asset of every configured environment (its job: :mod:`abparts_ops.defs.jobs`)."""
     defs = UpgradeDefs()
     for env in settings.environments.values():
-        asset = _upgrade_asset(settings, env)
-        defs.assets.append(asset)
-        defs.jobs.append(
-            dg.define_asset_job(
-                f"upgrade_{env.name}",
-                selection=dg.AssetSelection.assets(asset),
-                tags=STAMP_TAG,
-                executor_def=dg.in_process_executor,
-                description=(
-                    f"Guarded upgrade of {env.name} to the head (dry run unless run config "
-                    "says `dry_run: false`"
-                    + (f" and `confirm: {env.name}`" if env.protected else "")
-                    + "). Never launched by a sensor or a schedule."
-                ),
-            )
-        )
+        defs.assets.append(_upgrade_asset(settings, env))
     return defs

@@ -20,6 +20,7 @@ from abparts_ops.core.history.project import load_project
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.settings import load_settings
 from abparts_ops.definitions import build_definitions
+from abparts_ops.defs.jobs import build_upgrade_jobs
 from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG
 from abparts_ops.defs.resources import build_resources
 from abparts_ops.defs.upgrade_assets import (
@@ -104,7 +105,9 @@ def harness(request, tmp_path: Path, db_factory, admin_url: str, monkeypatch) ->
     settings = load_settings(tmp_path / "abparts_ops.yaml")
     upgrades = build_upgrade_defs(settings)
     defs = dg.Definitions(
-        assets=upgrades.assets, jobs=upgrades.jobs, resources=build_resources(settings)
+        assets=upgrades.assets,
+        jobs=build_upgrade_jobs(settings),
+        resources=build_resources(settings),
     )
     with dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as instance:
         yield Harness(defs, instance, urls, ini)
