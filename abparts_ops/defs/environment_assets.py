@@ -434,98 +434,113 @@ def _assess(
         return _error_result(env.name, exc, url)
 
 
-def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
+def _environment_check(
+    env: EnvironmentSettings,
+    name: str,
+    description: str,
+    read: Callable[..., Any],
+    judge: Callable[[str, Assessment, Any], tuple[bool, str, dict[str, Any]]],
+) -> dg.AssetChecksDefinition:
+    """One check of ``<env>/alembic_stamp``: read the environment live, judge, tag the run.
+
+    ``read`` is how the state is read (a probe, or a full snapshot); ``judge`` turns the
+    reference's assessment into (passed, description, metadata). A failure to read (an
+    unreachable database, no expected schemas) is the check's failure, with its reason.
+    """
     resource_key = env_resource_key(env.name)
 
     @dg.asset_check(
         asset=stamp_key(env.name),
-        name=REVISION_IS_HEAD,
+        name=name,
         required_resource_keys={resource_key, "alembic", "policy", "scratch"},
-        description=(
-            f"{env.name}'s version table holds exactly the single head of the history "
-            "(read live; no stamp needed). On failure the description gives its state: "
-            "behind (pending revisions listed), awaiting its stamp, unknown revision."
-        ),
+        description=description,
     )
-    def revision_is_head(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        """Pass iff the live version rows equal ``(head,)`` of the on-disk history."""
-        found = _assess(context, env, resource_key, probe_state)
+    def environment_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        """Read the environment, ask the one reference, and say its state."""
+        found = _assess(context, env, resource_key, read)
         if isinstance(found, dg.AssetCheckResult):
             return with_verdict(context, env.name, found)
-        assessment, expected_schemas = found
-        passed = assessment.at_head
-        if passed:
-            description = f"{env.name} is at the head {assessment.head}."
-        elif assessment.head is None:
-            description = (
-                f"the history has {len(expected_schemas.heads)} heads "
-                f"({', '.join(expected_schemas.heads)}); expected one (merge them)."
-            )
-        else:
-            description = (
-                f"{env.name} is at {describe_revisions(assessment.revisions)}; the head is "
-                f"{assessment.head}. State: {assessment.summary}"
-            )
+        passed, text, metadata = judge(env.name, *found)
         result = dg.AssetCheckResult(
             passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=description[:1000],
-            metadata=_state_metadata(assessment),
-        )
-        return with_verdict(context, env.name, result)
-
-    return revision_is_head
-
-
-def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
-    resource_key = env_resource_key(env.name)
-
-    @dg.asset_check(
-        asset=stamp_key(env.name),
-        name=SCHEMA_MATCHES_REFERENCE,
-        required_resource_keys={resource_key, "alembic", "policy", "scratch"},
-        description=(
-            f"{env.name}'s live schema (after exclusions) equals what the migration history "
-            "builds up to its own revision (expected_schemas; the proven baseline while it "
-            "awaits its stamp); the Markdown diff is attached when it does not."
-        ),
-    )
-    def schema_matches_reference(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        """Snapshot the environment and diff it with its expected schema: pass iff empty."""
-        found = _assess(context, env, resource_key, snapshot_state)
-        if isinstance(found, dg.AssetCheckResult):
-            return with_verdict(context, env.name, found)
-        assessment, _expected = found
-        diff = assessment.diff
-        passed = assessment.schema_matches is True
-        if diff is None:
-            description = f"{env.name}: schema not compared: {assessment.summary}"
-        elif passed:
-            description = (
-                f"{env.name} matches the expected schema at {assessment.expected_revision}. "
-                f"State: {assessment.summary}"
-            )
-        else:
-            description = (
-                f"{env.name} differs from the expected schema at "
-                f"{assessment.expected_revision} in {diff.counts()['total']} object(s). "
-                f"State: {assessment.summary}"
-            )
-        metadata: dict[str, Any] = {
-            **_state_metadata(assessment),
-            "actual_probe_fingerprint": assessment.actual_fingerprint or "",
-        }
-        if diff is not None:
-            metadata.update(diff_metadata(diff))
-        result = dg.AssetCheckResult(
-            passed=passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=description[:1000],
+            description=text[:1000],
             metadata=metadata,
         )
         return with_verdict(context, env.name, result)
 
-    return schema_matches_reference
+    return environment_check
+
+
+def _judge_revision(
+    environment: str, assessment: Assessment, expected_schemas: Any
+) -> tuple[bool, str, dict[str, Any]]:
+    """``revision_is_head``: pass iff the live version rows equal ``(head,)``."""
+    if assessment.at_head:
+        text = f"{environment} is at the head {assessment.head}."
+    elif assessment.head is None:
+        text = (
+            f"the history has {len(expected_schemas.heads)} heads "
+            f"({', '.join(expected_schemas.heads)}); expected one (merge them)."
+        )
+    else:
+        text = (
+            f"{environment} is at {describe_revisions(assessment.revisions)}; the head is "
+            f"{assessment.head}. State: {assessment.summary}"
+        )
+    return assessment.at_head, text, _state_metadata(assessment)
+
+
+def _judge_schema(
+    environment: str, assessment: Assessment, _expected: Any
+) -> tuple[bool, str, dict[str, Any]]:
+    """``schema_matches_reference``: pass iff the diff with the expected schema is empty."""
+    diff = assessment.diff
+    passed = assessment.schema_matches is True
+    if diff is None:
+        text = f"{environment}: schema not compared: {assessment.summary}"
+    elif passed:
+        text = (
+            f"{environment} matches the expected schema at {assessment.expected_revision}. "
+            f"State: {assessment.summary}"
+        )
+    else:
+        text = (
+            f"{environment} differs from the expected schema at "
+            f"{assessment.expected_revision} in {diff.counts()['total']} object(s). "
+            f"State: {assessment.summary}"
+        )
+    metadata: dict[str, Any] = {
+        **_state_metadata(assessment),
+        "actual_probe_fingerprint": assessment.actual_fingerprint or "",
+    }
+    if diff is not None:
+        metadata.update(diff_metadata(diff))
+    return passed, text, metadata
+
+
+def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
+    return _environment_check(
+        env,
+        REVISION_IS_HEAD,
+        f"{env.name}'s version table holds exactly the single head of the history "
+        "(read live; no stamp needed). On failure the description gives its state: "
+        "behind (pending revisions listed), awaiting its stamp, unknown revision.",
+        probe_state,
+        _judge_revision,
+    )
+
+
+def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
+    return _environment_check(
+        env,
+        SCHEMA_MATCHES_REFERENCE,
+        f"{env.name}'s live schema (after exclusions) equals what the migration history "
+        "builds up to its own revision (expected_schemas; the proven baseline while it "
+        "awaits its stamp); the Markdown diff is attached when it does not.",
+        snapshot_state,
+        _judge_schema,
+    )
 
 
 ALL_IN_SYNC = "all in sync"
