@@ -17,8 +17,13 @@ from abparts_ops.defs.baseline_assets import (
 )
 from abparts_ops.defs.environment_assets import build_environment_defs, head_matches_source_schema
 from abparts_ops.defs.history_assets import expected_schemas
-from abparts_ops.defs.jobs import refresh_history_job, reset_baseline_job
-from abparts_ops.defs.live_assets import build_live_specs
+from abparts_ops.defs.jobs import (
+    build_stamp_jobs,
+    build_upgrade_jobs,
+    refresh_history_job,
+    reset_baseline_job,
+)
+from abparts_ops.defs.live_assets import build_live_checks, build_live_specs
 from abparts_ops.defs.project_settings import load_project_settings
 from abparts_ops.defs.resources import DatabaseResource, build_resources, env_resource_key
 from abparts_ops.defs.schedules import build_schedules
@@ -41,7 +46,12 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
     resources["source_db"] = source
     environment = build_environment_defs(settings)
     upgrades = build_upgrade_defs(settings)
-    jobs = [reset_baseline_job, refresh_history_job, *environment.jobs, *upgrades.jobs]
+    jobs = [
+        reset_baseline_job,
+        refresh_history_job,
+        *build_stamp_jobs(settings),
+        *build_upgrade_jobs(settings),
+    ]
     return dg.Definitions(
         assets=[
             source_schema,
@@ -58,6 +68,7 @@ def build_definitions(settings: Settings, *, demo: bool | None = None) -> dg.Def
             build_baseline_checks(settings.alembic.models is not None),
             head_matches_source_schema,
             *environment.checks,
+            *build_live_checks(settings),
         ],
         jobs=jobs,
         sensors=[*build_sensors(settings, demo=demo), *environment.sensors],

@@ -58,3 +58,58 @@ def db_factory(admin_url: str) -> Iterator[Callable[..., str]]:
 def fresh_db(db_factory: Callable[..., str]) -> str:
     """URL of an empty database of its own for this test."""
     return db_factory()
+
+
+DATABASE_FIXTURE = "admin_url"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the ``db`` marker (applied by collection, never by hand)."""
+    config.addinivalue_line(
+        "markers",
+        "db: the test needs the test PostgreSQL (set automatically from its fixtures); "
+        "`pytest -m 'not db'` is the fast loop",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``db`` every test whose fixtures reach the test server, or that is end-to-end.
+
+    Every database fixture depends on ``admin_url``, so the fixture closure says it:
+    a new test is classified by what it asks for, and no list is kept by hand.
+    """
+    for item in items:
+        if DATABASE_FIXTURE in getattr(item, "fixturenames", ()) or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(autouse=True)
+def _no_database_without_the_marker(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep the ``db`` marker true: a test without it cannot start or reach a server.
+
+    A test that connects without asking for a database fixture fails here with the fix,
+    instead of silently making ``pytest -m 'not db'`` slow or dependent on a server.
+    """
+    if request.node.get_closest_marker("db"):
+        return
+    import psycopg2
+
+    real_connect = psycopg2.connect
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError(
+            f"{request.node.nodeid} reaches PostgreSQL without a database fixture: "
+            f"request `{DATABASE_FIXTURE}` (or a fixture built on it), or mark it "
+            "`@pytest.mark.db` if it starts a server of its own"
+        )
+
+    def connect_nowhere(*args: object, **kwargs: object) -> object:
+        """Let a test prove what an unreachable server does; refuse one that answers."""
+        connection = real_connect(*args, **kwargs)
+        connection.close()
+        refuse()
+
+    monkeypatch.setattr(psycopg2, "connect", connect_nowhere)
+    monkeypatch.setattr(EmbeddedPostgres, "start", refuse)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.migrations.migrate import current_revisions
+from abparts_ops.core.history.migrate import current_revisions
 
 
 def run_sql(url: str, sql: str) -> None:

@@ -92,3 +92,69 @@ def test_importing_all_of_core_loads_no_dagster() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_cycles() -> list[list[str]]:
+    """Every cycle of the package's import graph (imports inside functions count too)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        graph[_module_name(path)] = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path)
+        for name in _imports(path):
+            while name and name not in graph:  # ``from pkg.mod import obj``: ``pkg.mod``
+                name = name.rpartition(".")[0]
+            if name and name != module and not module.startswith(name + "."):
+                graph[module].add(name)
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycle() -> None:
+    """No module imports, even lazily inside a function, one that imports it back."""
+    assert import_cycles() == []
+
+
+#: The lifecycle folders of ``core/``, each allowed to import only those before it (the
+#: top-level modules of ``core/``: settings, db, quoting, errors, scratch, doctor, are
+#: outside this order).
+LIFECYCLE = ("schema", "history", "reset", "watch", "rollout")
+#: Folders of one rank do not import each other.
+RANK = {"schema": 0, "history": 1, "reset": 2, "watch": 2, "rollout": 3}
+
+
+def test_core_folders_import_only_the_stages_before_them() -> None:
+    """schema ← history ← reset, watch ← rollout: no folder imports a later stage."""
+    wrong = []
+    for folder in LIFECYCLE:
+        for path in _modules(f"core/{folder}"):
+            for name in _imports(path):
+                parts = name.split(".")
+                if parts[:2] != ["abparts_ops", "core"] or len(parts) < 3:
+                    continue
+                other = parts[2]
+                if other in RANK and other != folder and RANK[other] >= RANK[folder]:
+                    wrong.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert wrong == []

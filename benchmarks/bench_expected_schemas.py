@@ -49,13 +49,13 @@ from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
 
 from abparts_ops.core.db import connect, create_database, drop_database, make_engine  # noqa: E402
-from abparts_ops.core.migrations.expected import (  # noqa: E402
+from abparts_ops.core.history.expected import (  # noqa: E402
     build_expected_schemas,
     load_or_build_expected,
     refresh_expected,
 )
-from abparts_ops.core.migrations.migrate import upgrade  # noqa: E402
-from abparts_ops.core.migrations.project import load_project  # noqa: E402
+from abparts_ops.core.history.migrate import upgrade  # noqa: E402
+from abparts_ops.core.history.project import load_project  # noqa: E402
 from abparts_ops.core.schema.introspect import snapshot_connection  # noqa: E402
 from abparts_ops.embedded.server import EmbeddedPostgres  # noqa: E402
 

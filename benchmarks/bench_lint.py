@@ -41,7 +41,8 @@ from abparts_ops.core.db import (  # noqa: E402
     make_engine,
     with_database,
 )
-from abparts_ops.core.migrations.lint import (  # noqa: E402
+from abparts_ops.core.history.project import load_project  # noqa: E402
+from abparts_ops.core.rollout.lint import (  # noqa: E402
     OFFLINE_SQL_RULE,
     LintExclusion,
     executed_revisions,
@@ -49,8 +50,7 @@ from abparts_ops.core.migrations.lint import (  # noqa: E402
     lint_pending,
     render_offline_revisions,
 )
-from abparts_ops.core.migrations.project import load_project  # noqa: E402
-from abparts_ops.core.migrations.runner import RunProgress, run_revisions  # noqa: E402
+from abparts_ops.core.rollout.runner import RunProgress, run_revisions  # noqa: E402
 from abparts_ops.embedded.server import EmbeddedPostgres  # noqa: E402
 
 BENCH_HOME = REPO / ".abparts_ops" / "bench"

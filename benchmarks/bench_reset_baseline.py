@@ -57,12 +57,12 @@ from abparts_ops.core.db import (  # noqa: E402
     drop_database,
     make_engine,
 )
-from abparts_ops.core.migrations.baseline_render import (  # noqa: E402
+from abparts_ops.core.history.migrate import upgrade  # noqa: E402
+from abparts_ops.core.history.project import AlembicProject  # noqa: E402
+from abparts_ops.core.reset.baseline_render import (  # noqa: E402
     COMPACT_TABLES,
     render_baseline,
 )
-from abparts_ops.core.migrations.migrate import upgrade  # noqa: E402
-from abparts_ops.core.migrations.project import AlembicProject  # noqa: E402
 from abparts_ops.core.schema.diff import diff_snapshots  # noqa: E402
 from abparts_ops.core.schema.introspect import take_snapshot  # noqa: E402
 from abparts_ops.core.settings import load_settings  # noqa: E402

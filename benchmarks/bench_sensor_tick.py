@@ -20,7 +20,7 @@ metadata is the reference), with the instance's probe-order memory. Measured:
    budget, and how many were still never probed after tick 2 (target: none).
 2. **The steady tick** (the cursor of the tick before, every environment holding its
    catalog token) against ``SELECT 1`` over a new connection per environment (the same
-   ``connect_dbapi`` path, through the same :func:`~abparts_ops.core.drift.probe_all`, same
+   ``connect_dbapi`` path, through the same :func:`~abparts_ops.core.watch.drift.probe_all`, same
    concurrency, same server, same run). Target: at most 2x.
 3. **The same through a real PgBouncer** (unless ``--no-pgbouncer``, or it is not
    installed): Debian's ``pgbouncer`` in front of the bench server, ``--pool-mode``
@@ -66,7 +66,10 @@ from abparts_ops.core.db import (  # noqa: E402
     make_engine,
     with_database,
 )
-from abparts_ops.core.drift import (  # noqa: E402
+from abparts_ops.core.history.expected import load_or_build_expected  # noqa: E402
+from abparts_ops.core.history.project import load_project  # noqa: E402
+from abparts_ops.core.settings import load_settings  # noqa: E402
+from abparts_ops.core.watch.drift import (  # noqa: E402
     PROBED,
     DriftCursor,
     ProbeOutcome,
@@ -74,11 +77,8 @@ from abparts_ops.core.drift import (  # noqa: E402
     decode_probe_statuses,
     probe_all,
 )
-from abparts_ops.core.migrations.expected import load_or_build_expected  # noqa: E402
-from abparts_ops.core.migrations.project import load_project  # noqa: E402
-from abparts_ops.core.schema.probe import ProbeResult, probe  # noqa: E402
-from abparts_ops.core.settings import load_settings  # noqa: E402
-from abparts_ops.core.states import EnvironmentState  # noqa: E402
+from abparts_ops.core.watch.probe import ProbeResult, probe  # noqa: E402
+from abparts_ops.core.watch.states import EnvironmentState  # noqa: E402
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource  # noqa: E402
 from abparts_ops.defs.sensors import PROBE_ORDER_KEY, build_schema_drift_sensor  # noqa: E402
 from abparts_ops.embedded.demo import (  # noqa: E402

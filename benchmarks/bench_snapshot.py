@@ -55,7 +55,7 @@ from abparts_ops.core.db import (  # noqa: E402
     with_database,
 )
 from abparts_ops.core.schema.introspect import take_snapshot  # noqa: E402
-from abparts_ops.core.schema.probe import probe  # noqa: E402
+from abparts_ops.core.watch.probe import probe  # noqa: E402
 from abparts_ops.embedded.server import EmbeddedPostgres, ServerInfo, find_pg_bin  # noqa: E402
 
 BENCH_HOME = REPO / ".abparts_ops" / "bench"

@@ -72,12 +72,12 @@ from abparts_ops.core.db import (  # noqa: E402
     drop_database,
     make_engine,
 )
-from abparts_ops.core.migrations import rehearsal as rehearsal_module  # noqa: E402
-from abparts_ops.core.migrations.baseline_files import apply_baseline, plan_baseline  # noqa: E402
-from abparts_ops.core.migrations.expected import build_expected_schemas  # noqa: E402
-from abparts_ops.core.migrations.project import load_project  # noqa: E402
-from abparts_ops.core.migrations.rehearsal_copy import RehearsalCopy  # noqa: E402
-from abparts_ops.core.migrations.upgrade import UpgradePolicy, guarded_upgrade  # noqa: E402
+from abparts_ops.core.history.expected import build_expected_schemas  # noqa: E402
+from abparts_ops.core.history.project import load_project  # noqa: E402
+from abparts_ops.core.reset.baseline_files import apply_baseline, plan_baseline  # noqa: E402
+from abparts_ops.core.rollout import rehearsal as rehearsal_module  # noqa: E402
+from abparts_ops.core.rollout.rehearsal_copy import RehearsalCopy  # noqa: E402
+from abparts_ops.core.rollout.upgrade import UpgradePolicy, guarded_upgrade  # noqa: E402
 from abparts_ops.core.schema.dump import find_pg_dump, libpq_connection  # noqa: E402
 from abparts_ops.core.schema.introspect import take_snapshot  # noqa: E402
 from abparts_ops.embedded.demo import (  # noqa: E402
@@ -373,7 +373,7 @@ class Cpu:
 class Probes:
     """Timers around the rehearsal's own steps (``database_size``, ``scratch_database``,
     ``copy_with_rows``, with the CPU of its pg_dump and pg_restore), installed on
-    :mod:`abparts_ops.core.migrations.rehearsal`; they add no wait to what they time."""
+    :mod:`abparts_ops.core.rollout.rehearsal`; they add no wait to what they time."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, list[float]] = defaultdict(list)

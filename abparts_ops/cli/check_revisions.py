@@ -3,17 +3,17 @@
 Touches no environment (at most it reads their version rows, to know what they ran):
 
 1. the history on disk must have one head and build from empty: its expected schemas are
-   built on the scratch server (:func:`~abparts_ops.core.migrations.expected.
+   built on the scratch server (:func:`~abparts_ops.core.history.expected.
    load_or_build_expected`, the cache every other reader uses);
 2. the revisions to check are those after ``--since REV``; by default those that no
    reachable environment has run yet (every revision when none is reachable, as in CI);
 3. a scratch database is built at the revisions before them, and the guarded upgrade's
-   own rehearsal (:func:`~abparts_ops.core.migrations.rehearsal.rehearse`) runs them on a
+   own rehearsal (:func:`~abparts_ops.core.rollout.rehearsal.rehearse`) runs them on a
    copy of it, exactly as an upgrade would (one transaction, the configured timeouts,
    steps of their own where a revision leaves the transaction), and compares the result
    with the head's expected schema;
 4. the SQL each revision really executed is linted as the upgrade lints it
-   (:func:`~abparts_ops.core.migrations.lint.lint_executed`, with the configured
+   (:func:`~abparts_ops.core.rollout.lint.lint_executed`, with the configured
    exclusions and error rules, plus ``data-loss`` findings), and each revision's schema
    change is described (the expected schema at its parent against its own).
 
@@ -109,7 +109,7 @@ def _reachable_runs(settings: Any, expected: Any, project: Any) -> tuple[set[str
     each environment saying what was read."""
     from abparts_ops.core.db import scrub
     from abparts_ops.core.errors import AbpartsOpsError
-    from abparts_ops.core.schema.probe import probe
+    from abparts_ops.core.watch.probe import probe
 
     ran: set[str] = set()
     lines = []
@@ -189,9 +189,9 @@ def _build_at(scratch_url: str, project: Any, script: Any, current: Sequence[str
               exclude: Sequence[str], privileges: bool, stack: contextlib.ExitStack):
     """A scratch database at ``current`` (its URL) and its snapshot."""
     from abparts_ops.core.db import connect, make_engine
-    from abparts_ops.core.migrations.migrate import upgrade
-    from abparts_ops.core.migrations.scratch import scratch_database
+    from abparts_ops.core.history.migrate import upgrade
     from abparts_ops.core.schema.introspect import snapshot_connection
+    from abparts_ops.core.scratch import scratch_database
 
     url = stack.enter_context(scratch_database(scratch_url, prefix=SCRATCH_PREFIX))
     engine = make_engine(url, label="check-revisions database")
@@ -213,7 +213,7 @@ def _build_at(scratch_url: str, project: Any, script: Any, current: Sequence[str
 def _findings(rehearsal: Any, policy: Any, script: Any, before: Any) -> Any:
     """The lint of what each revision executed, with data-loss findings, as the upgrade
     makes them (the same function, the same policy)."""
-    from abparts_ops.core.migrations.upgrade import lint_rehearsal
+    from abparts_ops.core.rollout.upgrade import lint_rehearsal
 
     return lint_rehearsal(script, rehearsal.applied, rehearsal, policy, before=before)
 
@@ -221,9 +221,9 @@ def _findings(rehearsal: Any, policy: Any, script: Any, before: Any) -> Any:
 def check(settings: Any, since: str | None) -> tuple[dict[str, Any], list[str]]:
     """Do the check (module doc); return the JSON document and the text lines."""
     from abparts_ops.core.errors import MigrationError
-    from abparts_ops.core.migrations.expected import default_cache_dir, load_or_build_expected
-    from abparts_ops.core.migrations.project import load_project
-    from abparts_ops.core.migrations.rehearsal import rehearse
+    from abparts_ops.core.history.expected import default_cache_dir, load_or_build_expected
+    from abparts_ops.core.history.project import load_project
+    from abparts_ops.core.rollout.rehearsal import rehearse
     from abparts_ops.defs.upgrade_assets import upgrade_policy
 
     project = load_project(

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from abparts_ops.cli.common import table
-from abparts_ops.core.reference import Assessment
+from abparts_ops.core.watch.reference import Assessment
 
 STATE_FIELDS = ("name", "state", "revision", "expected_revision", "pending", "summary", "diff")
 

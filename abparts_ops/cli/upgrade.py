@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
 
 def upgrade_config(args: argparse.Namespace) -> dict[str, Any]:
     """The UpgradeConfig of the run; unknown rule names are bad input (nothing launched)."""
-    from abparts_ops.core.migrations.lint import check_rule_names
+    from abparts_ops.core.rollout.lint import check_rule_names
 
     config: dict[str, Any] = {"dry_run": not args.apply}
     if args.confirm:

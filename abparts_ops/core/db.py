@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from abparts_ops.core.errors import DatabaseError
+from abparts_ops.core.quoting import quote_always
 
 DEFAULT_CONNECT_TIMEOUT = 5
 
@@ -309,11 +310,6 @@ def with_database(url: str | sa.URL, database: str) -> str:
     return make_url(url).set(database=database).render_as_string(hide_password=False)
 
 
-def quote_ident(name: str) -> str:
-    """Quote an identifier for SQL text (always quoted, embedded quotes doubled)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def create_database(
     admin_url: str | sa.URL, name: str, *, template: str | None = None, label: str = "server"
 ) -> str:
@@ -322,9 +318,9 @@ def create_database(
     ``admin_url`` is any database on the server, used only to issue CREATE DATABASE.
     """
     engine = make_engine(admin_url, label=label)
-    sql = f"CREATE DATABASE {quote_ident(name)}"
+    sql = f"CREATE DATABASE {quote_always(name)}"
     if template:
-        sql += f" TEMPLATE {quote_ident(template)}"
+        sql += f" TEMPLATE {quote_always(template)}"
     try:
         with connect(engine, label=label) as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(sql)
@@ -339,7 +335,7 @@ def drop_database(admin_url: str | sa.URL, name: str, *, label: str = "server") 
     try:
         with connect(engine, label=label) as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"
+                f"DROP DATABASE IF EXISTS {quote_always(name)} WITH (FORCE)"
             )
     finally:
         engine.dispose()

@@ -4,7 +4,7 @@ For every environment, the source included: its URL is valid, the server answers
 role has USAGE on the schema and either the rights on the version table a stamp needs
 or, when the table is still missing, CREATE on the schema (the stamp creates it). Then
 across environments: no two of them resolve to one database (by
-:mod:`abparts_ops.core.identity`). And the scratch server really creates and drops a
+:mod:`abparts_ops.core.rollout.identity`). And the scratch server really creates and drops a
 throwaway database. One environment's failure never stops the others' checks.
 """
 
@@ -17,8 +17,12 @@ from sqlalchemy.engine import Connection
 
 from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.identity import DatabaseIdentity, identity_of_connection, shared_databases
-from abparts_ops.core.migrations.scratch import scratch_database
+from abparts_ops.core.rollout.identity import (
+    DatabaseIdentity,
+    identity_of_connection,
+    shared_databases,
+)
+from abparts_ops.core.scratch import scratch_database
 from abparts_ops.core.settings import EnvironmentSettings, Settings
 
 _STAMP_PRIVILEGES = ("SELECT", "INSERT", "DELETE")

@@ -117,7 +117,7 @@ class LintExclusion(_Strict):
     @classmethod
     def _rule_known(cls, value: str) -> str:
         # Imported here: the lint module loads Alembic, which loading a file does not need.
-        from abparts_ops.core.migrations.lint import describe_unknown_rules, unknown_rules
+        from abparts_ops.core.rollout.lint import describe_unknown_rules, unknown_rules
 
         try:
             unknown = unknown_rules([value])

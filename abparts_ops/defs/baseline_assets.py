@@ -8,12 +8,13 @@ from typing import Any
 
 import dagster as dg
 
-from abparts_ops.core.migrations.history import History, check_single_head, read_history
-from abparts_ops.core.migrations.migrate import build_from_empty
-from abparts_ops.core.migrations.proofs import ProofResult, proofs_for
-from abparts_ops.core.migrations.reset import prove_and_write_baseline
-from abparts_ops.core.migrations.scratch import scratch_database
+from abparts_ops.core.history.migrate import build_from_empty
+from abparts_ops.core.history.revisions import History, check_single_head, read_history
+from abparts_ops.core.reset.proofs import proofs_for
+from abparts_ops.core.reset.runbook import BaselineRecord, prove_and_write_baseline
+from abparts_ops.core.reset.verdict import ProofResult
 from abparts_ops.core.schema.model import Snapshot
+from abparts_ops.core.scratch import scratch_database
 from abparts_ops.defs.metadata import md
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, SchemaPolicyResource
 
@@ -107,10 +108,10 @@ def baseline_revision(
     policy: SchemaPolicyResource,
     scratch: DatabaseResource,
     source_db: DatabaseResource,
-) -> dg.Output[dict[str, Any]]:
+) -> dg.Output[BaselineRecord]:
     """A new self-contained root revision that builds the whole source schema from empty.
 
-    Proven before written (core.migrations.reset): the baseline is rendered into a
+    Proven before written (core.reset.runbook): the baseline is rendered into a
     temporary copy of the Alembic project and every proof runs there; only when all the
     blocking ones pass are the old revision files moved (never deleted) into a dated
     archive folder with a manifest, the new file written (never over another file) and
@@ -145,23 +146,13 @@ def baseline_revision(
         context.log.error(outcome.failure_report())
     context.log.info(f"baseline {plan.revision}: {outcome.action} ({path.name})")
     archive = outcome.archive
-    value = {
-        "revision": _revision_of(plan),
-        "path": str(path),
-        "filename": path.name,
-        "sha256": plan.sha256,
-        "dry_run": config.dry_run,
-        "action": outcome.action,
-        "source": plan.source,
-        "source_fingerprint": source_schema.fingerprint,
-        "proofs": dict(outcome.results),
-    }
+    record = outcome.record(source_schema.fingerprint)
     return dg.Output(
-        value,
-        data_version=dg.DataVersion(plan.sha256),
+        record,
+        data_version=dg.DataVersion(record.sha256),
         metadata={
-            "revision": value["revision"],
-            "action": outcome.action,
+            "revision": record.revision,
+            "action": record.action,
             "file": dg.MetadataValue.path(str(path)),
             "sha256": plan.sha256,
             "archived_files": len(archive.entries) if archive is not None else 0,
@@ -184,13 +175,6 @@ def _proofs_table(results: dict[str, ProofResult]) -> str:
         summary = result.summary.replace("|", "\\|")
         lines.append(f"| {name} | {'yes' if result.passed else '**no**'} | {summary} |")
     return "\n".join(lines)
-
-
-def _revision_of(plan: Any) -> str:
-    existing = plan.existing
-    if existing is not None:
-        return str(existing.name.split("_", 1)[0])
-    return str(plan.revision)
 
 
 def build_baseline_checks(with_models: bool) -> dg.AssetChecksDefinition:
@@ -221,11 +205,11 @@ def build_baseline_checks(with_models: bool) -> dg.AssetChecksDefinition:
         name="baseline_proofs",
     )
     def baseline_proofs(
-        baseline_revision: dict[str, Any], source_schema: Snapshot
+        baseline_revision: BaselineRecord, source_schema: Snapshot
     ) -> Iterator[dg.AssetCheckResult]:
         """Report each proof's verdict from the run of ``baseline_revision``."""
-        results: dict[str, ProofResult] = baseline_revision.get("proofs") or {}
-        proven_on = str(baseline_revision.get("source_fingerprint") or "")
+        results = baseline_revision.proofs
+        proven_on = baseline_revision.source_fingerprint
         stale = proven_on != source_schema.fingerprint
         for proof in proofs:
             result = results.get(proof.name)

@@ -8,11 +8,11 @@ makes:
   it records an observation saying what would change. Before anything, the blocking
   proofs on ``baseline_revision`` must have passed on its latest materialization (else
   one line: "no proven baseline yet: run reset_baseline first"); then
-  :func:`~abparts_ops.core.migrations.stamp.guarded_stamp` does the work, comparing the
+  :func:`~abparts_ops.core.rollout.stamp.guarded_stamp` does the work, comparing the
   environment with the expected schema at that baseline.
 * the checks ``revision_is_head`` and ``schema_matches_reference`` on that asset. They
   read the live database and ask the one reference
-  (:mod:`abparts_ops.core.reference`) which state it is in: the revision check passes
+  (:mod:`abparts_ops.core.watch.reference`) which state it is in: the revision check passes
   only at the head, the schema check only when the schema is what the history builds at
   the environment's own revision (so both pass only on the head's schema).
 
@@ -44,23 +44,23 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.catch_up import archive_positions, guarded_catch_up
-from abparts_ops.core.migrations.expected import (
+from abparts_ops.core.history.expected import (
     ExpectedSchemas,
     default_cache_dir,
     load_or_build_expected,
 )
-from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.migrations.stamp import SchemaDrift, StampResult, guarded_stamp
-from abparts_ops.core.reference import Assessment, baseline_of, describe_revisions
+from abparts_ops.core.history.project import AlembicProject
+from abparts_ops.core.rollout.catch_up import archive_positions, guarded_catch_up
+from abparts_ops.core.rollout.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.settings import EnvironmentSettings, Settings
-from abparts_ops.core.verify import probe_state, snapshot_state
+from abparts_ops.core.watch.reference import Assessment, baseline_of, describe_revisions
+from abparts_ops.core.watch.states import version_rows_text
+from abparts_ops.core.watch.verify import probe_state, snapshot_state
 from abparts_ops.defs.metadata import diff_metadata, launched_by, md
 from abparts_ops.defs.names import (
     BASELINE_REVISION,
-    ENVIRONMENT_CHECKS,
     ENVIRONMENTS_GROUP,
     EXPECTED_SCHEMAS,
     HEAD_MATCHES_SOURCE,
@@ -69,24 +69,12 @@ from abparts_ops.defs.names import (
     SOURCE_SCHEMA,
     STAMP_POOL,
     STAMP_TAG,
-    VERIFY_JOB,
-    check_keys,
-    stamp_job_name,
+    VERDICT_TAG,
     stamp_key,
 )
 from abparts_ops.defs.proof_gate import defined_checks, proven_baseline, unproven_baseline
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, env_resource_key
 from abparts_ops.defs.write_guard import guard_metadata, write_guard
-
-__all__ = [
-    "STAMP_POOL",
-    "STAMP_TAG",
-    "VERIFY_JOB",
-    "check_keys",
-    "stamp_key",
-]  # re-exported from names for the modules and tests that import them from here
-BASELINE_KEY = BASELINE_REVISION
-CHECK_NAMES = ENVIRONMENT_CHECKS
 
 
 @dataclass
@@ -95,7 +83,6 @@ class EnvironmentDefs:
 
     assets: list[dg.AssetsDefinition] = field(default_factory=list)
     checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
-    jobs: list[Any] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
 
@@ -150,12 +137,6 @@ class StampConfig(dg.Config):
     )
 
 
-def _describe(revisions: tuple[str, ...] | None) -> str:
-    if revisions is None:
-        return "(no version table)"
-    return ", ".join(revisions) if revisions else "(empty version table)"
-
-
 def _first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0] if lines else text
@@ -172,8 +153,10 @@ def stamp_metadata(result: StampResult, *, run_id: str, user: str, dry_run: bool
         "action": result.action,
         "dry_run": dry_run,
         "state_before": result.state,
-        "revision_before": _describe(result.before),
-        "revision_after": _describe(result.after) if result.after is not None else "",
+        "revision_before": version_rows_text(result.before, as_metadata=True),
+        "revision_after": (
+            version_rows_text(result.after, as_metadata=True) if result.after is not None else ""
+        ),
         "target": result.target,
         "head": result.head or "",
         "purged": ", ".join(result.purged),
@@ -218,7 +201,7 @@ def _stamp_asset(env: EnvironmentSettings, settings: Settings) -> dg.AssetsDefin
         key=key,
         group_name=ENVIRONMENTS_GROUP,
         kinds={"postgres", "alembic"},
-        deps=[BASELINE_KEY, EXPECTED_SCHEMAS],
+        deps=[BASELINE_REVISION, EXPECTED_SCHEMAS],
         required_resource_keys={resource_key, "alembic", "policy", "scratch"},
         output_required=False,
         op_tags=STAMP_TAG,
@@ -315,7 +298,7 @@ def _catch_up(
 ) -> Iterator[Any]:
     """``stamp_<env> {catch_up: true}``: the archived revisions, then the baseline's stamp.
 
-    One guarded, rehearsed, audited run (:func:`~abparts_ops.core.migrations.catch_up.
+    One guarded, rehearsed, audited run (:func:`~abparts_ops.core.rollout.catch_up.
     guarded_catch_up`); its record is the upgrade's (revisions applied, findings, rows and
     locks, identity), plus the baseline stamped.
     """
@@ -373,7 +356,7 @@ def current_expected(context: Any, project: AlembicProject, schema: str) -> Expe
     """The expected schemas of the revision files as they are: THE one way, from the cache.
 
     Built or extended on the scratch server when the cache is behind the files (see
-    :func:`~abparts_ops.core.migrations.expected.load_or_build_expected`), so a reader
+    :func:`~abparts_ops.core.history.expected.load_or_build_expected`), so a reader
     never judges with a reference older than the files. Needs the ``policy`` and
     ``scratch`` resources.
     """
@@ -395,7 +378,7 @@ def _state_metadata(assessment: Assessment) -> dict[str, Any]:
     return {
         "environment": assessment.environment,
         "state": assessment.state.value,
-        "current": _describe(assessment.revisions),
+        "current": version_rows_text(assessment.revisions, as_metadata=True),
         "head": assessment.head or "",
         "expected_revision": assessment.expected_revision or "",
         "pending": ", ".join(assessment.pending),
@@ -451,96 +434,159 @@ def _assess(
         return _error_result(env.name, exc, url)
 
 
-def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
+def _environment_check(
+    env: EnvironmentSettings,
+    name: str,
+    description: str,
+    read: Callable[..., Any],
+    judge: Callable[[str, Assessment, Any], tuple[bool, str, dict[str, Any]]],
+) -> dg.AssetChecksDefinition:
+    """One check of ``<env>/alembic_stamp``: read the environment live, judge, tag the run.
+
+    ``read`` is how the state is read (a probe, or a full snapshot); ``judge`` turns the
+    reference's assessment into (passed, description, metadata). A failure to read (an
+    unreachable database, no expected schemas) is the check's failure, with its reason.
+    """
     resource_key = env_resource_key(env.name)
 
     @dg.asset_check(
         asset=stamp_key(env.name),
-        name=REVISION_IS_HEAD,
+        name=name,
         required_resource_keys={resource_key, "alembic", "policy", "scratch"},
-        description=(
-            f"{env.name}'s version table holds exactly the single head of the history "
-            "(read live; no stamp needed). On failure the description gives its state: "
-            "behind (pending revisions listed), awaiting its stamp, unknown revision."
-        ),
+        description=description,
     )
-    def revision_is_head(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        """Pass iff the live version rows equal ``(head,)`` of the on-disk history."""
-        found = _assess(context, env, resource_key, probe_state)
+    def environment_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        """Read the environment, ask the one reference, and say its state."""
+        found = _assess(context, env, resource_key, read)
         if isinstance(found, dg.AssetCheckResult):
-            return found
-        assessment, expected_schemas = found
-        passed = assessment.at_head
-        if passed:
-            description = f"{env.name} is at the head {assessment.head}."
-        elif assessment.head is None:
-            description = (
-                f"the history has {len(expected_schemas.heads)} heads "
-                f"({', '.join(expected_schemas.heads)}); expected one (merge them)."
-            )
-        else:
-            description = (
-                f"{env.name} is at {describe_revisions(assessment.revisions)}; the head is "
-                f"{assessment.head}. State: {assessment.summary}"
-            )
-        return dg.AssetCheckResult(
+            return with_verdict(context, env.name, found)
+        passed, text, metadata = judge(env.name, *found)
+        result = dg.AssetCheckResult(
             passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=description[:1000],
-            metadata=_state_metadata(assessment),
+            description=text[:1000],
+            metadata=metadata,
         )
+        return with_verdict(context, env.name, result)
 
-    return revision_is_head
+    return environment_check
+
+
+def _judge_revision(
+    environment: str, assessment: Assessment, expected_schemas: Any
+) -> tuple[bool, str, dict[str, Any]]:
+    """``revision_is_head``: pass iff the live version rows equal ``(head,)``."""
+    if assessment.at_head:
+        text = f"{environment} is at the head {assessment.head}."
+    elif assessment.head is None:
+        text = (
+            f"the history has {len(expected_schemas.heads)} heads "
+            f"({', '.join(expected_schemas.heads)}); expected one (merge them)."
+        )
+    else:
+        text = (
+            f"{environment} is at {describe_revisions(assessment.revisions)}; the head is "
+            f"{assessment.head}. State: {assessment.summary}"
+        )
+    return assessment.at_head, text, _state_metadata(assessment)
+
+
+def _judge_schema(
+    environment: str, assessment: Assessment, _expected: Any
+) -> tuple[bool, str, dict[str, Any]]:
+    """``schema_matches_reference``: pass iff the diff with the expected schema is empty."""
+    diff = assessment.diff
+    passed = assessment.schema_matches is True
+    if diff is None:
+        text = f"{environment}: schema not compared: {assessment.summary}"
+    elif passed:
+        text = (
+            f"{environment} matches the expected schema at {assessment.expected_revision}. "
+            f"State: {assessment.summary}"
+        )
+    else:
+        text = (
+            f"{environment} differs from the expected schema at "
+            f"{assessment.expected_revision} in {diff.counts()['total']} object(s). "
+            f"State: {assessment.summary}"
+        )
+    metadata: dict[str, Any] = {
+        **_state_metadata(assessment),
+        "actual_probe_fingerprint": assessment.actual_fingerprint or "",
+    }
+    if diff is not None:
+        metadata.update(diff_metadata(diff))
+    return passed, text, metadata
+
+
+def _revision_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
+    return _environment_check(
+        env,
+        REVISION_IS_HEAD,
+        f"{env.name}'s version table holds exactly the single head of the history "
+        "(read live; no stamp needed). On failure the description gives its state: "
+        "behind (pending revisions listed), awaiting its stamp, unknown revision.",
+        probe_state,
+        _judge_revision,
+    )
 
 
 def _schema_check(env: EnvironmentSettings) -> dg.AssetChecksDefinition:
-    resource_key = env_resource_key(env.name)
-
-    @dg.asset_check(
-        asset=stamp_key(env.name),
-        name=SCHEMA_MATCHES_REFERENCE,
-        required_resource_keys={resource_key, "alembic", "policy", "scratch"},
-        description=(
-            f"{env.name}'s live schema (after exclusions) equals what the migration history "
-            "builds up to its own revision (expected_schemas; the proven baseline while it "
-            "awaits its stamp); the Markdown diff is attached when it does not."
-        ),
+    return _environment_check(
+        env,
+        SCHEMA_MATCHES_REFERENCE,
+        f"{env.name}'s live schema (after exclusions) equals what the migration history "
+        "builds up to its own revision (expected_schemas; the proven baseline while it "
+        "awaits its stamp); the Markdown diff is attached when it does not.",
+        snapshot_state,
+        _judge_schema,
     )
-    def schema_matches_reference(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        """Snapshot the environment and diff it with its expected schema: pass iff empty."""
-        found = _assess(context, env, resource_key, snapshot_state)
-        if isinstance(found, dg.AssetCheckResult):
-            return found
-        assessment, _expected = found
-        diff = assessment.diff
-        passed = assessment.schema_matches is True
-        if diff is None:
-            description = f"{env.name}: schema not compared: {assessment.summary}"
-        elif passed:
-            description = (
-                f"{env.name} matches the expected schema at {assessment.expected_revision}. "
-                f"State: {assessment.summary}"
-            )
-        else:
-            description = (
-                f"{env.name} differs from the expected schema at "
-                f"{assessment.expected_revision} in {diff.counts()['total']} object(s). "
-                f"State: {assessment.summary}"
-            )
-        metadata: dict[str, Any] = {
-            **_state_metadata(assessment),
-            "actual_probe_fingerprint": assessment.actual_fingerprint or "",
-        }
-        if diff is not None:
-            metadata.update(diff_metadata(diff))
-        return dg.AssetCheckResult(
-            passed=passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=description[:1000],
-            metadata=metadata,
-        )
 
-    return schema_matches_reference
+
+ALL_IN_SYNC = "all in sync"
+"""The verdict of a run whose environment checks all passed."""
+
+
+def merge_verdict(current: str | None, environment: str, state: str | None) -> str:
+    """The run's verdict after one check: ``all in sync``, or ``env: state; ...``.
+
+    ``state`` is None when the check passed. The same words as ``abparts-ops verify``
+    tags its runs with (the environments not in sync, each with its state).
+    """
+    found: dict[str, str] = {}
+    if current and current != ALL_IN_SYNC:
+        for part in current.split("; "):
+            name, sep, value = part.partition(": ")
+            if sep:
+                found[name] = value
+    if state is not None:
+        found.setdefault(environment, state)
+    return "; ".join(f"{name}: {value}" for name, value in found.items()) or ALL_IN_SYNC
+
+
+def with_verdict(
+    context: dg.AssetCheckExecutionContext, environment: str, result: dg.AssetCheckResult
+) -> dg.AssetCheckResult:
+    """Tag the run with its verdict so far (``abparts_ops/verdict``), then return ``result``.
+
+    A verification that found drift stays a successful run (it did its work; a failed
+    run means it could not verify), and the Runs list shows this tag beside it:
+    ``staging: schema_drift``. Checks of one run execute one after another in its process.
+    """
+    state = None
+    if not result.passed:
+        value = result.metadata.get("state")
+        state = str(getattr(value, "value", value) or "unreachable")
+    run_id = context.op_execution_context.run_id
+    try:
+        run = context.instance.get_run_by_id(run_id)
+        current = run.tags.get(VERDICT_TAG) if run is not None else None
+        verdict = merge_verdict(current, environment, state)
+        if verdict != current:
+            context.instance.add_run_tags(run_id, {VERDICT_TAG: verdict[:250]})
+    except Exception as exc:  # noqa: BLE001 - a tag is a courtesy; the result stands
+        context.log.warning(f"could not tag the run with its verdict: {exc}")
+    return result
 
 
 def _not_verified(environment: str, message: str) -> dg.AssetCheckResult:
@@ -612,36 +658,12 @@ def head_matches_source_schema(
 
 
 def build_environment_defs(settings: Settings) -> EnvironmentDefs:
-    """The stamp asset, its two checks and the jobs, for every environment (the source too)."""
+    """The stamp asset and its two checks for every environment (the source too).
+
+    Their jobs (``stamp_<env>``, ``verify_environments``) are in :mod:`abparts_ops.defs.jobs`.
+    """
     defs = EnvironmentDefs()
     for env in settings.environments.values():
-        asset = _stamp_asset(env, settings)
-        checks = [_revision_check(env), _schema_check(env)]
-        defs.assets.append(asset)
-        defs.checks.extend(checks)
-        defs.jobs.append(
-            dg.define_asset_job(
-                stamp_job_name(env.name),
-                selection=dg.AssetSelection.assets(asset) | dg.AssetSelection.checks(*checks),
-                tags=STAMP_TAG,
-                executor_def=dg.in_process_executor,
-                description=(
-                    f"Stamp {env.name} with the proven baseline (dry run unless run config "
-                    "says `dry_run: false`"
-                    + (f" and `confirm: {env.name}`" if env.protected else "")
-                    + "), then run its checks."
-                ),
-            )
-        )
-    defs.jobs.append(
-        dg.define_asset_job(
-            VERIFY_JOB,
-            selection=dg.AssetSelection.checks(*defs.checks),
-            executor_def=dg.in_process_executor,
-            description=(
-                "Run revision_is_head and schema_matches_reference for every environment, "
-                "the source included. Reads only: never stamps or materializes anything."
-            ),
-        )
-    )
+        defs.assets.append(_stamp_asset(env, settings))
+        defs.checks.extend([_revision_check(env), _schema_check(env)])
     return defs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from abparts_ops.core.migrations.proofs import PROOFS
+from abparts_ops.core.reset.proofs import PROOFS
 
 # -- assets -------------------------------------------------------------------------------
 SOURCE_SCHEMA = dg.AssetKey("source_schema")
@@ -66,6 +66,12 @@ HEAD_MATCHES_SOURCE = "head_matches_source_schema"
 """Check on ``expected_schemas``: right after a reset, the head's schema is the source's."""
 
 
+LIVE_REVISION_CHECK = "revision_in_sync"
+"""Check on ``[env, live_revision]``, evaluated by the drift sensor on each tick."""
+LIVE_SCHEMA_CHECK = "schema_in_sync"
+"""Check on ``[env, live_schema]``, evaluated by the drift sensor on each tick."""
+
+
 def check_keys(environment: str) -> list[dg.AssetCheckKey]:
     """The verification checks of one environment."""
     return [dg.AssetCheckKey(stamp_key(environment), name) for name in ENVIRONMENT_CHECKS]
@@ -102,3 +108,7 @@ TRIGGER_TAG = "abparts_ops/trigger"
 DRIFT_TAG = "abparts_ops/drift"
 ENVIRONMENT_TAG = "abparts_ops/environment"
 VERSIONS_TAG = "abparts_ops/versions"
+FOUND_TAG = "abparts_ops/found"
+"""Run tag of a verification the drift sensor requests: what it found, in one short line."""
+VERDICT_TAG = "abparts_ops/verdict"
+"""Run tag the environment checks set: ``all in sync``, or ``staging: schema_drift; ...``."""

@@ -9,6 +9,14 @@ from abparts_ops.core.errors import AbpartsOpsError, ConfigError
 from abparts_ops.core.settings import CONFIG_ENV, Settings, load_settings
 
 
+def is_demo() -> bool:
+    """True when the project runs the embedded demo (no ``ABPARTS_OPS_CONFIG``).
+
+    Decides whether sensors and the schedule start RUNNING (the demo) or STOPPED.
+    """
+    return not os.environ.get(CONFIG_ENV)
+
+
 def load_project_settings() -> Settings:
     """The code location's settings; a bad configuration fails with its lines first.
 

@@ -14,7 +14,7 @@ import dagster as dg
 
 from abparts_ops.core.db import parse_url
 from abparts_ops.core.errors import ConfigError, DatabaseError
-from abparts_ops.core.migrations.project import AlembicProject, load_project
+from abparts_ops.core.history.project import AlembicProject, load_project
 from abparts_ops.core.settings import Settings
 
 

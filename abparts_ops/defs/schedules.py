@@ -6,7 +6,7 @@ import dagster as dg
 
 from abparts_ops.core.settings import Settings
 from abparts_ops.defs.names import NIGHTLY_SCHEDULE, TRIGGER_TAG, VERIFY_JOB
-from abparts_ops.defs.sensors import is_demo
+from abparts_ops.defs.project_settings import is_demo
 
 NIGHTLY_CRON = "0 2 * * *"
 

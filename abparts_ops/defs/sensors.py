@@ -1,8 +1,8 @@
 """The drift watch: ``schema_drift_sensor`` and ``revision_files_sensor``.
 
 Both are thin: the probing, classification and memory live in
-:mod:`abparts_ops.core.drift`, and the state of each environment comes from the one
-reference, :mod:`abparts_ops.core.reference`. A tick of ``schema_drift_sensor`` costs one
+:mod:`abparts_ops.core.watch.drift`, and the state of each environment comes from the one
+reference, :mod:`abparts_ops.core.watch.reference`. A tick of ``schema_drift_sensor`` costs one
 short query per environment (run concurrently: version rows and a catalog token) plus the
 reference: the revision files' fingerprint (a few small reads) and one manifest of the
 one expected-schemas cache (:func:`current_reference`; the latest ``expected_schemas``
@@ -11,7 +11,7 @@ catalogs changed since the last tick (the token moved, or it is the first tick) 
 full fingerprint query, and the expensive snapshot and diff run only in the verification
 run it requests when a fingerprint or revision moves. Between a change of the revision
 files and the refresh, what the earlier build still describes is judged and the rest is
-``history_changed`` (said in the words of :mod:`abparts_ops.core.history_changes`).
+``history_changed`` (said in the words of :mod:`abparts_ops.core.history.changes`).
 ``revision_files_sensor`` costs a few ``stat`` calls unless the versions folder changed.
 
 Environment URLs are read from their variables inside each probe's thread (not through
@@ -22,47 +22,52 @@ variable is missing): a missing variable is that environment's problem only.
 from __future__ import annotations
 
 import json
-import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
-from abparts_ops.core.drift import (
-    DriftCursor,
-    DriftState,
-    ProbeTarget,
-    TickPlan,
-    classify,
-    decode_probe_statuses,
-    describe_revisions,
-    encode_probe_statuses,
-    history_graph,
-    plan_tick,
-    probe_all,
-    versions_signature,
-)
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.catch_up import archive_positions
-from abparts_ops.core.migrations.expected import (
+from abparts_ops.core.history.expected import (
     ExpectedIndex,
     StaleIndex,
     cached_index,
     default_cache_dir,
     reference_index,
 )
-from abparts_ops.core.migrations.history import versions_fingerprint
-from abparts_ops.core.migrations.project import AlembicProject
-from abparts_ops.core.settings import CONFIG_ENV, Settings
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.history.project import AlembicProject
+from abparts_ops.core.history.revisions import versions_fingerprint
+from abparts_ops.core.rollout.catch_up import archive_positions
+from abparts_ops.core.settings import EnvironmentSettings, Settings
+from abparts_ops.core.watch.drift import (
+    DriftCursor,
+    DriftState,
+    ProbeTarget,
+    TickPlan,
+    classify,
+    decode_probe_statuses,
+    encode_probe_statuses,
+    history_graph,
+    plan_tick,
+    probe_all,
+    versions_signature,
+)
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.defs.jobs import refresh_history_job
+from abparts_ops.defs.live_state import (
+    LiveAssetEvent,
+    live_events,
+    sensor_events,
+    short_line,
+    state_line,
+)
 from abparts_ops.defs.names import (
     DRIFT_TAG,
     ENVIRONMENT_TAG,
     EXPECTED_SCHEMAS,
+    FOUND_TAG,
     MIGRATION_HISTORY,
     REVISION_FILES_SENSOR,
     SCHEMA_DRIFT_SENSOR,
@@ -71,21 +76,15 @@ from abparts_ops.defs.names import (
     VERIFY_JOB,
     VERSIONS_TAG,
     check_keys,
-    live_revision_key,
-    live_schema_key,
     stamp_key,
 )
+from abparts_ops.defs.project_settings import is_demo
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource
 
 TICK_BUDGET_S = 50.0
 """Probing stops after this long, under Dagster's default 60 s sensor evaluation limit."""
 PROBE_ORDER_KEY = "abparts_ops/schema_drift_sensor/probe_order"
 """Instance key-value entry: how each environment's last probe went (sets the next order)."""
-
-
-def is_demo() -> bool:
-    """True when the project runs the embedded demo (no ``ABPARTS_OPS_CONFIG``)."""
-    return not os.environ.get(CONFIG_ENV)
 
 
 def default_status(demo: bool) -> dg.DefaultSensorStatus:
@@ -112,7 +111,7 @@ def cached_project(alembic: AlembicResource) -> AlembicProject:
     """``alembic.project()``, loaded once and reused while the ini file is unchanged.
 
     Loading imports every revision file; a sensor ticking every minute only needs the
-    folders (to stat them) and, through :func:`~abparts_ops.core.drift.script_heads`,
+    folders (to stat them) and, through :func:`~abparts_ops.core.watch.drift.script_heads`,
     the heads, which are re-read only when the files change.
     """
     key = (
@@ -215,59 +214,13 @@ def known_differences(
     return known
 
 
-def _observations(
-    state: DriftState, plan: TickPlan, head: str | None, differences: int | None
-) -> list[dg.AssetObservation]:
+def _events(
+    state: DriftState, plan: TickPlan, head: str | None, differences: int | None, changed: bool
+) -> list[LiveAssetEvent]:
     memory = plan.cursor.environments.get(state.environment)
-    since = memory.since if memory and memory.since else time.time()
-    reachable = state.status is not EnvironmentState.UNREACHABLE
-    common: dict[str, object] = {
-        "state": state.status.value,
-        "status": state.status.value,
-        "reason": state.reason,
-        "pending": ", ".join(state.pending),
-        "pending_count": len(state.pending),
-        "reachable": int(reachable),
-        "status_since": dg.MetadataValue.timestamp(since),
-        "elapsed_ms": round(state.elapsed_ms, 1),
-    }
-    revision_meta: dict[str, object] = {
-        "revision": describe_revisions(state.revisions) if reachable else "unknown",
-        "head": head or "",
-        "expected_revision": state.expected_revision or "",
-        **common,
-    }
-    schema_meta: dict[str, object] = {
-        "fingerprint": state.fingerprint or "",
-        "reference": state.reference or "",
-        **common,
-    }
-    if state.revision_in_sync is not None:
-        revision_meta["revision_in_sync"] = int(state.revision_in_sync)
-    if state.schema_in_sync is not None:
-        schema_meta["schema_in_sync"] = int(state.schema_in_sync)
-        if state.schema_in_sync:
-            schema_meta["differing_objects"] = 0
-        elif differences is not None:
-            schema_meta["differing_objects"] = differences
-    if state.table_count is not None:
-        schema_meta["tables"] = state.table_count
-    if reachable:
-        schema_meta["catalogs_unchanged"] = int(state.reused)
-    return [
-        dg.AssetObservation(
-            asset_key=live_revision_key(state.environment),
-            description=state.reason,
-            metadata=revision_meta,
-            tags={ENVIRONMENT_TAG: state.environment},
-        ),
-        dg.AssetObservation(
-            asset_key=live_schema_key(state.environment),
-            description=state.reason,
-            metadata=schema_meta,
-            tags={ENVIRONMENT_TAG: state.environment},
-        ),
-    ]
+    since = memory.since if memory and memory.since else None
+    events = live_events(state, head=head, differences=differences, since=since)
+    return sensor_events(events, changed=changed)
 
 
 LOG_LINES = 20
@@ -323,7 +276,7 @@ def current_reference(
 
     From the one cache (a manifest read, no snapshot, never a build): the current build
     when there is one, else the earlier build read against the files
-    (:class:`~abparts_ops.core.migrations.expected.StaleIndex`: what changed is judged
+    (:class:`~abparts_ops.core.history.expected.StaleIndex`: what changed is judged
     only once ``refresh_history`` has run). The latest ``expected_schemas``
     materialization's index stands in when the cache holds nothing for these settings.
     """
@@ -362,6 +315,86 @@ def current_reference(
     return _Reference(view, archived, problem, history)
 
 
+def probe_environments(
+    instance: dg.DagsterInstance,
+    alembic: AlembicResource,
+    policy: SchemaPolicyResource,
+    environments: Sequence[EnvironmentSettings],
+    *,
+    connect_timeout_s: float | None = None,
+    timeout_s: float = 10,
+) -> tuple[list[DriftState], str | None]:
+    """Probe and classify ``environments`` now, as one tick would (no memory of the last).
+
+    For the live assets' own observation (the UI's "Observe"): the same reference, probe
+    and classification as :func:`build_schema_drift_sensor`; every fingerprint computed
+    in full. Returns the states and the head. Raises :class:`dagster.Failure` (one line)
+    when there is no reference yet.
+    """
+    reference = current_reference(instance, alembic, policy)
+    index = reference.view
+    if index is None:
+        raise dg.Failure(
+            description=(
+                "materialize expected_schemas first (run reset_baseline or refresh_history): "
+                "the reference is the schema the migration history builds up to each revision"
+            ),
+            allow_retries=False,
+        )
+    targets = [
+        ProbeTarget(
+            environment=env.name,
+            url=env.url,
+            schema=env.schema,
+            exclude=tuple(policy.exclude),
+            version_table=alembic.version_table,
+            privileges=index.privileges,
+        )
+        for env in environments
+    ]
+    outcomes = probe_all(
+        targets,
+        max_workers=max(1, min(16, len(targets))),
+        timeout_s=timeout_s,
+        budget_s=TICK_BUDGET_S,
+        connect_timeout_s=connect_timeout_s,
+    )
+    states = [classify(o, index, archived=reference.archived) for o in outcomes]
+    head = index.heads[0] if len(index.heads) == 1 else None
+    return states, head
+
+
+HEADLINE_NAMES = 20
+"""The tick's first line names at most this many environments of each kind."""
+
+
+def _sentence(line: str) -> str:
+    """``line`` ending with a full stop: the UI shows the tick's lines run together."""
+    return line if line.endswith((".", ")", "!", "?")) else f"{line}."
+
+
+def headline_of(states: Sequence[DriftState], differences: Mapping[str, int]) -> str:
+    """The tick's first line after its summary: every environment not in sync in its short
+    form, then the ones in sync by name (``staging: schema_drift (1 object); in sync: dev,
+    prod.``). The UI shows it first, in the tick history's tooltip and dialog."""
+
+    def names(items: Sequence[str]) -> list[str]:
+        more = len(items) - HEADLINE_NAMES
+        return [*items[:HEADLINE_NAMES], *([f"and {more} more"] if more > 0 else [])]
+
+    not_in_sync = [
+        short_line(state, differences.get(state.environment))
+        for state in states
+        if state.status is not EnvironmentState.IN_SYNC
+    ]
+    in_sync = [state.environment for state in states if state.status is EnvironmentState.IN_SYNC]
+    parts = names(not_in_sync)
+    if in_sync:
+        listed = ", ".join(names(in_sync))
+        parts.append(listed if not not_in_sync else f"in sync: {listed}")
+    return "; ".join(parts) + "."
+
+
 def build_schema_drift_sensor(
     settings: Settings,
     *,
@@ -393,9 +426,11 @@ def build_schema_drift_sensor(
             "(in sync, behind, awaiting stamp, unknown revision, schema drift, unreachable) "
             "against the expected schema of its own revision (the latest expected_schemas). "
             "Observes [env, live_revision] and [env, live_schema] with the state and the "
-            "pending revisions; requests a verify_environments run for schema drift and "
-            "unknown revisions, once per drift. Behind and awaiting stamp are reported, not "
-            "verified. Unreachable environments never stop the others."
+            "pending revisions and evaluates their checks (revision_in_sync, "
+            "schema_in_sync: the state in one line); requests a verify_environments run "
+            "for schema drift and unknown revisions, once per drift. Behind and awaiting "
+            "stamp are reported, not verified. Unreachable environments never stop the "
+            "others."
         ),
     )
     def schema_drift_sensor(
@@ -447,7 +482,7 @@ def build_schema_drift_sensor(
             reference=index.history_fingerprint,
         )
         differences = known_differences(context.instance, states, plan)
-        events: list[dg.AssetObservation] = []
+        events: list[LiveAssetEvent] = []
         for state in states:
             before = previous.environments.get(state.environment)
             changed = before is None or (
@@ -455,7 +490,8 @@ def build_schema_drift_sensor(
                 != (state.status.value, state.revisions, state.fingerprint)
             )
             if observe_unchanged or changed:
-                events.extend(_observations(state, plan, head, differences.get(state.environment)))
+                known = differences.get(state.environment)
+                events.extend(_events(state, plan, head, known, changed))
         _log_states(context, states)
         run_requests = [
             dg.RunRequest(
@@ -463,7 +499,11 @@ def build_schema_drift_sensor(
                 job_name=VERIFY_JOB,
                 asset_selection=[],
                 asset_check_keys=check_keys(env),
-                tags={DRIFT_TAG: plan.state(env).status.value, ENVIRONMENT_TAG: env},
+                tags={
+                    DRIFT_TAG: plan.state(env).status.value,
+                    ENVIRONMENT_TAG: env,
+                    FOUND_TAG: short_line(plan.state(env), differences.get(env)),
+                },
             )
             for env, key in plan.requests.items()
         ]
@@ -479,12 +519,12 @@ def build_schema_drift_sensor(
             return dg.SensorResult(run_requests=run_requests, cursor=cursor, asset_events=events)
         lines = []
         for state in states:
-            line = state.reason
+            line = state_line(state, differences.get(state.environment))
             memory = plan.cursor.environments.get(state.environment)
             if state.drifting and memory and memory.requested:
                 line += f" (verification already requested: {memory.requested})"
-            lines.append(line)
-        lines.extend(line for line in (problem, reference.history) if line)
+            lines.append(_sentence(line))
+        lines.extend(_sentence(line) for line in (problem, reference.history) if line)
         if all(s.status is EnvironmentState.IN_SYNC for s in states):
             summary = "all in sync"
         elif any(s.status is EnvironmentState.HISTORY_CHANGED for s in states):
@@ -493,8 +533,9 @@ def build_schema_drift_sensor(
             summary = "no new drift"
         else:
             summary = "no drift"
+        headline = headline_of(states, differences)
         return dg.SensorResult(
-            skip_reason=f"{summary}:\n" + "\n".join(lines),
+            skip_reason=f"{summary}: {headline}\n" + "\n".join(lines),
             cursor=cursor,
             asset_events=events,
         )

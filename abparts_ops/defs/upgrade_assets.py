@@ -2,7 +2,7 @@
 
 For every configured environment, :func:`build_upgrade_defs` makes one asset whose
 materialization means *the pending revisions were applied and verified* (see
-:func:`~abparts_ops.core.migrations.upgrade.guarded_upgrade`) and one job that runs only
+:func:`~abparts_ops.core.rollout.upgrade.guarded_upgrade`) and one job that runs only
 it. A dry run (the default) materializes nothing: it records an observation with the
 pending revisions, the rehearsal's verdict and the lint findings. A refusal fails the run
 with one line and the evidence (diff, failing revision, findings) as metadata.
@@ -10,7 +10,7 @@ with one line and the evidence (diff, failing revision, findings) as metadata.
 No sensor or schedule targets these jobs. They share the stamps' concurrency pool
 (:data:`~abparts_ops.defs.environment_assets.STAMP_POOL`) and tag, so upgrades and stamps
 run one at a time, and the core takes the same PostgreSQL advisory lock anyway. The
-expected schemas come from :func:`~abparts_ops.core.migrations.expected.
+expected schemas come from :func:`~abparts_ops.core.history.expected.
 load_or_build_expected`, the same cache the ``expected_schemas`` asset fills, so an
 upgrade always judges against the history on disk now.
 """
@@ -25,14 +25,14 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.catch_up import archive_positions
-from abparts_ops.core.migrations.expected import (
+from abparts_ops.core.history.expected import (
     default_cache_dir,
     load_or_build_expected,
 )
-from abparts_ops.core.migrations.lint import LintExclusion, LintReport
-from abparts_ops.core.migrations.rehearsal_copy import RehearsalCopy
-from abparts_ops.core.migrations.upgrade import (
+from abparts_ops.core.rollout.catch_up import archive_positions
+from abparts_ops.core.rollout.lint import LintExclusion, LintReport
+from abparts_ops.core.rollout.rehearsal_copy import RehearsalCopy
+from abparts_ops.core.rollout.upgrade import (
     LintBlocked,
     RehearsalFailed,
     UpgradeDrift,
@@ -43,6 +43,7 @@ from abparts_ops.core.migrations.upgrade import (
     guarded_upgrade,
 )
 from abparts_ops.core.settings import EnvironmentSettings, Settings
+from abparts_ops.core.watch.states import version_rows_text
 from abparts_ops.defs.metadata import diff_metadata, launched_by, markdown_table, md
 from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG, UPGRADE_ASSET, upgrade_key
 from abparts_ops.defs.proof_gate import proven_baseline
@@ -63,7 +64,6 @@ class UpgradeDefs:
     """Everything the upgrade factory makes, for ``Definitions``."""
 
     assets: list[dg.AssetsDefinition] = field(default_factory=list)
-    jobs: list[Any] = field(default_factory=list)
 
 
 class UpgradeConfig(dg.Config):
@@ -143,12 +143,6 @@ def _rehearsal_copy(raw: Any, default: UpgradePolicy) -> RehearsalCopy:
     )
 
 
-def _describe(revisions: tuple[str, ...] | None) -> str:
-    if revisions is None:
-        return "(no version table)"
-    return ", ".join(revisions) if revisions else "(empty version table)"
-
-
 def _findings_metadata(report: LintReport | None, prefix: str = "") -> dict[str, Any]:
     if report is None:
         return {}
@@ -172,8 +166,10 @@ def upgrade_metadata(
         "environment": result.environment,
         "action": result.action,
         "dry_run": dry_run,
-        "revision_before": _describe(result.before),
-        "revision_after": _describe(result.after) if result.after is not None else "",
+        "revision_before": version_rows_text(result.before, as_metadata=True),
+        "revision_after": (
+            version_rows_text(result.after, as_metadata=True) if result.after is not None else ""
+        ),
         "target": result.target,
         "pending": md(
             "\n".join(f"{i}. `{rev}`" for i, rev in enumerate(result.pending, 1))
@@ -277,7 +273,10 @@ def failure_evidence(exc: AbpartsOpsError) -> dict[str, Any]:
             "blocking_rules": ", ".join(sorted({f.rule for f in exc.blocking})),
         }
     if isinstance(exc, UpgradeHalfApplied):
-        extra = {"action": "half_applied", "revision_after": _describe(exc.after)}
+        extra = {
+            "action": "half_applied",
+            "revision_after": version_rows_text(exc.after, as_metadata=True),
+        }
         if exc.matches:
             extra["schema_of_revision"] = exc.matches
         return {**extra, **(diff_metadata(exc.diff) if exc.diff is not None else {})}
@@ -370,23 +369,8 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
 
 
 def build_upgrade_defs(settings: Settings) -> UpgradeDefs:
-    """The upgrade asset and the ``upgrade_<env>`` job of every configured environment."""
+    """The upgrade asset of every configured environment (its job: :mod:`abparts_ops.defs.jobs`)."""
     defs = UpgradeDefs()
     for env in settings.environments.values():
-        asset = _upgrade_asset(settings, env)
-        defs.assets.append(asset)
-        defs.jobs.append(
-            dg.define_asset_job(
-                f"upgrade_{env.name}",
-                selection=dg.AssetSelection.assets(asset),
-                tags=STAMP_TAG,
-                executor_def=dg.in_process_executor,
-                description=(
-                    f"Guarded upgrade of {env.name} to the head (dry run unless run config "
-                    "says `dry_run: false`"
-                    + (f" and `confirm: {env.name}`" if env.protected else "")
-                    + "). Never launched by a sensor or a schedule."
-                ),
-            )
-        )
+        defs.assets.append(_upgrade_asset(settings, env))
     return defs

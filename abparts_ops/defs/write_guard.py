@@ -1,6 +1,6 @@
 """The Dagster side of the one write guard: run config and the last recorded identity in.
 
-The guard itself is :mod:`abparts_ops.core.write_guard`; this module only reads what the
+The guard itself is :mod:`abparts_ops.core.rollout.write_guard`; this module only reads what the
 instance knows (the database identity recorded by the environment's latest stamp or
 upgrade, whichever came last) and passes the run config through, so that the stamp and
 the upgrade assets build their guard the same way.
@@ -12,8 +12,8 @@ from typing import Any
 
 import dagster as dg
 
+from abparts_ops.core.rollout.write_guard import GuardReport, WriteGuard, guard_for
 from abparts_ops.core.settings import Settings
-from abparts_ops.core.write_guard import GuardReport, WriteGuard, guard_for
 from abparts_ops.defs.metadata import md
 from abparts_ops.defs.names import stamp_key, upgrade_key
 

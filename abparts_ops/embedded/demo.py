@@ -44,8 +44,9 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from abparts_ops.core.db import connect, make_engine, quote_ident, scrub, with_database
+from abparts_ops.core.db import connect, make_engine, scrub, with_database
 from abparts_ops.core.errors import DatabaseError, MigrationError
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.embedded.server import EmbeddedPostgres, project_home
 
 DEMO_APP_SOURCE: Path = Path(__file__).resolve().parent / "demo_app"
@@ -223,8 +224,8 @@ def _databases(conn: Connection) -> dict[str, str | None]:
 
 
 def _drop(conn: Connection, name: str) -> None:
-    conn.exec_driver_sql(f"ALTER DATABASE {quote_ident(name)} IS_TEMPLATE false")
-    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+    conn.exec_driver_sql(f"ALTER DATABASE {quote_always(name)} IS_TEMPLATE false")
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_always(name)} WITH (FORCE)")
 
 
 def _build_name(name: str) -> str:
@@ -283,21 +284,21 @@ def _ensure_template(
             )
         # built by an older demo (another head): rebuilt below
     building = _build_name(name)
-    conn.exec_driver_sql(f"CREATE DATABASE {quote_ident(building)}")
+    conn.exec_driver_sql(f"CREATE DATABASE {quote_always(building)}")
     try:
         _upgrade_old_history(with_database(admin_url, building), layout, "demo template")
         conn.exec_driver_sql(
-            f"COMMENT ON DATABASE {quote_ident(building)} IS {_literal(_template_comment())}"
+            f"COMMENT ON DATABASE {quote_always(building)} IS {_literal(_template_comment())}"
         )
         if name in databases:
             _drop(conn, name)
         conn.exec_driver_sql(
-            f"ALTER DATABASE {quote_ident(building)} RENAME TO {quote_ident(name)}"
+            f"ALTER DATABASE {quote_always(building)} RENAME TO {quote_always(name)}"
         )
-        conn.exec_driver_sql(f"ALTER DATABASE {quote_ident(name)} IS_TEMPLATE true")
+        conn.exec_driver_sql(f"ALTER DATABASE {quote_always(name)} IS_TEMPLATE true")
     except BaseException:
         with contextlib.suppress(DBAPIError):
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_ident(building)} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_always(building)} WITH (FORCE)")
         raise
     return name
 
@@ -363,7 +364,7 @@ def build_environments(
             final = demo_database_name(env, prefix=prefix)
             building = _build_name(final)
             conn.exec_driver_sql(
-                f"CREATE DATABASE {quote_ident(building)} TEMPLATE {quote_ident(template)}"
+                f"CREATE DATABASE {quote_always(building)} TEMPLATE {quote_always(template)}"
             )
             try:
                 if env == PROTECTED_ENVIRONMENT:
@@ -373,18 +374,18 @@ def build_environments(
                         f"demo environment {env}",
                     )
                 conn.exec_driver_sql(
-                    f"COMMENT ON DATABASE {quote_ident(building)} IS "
+                    f"COMMENT ON DATABASE {quote_always(building)} IS "
                     f"{_literal(f'{_ENVIRONMENT_MARKER}: {env}')}"
                 )
                 if final in databases:
                     _drop(conn, final)
                 conn.exec_driver_sql(
-                    f"ALTER DATABASE {quote_ident(building)} RENAME TO {quote_ident(final)}"
+                    f"ALTER DATABASE {quote_always(building)} RENAME TO {quote_always(final)}"
                 )
             except BaseException:
                 with contextlib.suppress(DBAPIError):
                     conn.exec_driver_sql(
-                        f"DROP DATABASE IF EXISTS {quote_ident(building)} WITH (FORCE)"
+                        f"DROP DATABASE IF EXISTS {quote_always(building)} WITH (FORCE)"
                     )
                 raise
     return {env: with_database(admin_url, demo_database_name(env, prefix=prefix)) for env in names}

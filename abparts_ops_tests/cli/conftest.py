@@ -25,7 +25,7 @@ import pytest
 
 from abparts_ops.cli import main
 from abparts_ops.core.db import drop_database, make_engine
-from abparts_ops.core.migrations.migrate import current_revisions
+from abparts_ops.core.history.migrate import current_revisions
 from abparts_ops.core.settings import CONFIG_ENV
 from abparts_ops.embedded.demo import (
     DemoLayout,
@@ -34,7 +34,7 @@ from abparts_ops.embedded.demo import (
     demo_database_name,
     prepare_demo_project,
 )
-from abparts_ops_tests.core.migrations.projects import Rev, write_rev
+from abparts_ops_tests.core.history.projects import Rev, write_rev
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "cli-tester"

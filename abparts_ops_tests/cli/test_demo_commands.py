@@ -106,6 +106,7 @@ def test_demo_env_exports_urls_without_the_password() -> None:
     assert done.stdout.strip() == "abparts_staging"
 
 
+@pytest.mark.db  # starts servers of its own
 def test_demo_stop_stops_every_server_and_the_ui_it_started(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from abparts_ops_tests.cli.conftest import REPO
-from abparts_ops_tests.core.migrations.projects import Rev, table, write_project
+from abparts_ops_tests.core.history.projects import Rev, table, write_project
 
 PRE_COMMIT = Path(sys.executable).with_name("pre-commit")
 

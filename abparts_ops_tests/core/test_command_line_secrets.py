@@ -37,22 +37,22 @@ from abparts_ops.core.db import (
     create_database,
     drop_database,
     make_engine,
-    quote_ident,
     secrets_of,
     with_database,
 )
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.migrations.expected import ExpectedSchemas, build_expected_schemas
-from abparts_ops.core.migrations.migrate import upgrade
-from abparts_ops.core.migrations.project import AlembicProject, load_project
-from abparts_ops.core.migrations.rehearsal import dump_environment
-from abparts_ops.core.migrations.stamp import guarded_stamp
-from abparts_ops.core.migrations.upgrade import guarded_upgrade
+from abparts_ops.core.history.expected import ExpectedSchemas, build_expected_schemas
+from abparts_ops.core.history.migrate import upgrade
+from abparts_ops.core.history.project import AlembicProject, load_project
+from abparts_ops.core.quoting import quote_always
+from abparts_ops.core.rollout.rehearsal import dump_environment
+from abparts_ops.core.rollout.stamp import guarded_stamp
+from abparts_ops.core.rollout.upgrade import guarded_upgrade
 from abparts_ops.core.schema.dump import PG_DUMP_DIRS_ENV, find_pg_dump, reference_dump
 from abparts_ops.core.schema.dump import run_pg_dump as run_pg_dump_core
 from abparts_ops.core.schema.dump_parity import dump_parity
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops_tests.core.migrations.projects import Rev, write_project
+from abparts_ops_tests.core.history.projects import Rev, write_project
 from abparts_ops_tests.sql import run_sql
 
 TOKEN = uuid.uuid4().hex[:12]
@@ -175,8 +175,8 @@ def world(
             literal = "'" + password.replace("'", "''") + "'"
             run_sql(
                 admin_url,
-                f"CREATE ROLE {quote_ident(role)} LOGIN PASSWORD {literal}; "
-                f"GRANT pg_read_all_data TO {quote_ident(role)}",
+                f"CREATE ROLE {quote_always(role)} LOGIN PASSWORD {literal}; "
+                f"GRANT pg_read_all_data TO {quote_always(role)}",
             )
             made_roles.append(role)
         for name in (env_db, stamp_db):
@@ -204,7 +204,7 @@ def world(
         for name in created:
             drop_database(admin_url, name)
         for role in made_roles:
-            run_sql(admin_url, f"DROP ROLE IF EXISTS {quote_ident(role)}")
+            run_sql(admin_url, f"DROP ROLE IF EXISTS {quote_always(role)}")
 
 
 WRAPPER = """#!{python}

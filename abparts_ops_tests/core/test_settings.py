@@ -14,7 +14,7 @@ import yaml
 
 from abparts_ops.core import settings as settings_module
 from abparts_ops.core.errors import ConfigError, MigrationError
-from abparts_ops.core.migrations import lint
+from abparts_ops.core.rollout import lint
 from abparts_ops.core.settings import (
     CONFIG_ENV,
     EnvironmentSettings,

@@ -8,11 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from abparts_ops.core.migrations.expected import ExpectedIndex, ExpectedSchemas, cached_expected
-from abparts_ops.core.migrations.history import read_history
+from abparts_ops.core.history.expected import ExpectedIndex, ExpectedSchemas, cached_expected
+from abparts_ops.core.history.revisions import read_history
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops.core.schema.probe import probe
 from abparts_ops.core.settings import load_settings
+from abparts_ops.core.watch.probe import probe
 from abparts_ops.defs.history_assets import expected_schemas
 from abparts_ops.defs.resources import build_resources
 from abparts_ops.embedded.demo import DEMO_OLD_HEAD, build_template, prepare_demo_project

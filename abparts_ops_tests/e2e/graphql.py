@@ -222,6 +222,30 @@ query Run($runId: ID!) {
 }
 """
 
+_ASSET_NODES = """
+query AssetNodes($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    isObservable
+    isMaterializable
+    isExecutable
+    assetMaterializations(limit: 1) { timestamp }
+    assetChecksOrError {
+      __typename
+      ... on AssetChecks {
+        checks {
+          name
+          executionForLatestMaterialization {
+            status
+            evaluation { success severity description }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
 _CONFIG_VALID = """
 query ConfigValid($selector: PipelineSelector!, $config: RunConfigData) {
   isPipelineConfigValid(pipeline: $selector, mode: "default", runConfigData: $config) {
@@ -475,6 +499,12 @@ class DagsterUIClient:
         what its Skip button does.
         """
         self.query("mutation { setNuxSeen }")
+
+    # -- assets --------------------------------------------------------------------------
+    def asset_nodes(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The asset nodes the graph draws, by ``a/b`` key: kind and latest check results."""
+        data = self.query(_ASSET_NODES, {"keys": [{"path": key.split("/")} for key in keys]})
+        return {"/".join(node["assetKey"]["path"]): node for node in data["assetNodes"]}
 
     # -- asset checks --------------------------------------------------------------------
     def check_executions(

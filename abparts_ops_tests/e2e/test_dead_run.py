@@ -34,11 +34,11 @@ import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from abparts_ops.core.db import connect, make_engine
-from abparts_ops.core.migrations.migrate import upgrade
-from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.history.migrate import upgrade
+from abparts_ops.core.history.project import load_project
 from abparts_ops.defs.names import STAMP_POOL
 from abparts_ops.defs.upgrade_assets import upgrade_op
-from abparts_ops_tests.core.migrations.projects import Rev, write_project
+from abparts_ops_tests.core.history.projects import Rev, write_project
 from abparts_ops_tests.e2e.conftest import (
     REPO,
     VENV_BIN,

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterRunStatus
 
-from abparts_ops.core.migrations.locking import LOCK_NAMESPACE
+from abparts_ops.core.rollout.locking import LOCK_NAMESPACE
 from abparts_ops.embedded.demo import demo_database_name
 from abparts_ops_tests.e2e.conftest import (
     REPO,

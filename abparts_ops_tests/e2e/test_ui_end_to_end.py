@@ -7,6 +7,11 @@ by hand on staging and requests a verification whose `schema_matches_reference` 
 fails with that index in its diff. A headless Chromium then opens the asset graph and the
 stamp asset's checks, and the test asserts on the text on screen. Screenshots and the
 processes' logs go to ``test-artifacts/``.
+
+Issue 20 (the state where people look first): the live assets carry each environment's
+state (staging red by its failed ``schema_in_sync``, none "Never materialized"), the
+verification run the sensor launched is tagged with what it found, a later tick's text
+says per environment what it found, and no onboarding dialog covers the first page.
 """
 
 from __future__ import annotations
@@ -75,6 +80,20 @@ RESET_RUN = 180
 STAMP_RUN = 120
 DRIFT_CAUGHT = 150
 VERIFY_RUN = 120
+# What the live assets' checks say after the drift: dev is never stamped in this test
+# (awaiting its stamp: a warning on its revision), staging's schema drifted (an error).
+LIVE_EXPECTED = {
+    "dev/live_revision": ("awaiting_stamp", "FAILED", "WARN"),
+    "dev/live_schema": ("awaiting_stamp", "SUCCEEDED", None),
+    "staging/live_revision": ("schema_drift", "SUCCEEDED", None),
+    "staging/live_schema": ("schema_drift", "FAILED", "ERROR"),
+    "prod/live_revision": ("in_sync", "SUCCEEDED", None),
+    "prod/live_schema": ("in_sync", "SUCCEEDED", None),
+}
+NEXT_TICK = 150  # the sensor's minimum interval is 60 s; a tick waits for the daemon too
+TICK_HEADLINE = (
+    "no new drift: dev: awaiting_stamp; staging: schema_drift (1 object); in sync: prod."
+)
 PAGE = 45_000  # milliseconds, for the browser
 
 
@@ -195,6 +214,59 @@ def _wait_for_drift_verification(
     )
 
 
+def _assert_run_says_what_it_found(ui: DagsterUIClient, run_id: str) -> None:
+    """The sensor's verification run: a success (it verified) tagged with its finding."""
+    run = ui.run(run_id)
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    assert run["status"] == "SUCCESS", f"the verification run ended {run['status']}"
+    assert tags.get("abparts_ops/found") == "staging: schema_drift", tags
+    assert tags.get("abparts_ops/verdict") == "staging: schema_drift", tags
+
+
+def _assert_live_state(ui: DagsterUIClient) -> None:
+    """What the asset graph draws: every live asset reported, staging's schema failing."""
+    keys = [f"{env}/{kind}" for env in ENVIRONMENTS for kind in ("live_revision", "live_schema")]
+    nodes = ui.asset_nodes(keys)
+    assert set(nodes) == set(keys), f"asset nodes: {sorted(nodes)}"
+    for key, node in nodes.items():
+        # reported by the sensor: drawn with a status, never "Never materialized"
+        assert node["assetMaterializations"], f"{key} has no reported materialization"
+        [check] = node["assetChecksOrError"]["checks"]
+        execution = check["executionForLatestMaterialization"]
+        assert execution is not None, f"{key} {check['name']} never evaluated"
+        evaluation = execution["evaluation"] or {}
+        state, status, severity = LIVE_EXPECTED[key]
+        assert evaluation["description"].startswith(f"{key.split('/')[0]}: {state}"), (
+            key,
+            evaluation,
+        )
+        assert execution["status"] == status, (key, execution)
+        if status == "FAILED":
+            assert evaluation["severity"] == severity, (key, evaluation)
+
+
+def _wait_for_tick_text(ui: DagsterUIClient, contents: RepositoryContents, after: float) -> str:
+    """A tick after the verification: its text says, per environment, what it found."""
+    seen: list[str] = []
+
+    def probe() -> str | None:
+        ticks = ui.sensor(contents, DRIFT_SENSOR)["sensorState"]["ticks"]
+        seen[:] = [f"{t['status']} {(t.get('skipReason') or '')[:200]}" for t in ticks[:3]]
+        for tick in ticks:
+            text = tick.get("skipReason") or ""
+            if tick["timestamp"] > after and tick["status"] == "SKIPPED" and text:
+                return text
+        return None
+
+    return wait_for(
+        "a skipped tick of the drift sensor after the verification",
+        probe,
+        NEXT_TICK,
+        interval=3.0,
+        describe=lambda: f"latest ticks: {seen}",
+    )
+
+
 # The graph's viewport: the element two levels above the asset graph's <svg>.
 _GRAPH_VIEWPORT_BOX = """() => {
   const svg = document.querySelector('svg[class*=svgContainer]');
@@ -221,6 +293,19 @@ def _show_diff(page: Any, index: str) -> str:
     raise AssertionError(f"no Markdown metadata of the failed check names {index}: {seen}")
 
 
+def _assert_live_rows(page: Any, path: Path) -> None:
+    """The asset list: every live asset's row has a status, none "Never materialized"."""
+    rows = page.locator("[class*=VirtualizedAssetRow_rowGrid]")
+    for env in ENVIRONMENTS:
+        for kind in ("live_revision", "live_schema"):
+            row = rows.filter(has_text=f"{env} / {kind}").first
+            row.get_by_text("Materialized", exact=True).wait_for(state="visible")
+            text = row.inner_text()
+            assert "Never materialized" not in text, f"{env}/{kind} in the asset list: {text}"
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(path))
+
+
 def _require_browser() -> None:
     """Fail at once, not after three minutes, when the browser cannot be driven."""
     try:
@@ -235,7 +320,7 @@ def _require_browser() -> None:
     )
 
 
-def _browser_checks(base_url: str, artifacts: Path, index: str) -> None:
+def _browser_checks(base_url: str, artifacts: Path, index: str, run_id: str) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
@@ -257,6 +342,9 @@ def _browser_checks(base_url: str, artifacts: Path, index: str) -> None:
             # start collapsed when there are several; "Expand all groups" is Alt+E.
             page.goto(f"{base_url}/asset-groups", wait_until="domcontentloaded")
             page.get_by_text("Global asset lineage").first.wait_for(state="visible")
+            # dagster.yaml's `nux: enabled: false`: no onboarding dialog over the page
+            page.wait_for_timeout(1500)
+            assert "Join the Dagster community" not in page.inner_text("body")
             page.get_by_text("baseline", exact=True).first.wait_for(state="visible")
             first = page.get_by_text(names[0], exact=True).first
             try:
@@ -274,6 +362,39 @@ def _browser_checks(base_url: str, artifacts: Path, index: str) -> None:
                 page.get_by_text(name, exact=True).first.wait_for(state="visible")
             page.wait_for_timeout(1500)  # let the zoom animation end before the picture
             page.screenshot(path=str(artifacts / "asset-graph.png"))
+
+            # The asset list: every live asset with a status (none "Never materialized"),
+            # staging's live schema failed.
+            page.set_viewport_size({"width": 1600, "height": 1200})
+            page.goto(f"{base_url}/assets", wait_until="domcontentloaded")
+            page.get_by_text("staging / live_schema").first.wait_for(state="visible")
+            _assert_live_rows(page, artifacts / "asset-list.png")
+
+            # The Runs list: the verification the sensor launched says what it found.
+            page.goto(f"{base_url}/runs", wait_until="domcontentloaded")
+            page.get_by_text(run_id[:8]).first.wait_for(state="visible")
+            page.get_by_text("abparts_ops/verdict: staging: schema_drift").first.wait_for(
+                state="visible"
+            )
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(artifacts / "runs-drift.png"))
+
+            # The sensor's tick history: the skipped tick's text, one line per environment.
+            page.goto(
+                f"{base_url}/locations/{LOCATION}/sensors/{DRIFT_SENSOR}",
+                wait_until="domcontentloaded",
+            )
+            page.get_by_text("Timestamp").first.wait_for(state="visible")
+            # the newest skipped tick's Result opens the tick's dialog with its text
+            page.get_by_role("button", name="0 runs requested").first.click()
+            dialog = page.get_by_role("dialog")
+            dialog.wait_for(state="visible")
+            dialog.get_by_text("staging: schema_drift (1 object)").first.wait_for(state="visible")
+            text = dialog.inner_text()
+            assert f"Skip reason: {TICK_HEADLINE}" in text, text
+            page.wait_for_timeout(600)
+            page.screenshot(path=str(artifacts / "sensor-tick.png"))
+            page.keyboard.press("Escape")
 
             # staging/alembic_stamp, Checks tab, the failing schema check and its diff.
             page.set_viewport_size({"width": 1600, "height": 1000})
@@ -369,6 +490,18 @@ def _operator_path(
     )
     _log(f"drift caught by the sensor: run {run_id}", started)
 
-    ui.set_nux_seen()
-    _browser_checks(ui.base_url, artifacts, index)
-    _log("browser: asset graph and asset page checked", started)
+    _assert_run_says_what_it_found(ui, run_id)
+    _assert_live_state(ui)
+    _log("the run's tags and the live assets' checks say schema_drift on staging", started)
+    finished = float(ui.run(run_id)["endTime"] or time.time())
+    text = _wait_for_tick_text(ui, contents, finished)
+    lines = text.splitlines()
+    assert lines[0] == TICK_HEADLINE, text
+    by_env = {line.split(":")[0]: line for line in lines[1:]}
+    assert by_env["staging"].startswith("staging: schema_drift (1 object): "), text
+    assert "(verification already requested: " in by_env["staging"], text
+    assert by_env["prod"].startswith("prod: in_sync: "), text
+    _log("a later tick says per environment what it found", started)
+
+    _browser_checks(ui.base_url, artifacts, index, run_id)
+    _log("browser: asset graph, asset list, runs, sensor ticks and asset page checked", started)

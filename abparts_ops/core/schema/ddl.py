@@ -30,7 +30,7 @@ the catalog's own text, rendered with ``search_path`` pinned to the schema, so t
 sets the same ``search_path`` before it creates anything.
 
 The helpers used for it (quoting, sequence options, view and table order) are shared with
-the baseline renderer in :mod:`abparts_ops.core.migrations.baseline_render`.
+the baseline renderer in :mod:`abparts_ops.core.reset.baseline_render`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from abparts_ops.core.errors import SchemaError
+from abparts_ops.core.quoting import quote_collation, quote_ident
 from abparts_ops.core.schema.kinds import BY_NAME, PHASE, REGISTRY
 from abparts_ops.core.schema.model import KINDS, Snapshot
 from abparts_ops.core.schema.order import (
@@ -57,27 +58,6 @@ from abparts_ops.core.schema.validity import invalid_objects
 #: Constraint kinds a table declares in its ``CREATE TABLE`` (foreign keys come after).
 INLINE_KINDS = ("primary_key", "unique", "check", "exclusion")
 
-#: Keywords that PostgreSQL's ``quote_ident`` quotes (every category but unreserved;
-#: ``pg_get_keywords()`` of PostgreSQL 15).
-QUOTED_KEYWORDS = frozenset(
-    """
-    all analyse analyze and any array as asc asymmetric authorization between bigint binary
-    bit boolean both case cast char character check coalesce collate collation column
-    concurrently constraint create cross current_catalog current_date current_role
-    current_schema current_time current_timestamp current_user dec decimal default deferrable
-    desc distinct do else end except exists extract false fetch float for foreign freeze from
-    full grant greatest group grouping having ilike in initially inner inout int integer
-    intersect interval into is isnull join lateral leading least left like limit localtime
-    localtimestamp national natural nchar none normalize not notnull null nullif numeric offset
-    on only or order out outer overlaps overlay placing position precision primary real
-    references returning right row select session_user setof similar smallint some substring
-    symmetric table tablesample then time timestamp to trailing treat trim true union unique
-    user using values varchar variadic verbose when where window with xmlattributes xmlconcat
-    xmlelement xmlexists xmlforest xmlnamespaces xmlparse xmlpi xmlroot xmlserialize xmltable
-    """.split()
-)
-
-_SAFE_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 _TYPE_LIMITS = {
     "smallint": (-32768, 32767),
@@ -111,18 +91,6 @@ def stable_expression(sql: str) -> str:
         return f"({match.group('col')} IN ({items}))"
 
     return _VARCHAR_IN_PRETTY.sub(as_in_list, _VARCHAR_IN.sub(as_in_list, sql))
-
-
-def quote_ident(name: str) -> str:
-    """Quote an identifier exactly when PostgreSQL's ``quote_ident`` would."""
-    if _SAFE_IDENT.match(name) and name not in QUOTED_KEYWORDS:
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_collation(name: str) -> str:
-    """A collation name, always double-quoted (``"C"``, ``"en_US"``, ``"und-x-icu"``)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def quote_literal(text: str) -> str:

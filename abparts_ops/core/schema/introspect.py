@@ -23,8 +23,9 @@ import psycopg2.extensions
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from abparts_ops.core.db import connect, explain_error, make_engine, quote_ident
+from abparts_ops.core.db import connect, explain_error, make_engine
 from abparts_ops.core.errors import SchemaError
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.core.schema.catalog_sql import (
     DEPENDENCIES_SQL,
     SCHEMA_EXISTS_SQL,
@@ -84,7 +85,7 @@ def fetch_rows(
                     f"{prefix}schema {schema!r} does not exist in this database (fix the "
                     "`schema` setting or create it)."
                 )
-            cur.execute(f"SET LOCAL search_path TO {quote_ident(schema)}, pg_catalog")
+            cur.execute(f"SET LOCAL search_path TO {quote_always(schema)}, pg_catalog")
             cur.execute("SET LOCAL jit = off")
             snapshot_id = None
             if parallel:
@@ -145,7 +146,7 @@ def _open_helper(conn: Connection, snapshot_id: str, schema: str) -> Any | None:
         with helper.dbapi_connection.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_id,))
-            cur.execute(f"SET LOCAL search_path TO {quote_ident(schema)}, pg_catalog")
+            cur.execute(f"SET LOCAL search_path TO {quote_always(schema)}, pg_catalog")
             cur.execute("SET LOCAL jit = off")
     except psycopg2.Error:
         helper.close()

@@ -52,7 +52,7 @@ class Snapshot:
     ``objects`` and ``excluded`` define equality and the fingerprint; ``source``,
     ``server_version`` and ``probe_fingerprint`` describe where it came from.
     ``probe_fingerprint`` is the server-side hash of the same catalog rows (see
-    :mod:`abparts_ops.core.schema.probe`), kept so a cheap probe of another database can
+    :mod:`abparts_ops.core.watch.probe`), kept so a cheap probe of another database can
     be compared with this snapshot without reading it again.
 
     ``dependencies`` (None when not read) are the dependencies PostgreSQL records between

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from abparts_ops.core.errors import SchemaError
+from abparts_ops.core.quoting import quote_ident
 from abparts_ops.core.schema.model import Snapshot
 
 #: An object of the dependency graph: ``(kind, key)`` as in the snapshot, plus
@@ -140,8 +141,6 @@ def dependency_graph(snapshot: Snapshot) -> dict[ObjId, set[ObjId]]:
 def _unique_keys(snapshot: Snapshot) -> dict[str, list[tuple[frozenset[str], ObjId]]]:
     """Per table, the column sets a foreign key can reference: primary keys, unique
     constraints, and unique indexes on plain columns without a predicate."""
-    from abparts_ops.core.schema.ddl import quote_ident  # ddl imports this module
-
     found: dict[str, list[tuple[frozenset[str], ObjId]]] = defaultdict(list)
     for kind in ("primary_key", "unique"):
         for key, con in snapshot.kind(kind).items():

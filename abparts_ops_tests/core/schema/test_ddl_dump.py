@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import create_database, drop_database, make_engine
 from abparts_ops.core.errors import DatabaseError
-from abparts_ops.core.schema.ddl import quote_ident, render_ddl, topological_order
+from abparts_ops.core.quoting import quote_ident
+from abparts_ops.core.schema.ddl import render_ddl, topological_order
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.dump import (
     ReferenceDump,

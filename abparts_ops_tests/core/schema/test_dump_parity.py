@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.migrations.baseline_render import render_baseline
-from abparts_ops.core.migrations.project import load_project
-from abparts_ops.core.migrations.proofs import prove_baseline
+from abparts_ops.core.history.project import load_project
+from abparts_ops.core.reset.baseline_render import render_baseline
+from abparts_ops.core.reset.proofs import prove_baseline
 from abparts_ops.core.schema.dump import PG_DUMP_DIRS_ENV, find_pg_dump, pg_dump_candidates
 from abparts_ops.core.schema.dump_parity import compare_dumps, parity_text, parse_dump
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops_tests.core.migrations.projects import write_project
+from abparts_ops_tests.core.history.projects import write_project
 
 SCHEMA = """
 CREATE TYPE part_kind AS ENUM ('consumable', 'bulk');

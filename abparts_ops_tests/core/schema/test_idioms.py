@@ -20,16 +20,16 @@ from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import connect, create_database, drop_database, make_engine
 from abparts_ops.core.errors import MigrationError
-from abparts_ops.core.migrations.baseline_render import render_baseline
-from abparts_ops.core.migrations.project import load_project
-from abparts_ops.core.migrations.proofs import prove_baseline
-from abparts_ops.core.migrations.reset import prove_and_write_baseline
+from abparts_ops.core.history.project import load_project
+from abparts_ops.core.reset.baseline_render import render_baseline
+from abparts_ops.core.reset.proofs import prove_baseline
+from abparts_ops.core.reset.runbook import prove_and_write_baseline
 from abparts_ops.core.schema.ddl import render_ddl
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.dump import reference_dump
 from abparts_ops.core.schema.introspect import snapshot_connection, take_snapshot
 from abparts_ops.core.schema.model import Snapshot
-from abparts_ops_tests.core.migrations.projects import linear, write_project
+from abparts_ops_tests.core.history.projects import linear, write_project
 from abparts_ops_tests.core.schema.idioms import EXTENSION, IDIOMS, REFUSED
 from abparts_ops_tests.core.schema.test_snapshot import query
 from abparts_ops_tests.sql import run_sql

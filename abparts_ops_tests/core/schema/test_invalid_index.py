@@ -19,21 +19,21 @@ import sqlalchemy as sa
 
 from abparts_ops.core.db import create_database, drop_database, make_engine
 from abparts_ops.core.errors import MigrationError
-from abparts_ops.core.migrations.baseline_render import render_baseline
-from abparts_ops.core.migrations.expected import ExpectedSchemas
-from abparts_ops.core.reference import assess_fingerprint, assess_snapshot
+from abparts_ops.core.history.expected import ExpectedSchemas
+from abparts_ops.core.reset.baseline_render import render_baseline
 from abparts_ops.core.schema.ddl import render_ddl
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import Snapshot
-from abparts_ops.core.schema.probe import probe
 from abparts_ops.core.schema.validity import (
     FAILED_BUILD,
     KEY_NOT_ATTACHED,
     NOT_ATTACHED,
     invalid_objects,
 )
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.probe import probe
+from abparts_ops.core.watch.reference import assess_fingerprint, assess_snapshot
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops_tests.sql import run_sql
 
 SCHEMA = """

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from abparts_ops.core.migrations.baseline_render import render_baseline
+from abparts_ops.core.reset.baseline_render import render_baseline
 from abparts_ops.core.schema.ddl import DDL, DROP, ddl_sections, drop_statements, render_ddl
 from abparts_ops.core.schema.model import Snapshot
 

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from abparts_ops.core.migrations.baseline_render import _Renderer
+from abparts_ops.core.reset.baseline_render import _Renderer
 from abparts_ops.core.schema import catalog_sql, model
 from abparts_ops.core.schema.ddl import DDL, DROP
 from abparts_ops.core.schema.kinds import BY_NAME, KINDS, PHASE, REGISTRY, Kind, branches

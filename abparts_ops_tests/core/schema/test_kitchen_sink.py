@@ -21,17 +21,17 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import connect, create_database, drop_database, make_engine
-from abparts_ops.core.migrations.baseline_render import render_baseline
-from abparts_ops.core.migrations.project import load_project
-from abparts_ops.core.migrations.proofs import prove_baseline
+from abparts_ops.core.history.project import load_project
+from abparts_ops.core.reset.baseline_render import render_baseline
+from abparts_ops.core.reset.proofs import prove_baseline
 from abparts_ops.core.schema.ddl import render_ddl
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.dump_parity import dump_parity
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.kinds import KINDS
 from abparts_ops.core.schema.model import Snapshot
-from abparts_ops_tests.core.migrations.projects import write_project
-from abparts_ops_tests.core.migrations.test_baseline import make_project
+from abparts_ops_tests.core.history.projects import write_project
+from abparts_ops_tests.core.reset.test_baseline import make_project
 from abparts_ops_tests.core.schema.kitchen_sink import (
     EXTENSION,
     KITCHEN_SINK_SQL,

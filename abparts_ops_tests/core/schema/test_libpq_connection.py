@@ -19,8 +19,8 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy.engine import make_url
 
-from abparts_ops.core.db import quote_ident
 from abparts_ops.core.errors import DatabaseError
+from abparts_ops.core.quoting import quote_always
 from abparts_ops.core.schema.dump import (
     SERVICE_NAME,
     find_pg_dump,
@@ -160,16 +160,16 @@ def test_passwords_reach_pg_dump_intact(
     value = {"long": SECRET * 40 + "'\\\"=#", "trailing_space": SECRET + "  "}[password]
     role = f"abpt_pw_{TOKEN}_{password}"
     literal = "'" + value.replace("'", "''") + "'"
-    run_sql(admin_url, f"CREATE ROLE {quote_ident(role)} LOGIN PASSWORD {literal}")
+    run_sql(admin_url, f"CREATE ROLE {quote_always(role)} LOGIN PASSWORD {literal}")
     try:
         run_sql(fresh_db, "CREATE TABLE t (id int)")
         url = make_url(fresh_db).set(username=role, password=value)
         url = url.render_as_string(hide_password=False)
-        run_sql(admin_url, f"GRANT pg_read_all_data TO {quote_ident(role)}")
+        run_sql(admin_url, f"GRANT pg_read_all_data TO {quote_always(role)}")
         dump = run_pg_dump(pg_dump, url, schema="public", exclude=[], restrict_key=False)
         assert "CREATE TABLE public.t" in dump
     finally:
-        run_sql(admin_url, f"DROP ROLE {quote_ident(role)}")
+        run_sql(admin_url, f"DROP ROLE {quote_always(role)}")
 
 
 def test_a_pg_dump_timeout_removes_the_service_file(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from abparts_ops.core.errors import MigrationError
-from abparts_ops.core.migrations.baseline_render import render_baseline
+from abparts_ops.core.reset.baseline_render import render_baseline
 from abparts_ops.core.schema.ddl import (
     ddl_sections,
     drop_statements,

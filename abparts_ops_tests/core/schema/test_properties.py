@@ -30,7 +30,7 @@ from abparts_ops.core.schema.introspect import (
     take_snapshot,
 )
 from abparts_ops.core.schema.model import Snapshot
-from abparts_ops.core.schema.probe import probe
+from abparts_ops.core.watch.probe import probe
 from abparts_ops_tests.sql import run_sql
 
 BASE_SCHEMA = """

@@ -20,7 +20,7 @@ from abparts_ops.core.schema import introspect
 from abparts_ops.core.schema.frame import FRAME_COLUMNS, columns_frame
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.schema.model import FORMAT, KINDS, Snapshot
-from abparts_ops.core.schema.probe import probe
+from abparts_ops.core.watch.probe import probe
 from abparts_ops_tests.sql import run_sql
 
 

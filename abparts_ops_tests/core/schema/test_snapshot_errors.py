@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from abparts_ops.core.db import make_engine, with_database
 from abparts_ops.core.errors import AbpartsOpsError, DatabaseError, SchemaError
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops.core.schema.probe import probe
+from abparts_ops.core.watch.probe import probe
 
 
 def run_sql(url: str, sql: str, autocommit: bool = False) -> None:

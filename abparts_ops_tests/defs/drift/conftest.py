@@ -25,8 +25,8 @@ from abparts_ops.core.settings import Settings, load_settings
 from abparts_ops.defs.baseline_assets import migration_history
 from abparts_ops.defs.environment_assets import build_environment_defs
 from abparts_ops.defs.history_assets import expected_schemas
-from abparts_ops.defs.jobs import refresh_history_job
-from abparts_ops.defs.live_assets import build_live_specs
+from abparts_ops.defs.jobs import build_stamp_jobs, refresh_history_job
+from abparts_ops.defs.live_assets import build_live_checks, build_live_specs
 from abparts_ops.defs.resources import build_resources, env_resource_key
 from abparts_ops.defs.schedules import build_schedules
 from abparts_ops.defs.schema_assets import source_schema
@@ -80,8 +80,8 @@ def make_definitions(settings: Settings, *, demo: bool = True) -> dg.Definitions
             *environment.assets,
             *build_live_specs(settings),
         ],
-        asset_checks=[*environment.checks],
-        jobs=[*environment.jobs, refresh_history_job],
+        asset_checks=[*environment.checks, *build_live_checks(settings)],
+        jobs=[*build_stamp_jobs(settings), refresh_history_job],
         sensors=build_sensors(settings, demo=demo),
         schedules=build_schedules(settings, demo=demo),
         resources=resources,

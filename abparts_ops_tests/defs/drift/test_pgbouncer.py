@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import connect_dbapi
-from abparts_ops.core.drift import DriftCursor
-from abparts_ops.core.schema.probe import probe
 from abparts_ops.core.settings import load_settings
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.drift import DriftCursor
+from abparts_ops.core.watch.probe import probe
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.defs.names import ENVIRONMENT_TAG
 from abparts_ops.embedded.demo import introduce_drift, remove_drift
 from abparts_ops.embedded.pgbouncer import PgBouncerInfo, find_pgbouncer, run_pgbouncer

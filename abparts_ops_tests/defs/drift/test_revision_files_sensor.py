@@ -17,10 +17,10 @@ import dagster as dg
 import sqlalchemy as sa
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.drift import DriftCursor
-from abparts_ops.core.migrations.migrate import downgrade, upgrade
-from abparts_ops.core.migrations.project import AlembicProject, load_project
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.history.migrate import downgrade, upgrade
+from abparts_ops.core.history.project import AlembicProject, load_project
+from abparts_ops.core.watch.drift import DriftCursor
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.embedded.demo import DEMO_OLD_HEAD
 from abparts_ops_tests.defs.drift.conftest import Watch
 
@@ -84,9 +84,12 @@ def test_a_new_revision_file_fires_the_sensor_once(watch: Watch) -> None:
         stale = watch.tick(fresh=True)
         assert not stale.run_requests
         lines = stale.skip_message.splitlines()
-        assert lines[0] == "no drift:"
+        assert lines[0] == (
+            "no drift: dev: behind (1 pending); staging: behind (1 pending); "
+            "prod: behind (1 pending)."
+        )
         for line in lines[1:4]:
-            assert "behind: at revision " + DEMO_OLD_HEAD in line
+            assert "behind (1 pending): at revision " + DEMO_OLD_HEAD in line
             assert "(no schema difference)" in line and NEW_REVISION in line
         assert lines[-1].startswith(
             "the revision files changed since the expected schemas were built: "
@@ -105,7 +108,7 @@ def test_a_new_revision_file_fires_the_sensor_once(watch: Watch) -> None:
         assert seen == {"dev": "history_changed", "staging": "behind", "prod": "behind"}
         assert early.skip_message.startswith("not all judged, the history changed:")
         assert (
-            f"dev: history changed: at revision {NEW_REVISION}: dev is at {NEW_REVISION}, "
+            f"dev: history_changed: at revision {NEW_REVISION}: dev is at {NEW_REVISION}, "
             "whose expected schema is not built yet"
         ) in early.skip_message
 

@@ -14,12 +14,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from abparts_ops.core.db import create_database
-from abparts_ops.core.drift import DriftCursor, run_key
 from abparts_ops.core.settings import load_settings
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.drift import DriftCursor, run_key
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.defs.names import (
     DRIFT_TAG,
     ENVIRONMENT_TAG,
+    FOUND_TAG,
+    VERDICT_TAG,
     check_keys,
     live_revision_key,
     live_schema_key,
@@ -42,11 +44,21 @@ from abparts_ops_tests.defs.drift.conftest import (
 )
 
 
+def live_checks(data: Any) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    """The tick's check evaluations of the live assets: (env, live_*) -> evaluation."""
+    return {
+        tuple(event.asset_key.path): event
+        for event in data.asset_events
+        if isinstance(event, dg.AssetCheckEvaluation)
+    }
+
+
 def observations(data: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """The tick's observations: (env, live_*) -> metadata values."""
     return {
         tuple(event.asset_key.path): {k: v.value for k, v in event.metadata.items()}
         for event in data.asset_events
+        if isinstance(event, dg.AssetObservation)
     }
 
 
@@ -69,7 +81,8 @@ def assert_all_in_sync(data: Any) -> None:
     assert data.skip_message.startswith("all in sync:")
     lines = data.skip_message.splitlines()[1:]
     assert [line.split(":")[0] for line in lines] == list(NAMES)
-    assert all(": in sync: at the head " + DEMO_OLD_HEAD in line for line in lines)
+    # one line per environment, its state first (issue 20: the tick says it)
+    assert all(": in_sync: at the head " + DEMO_OLD_HEAD in line for line in lines)
 
 
 def test_all_in_sync_skips_with_one_line_per_environment(watch: Watch) -> None:
@@ -112,6 +125,20 @@ def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> No
         assert not request.asset_selection
         assert request.tags[DRIFT_TAG] == EnvironmentState.SCHEMA_DRIFT
         assert request.tags[ENVIRONMENT_TAG] == "staging"
+        # what it found, in the run's tags (the Runs list and the tick's runs show them)
+        assert request.tags[FOUND_TAG] == "staging: schema_drift"
+        # the live assets' checks colour the asset graph: staging's schema red, the rest green
+        checks = live_checks(data)
+        schema_check = checks[("staging", "live_schema")]
+        assert (schema_check.check_name, schema_check.passed) == ("schema_in_sync", False)
+        assert schema_check.severity == dg.AssetCheckSeverity.ERROR
+        assert (schema_check.description or "").startswith("staging: schema_drift: ")
+        assert checks[("staging", "live_revision")].passed
+        assert all(
+            checks[(env, kind)].passed
+            for env in ("dev", "prod")
+            for kind in ("live_revision", "live_schema")
+        )
         seen = observations(data)
         fingerprint = seen[("staging", "live_schema")]["fingerprint"]
         assert request.run_key == run_key("staging", (DEMO_OLD_HEAD,), fingerprint)
@@ -122,6 +149,10 @@ def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> No
 
         # the requested verification fails, with the index in its diff
         result = verify(watch, request)
+        # the run stays a success (it verified) and says what it found in its tags
+        assert result.success
+        run = watch.instance.get_run_by_id(result.run_id)
+        assert run is not None and run.tags[VERDICT_TAG] == "staging: schema_drift"
         evaluations = {
             (e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()
         }
@@ -140,6 +171,11 @@ def test_index_on_staging_is_verified_once_then_back_in_sync(watch: Watch) -> No
         assert not again.run_requests
         assert again.skip_message.startswith("no new drift:")
         assert f"(verification already requested: {request.run_key})" in again.skip_message
+        # one line per environment, its state first, with the count once known
+        lines = again.skip_message.splitlines()[1:]
+        assert lines[NAMES.index("staging")].startswith("staging: schema_drift (1 object): ")
+        again_check = live_checks(again)[("staging", "live_schema")]
+        assert (again_check.description or "").startswith("staging: schema_drift (1 object)")
         # ... and now that a verification diffed this schema, the count is known
         assert observations(again)[("staging", "live_schema")]["differing_objects"] == 1
     finally:
@@ -279,7 +315,7 @@ def test_a_stopped_server_is_unreachable_and_the_others_still_probed(
         assert not second.run_requests
         lines = second.skip_message.splitlines()[1:]
         assert [line.split(":")[0] for line in lines] == [*NAMES, "qa"]
-        assert all("in sync" in line for line in lines[:3])
+        assert all(": in_sync: " in line for line in lines[:3])
         assert lines[3].startswith("qa: unreachable: ")
         assert "server is running" in lines[3]
         password = make_url(qa_url).password
@@ -297,35 +333,40 @@ def test_a_stopped_server_is_unreachable_and_the_others_still_probed(
     finally:
         server.stop(mode="immediate")
         shutil.rmtree(home, ignore_errors=True)
-
-
-def test_live_specs_sensors_and_schedule_are_defined(watch: Watch) -> None:
-    dg.Definitions.validate_loadable(watch.defs)
+def test_the_live_assets_are_reported_and_their_checks_run_on_demand(watch: Watch) -> None:
+    """Issue 20: the live assets are drawn with their state, never as "Never materialized"
+    pending work: the first tick reports a materialization of each (a change of the live
+    database), later ticks only when it changes; executing their checks probes now."""
     graph = watch.defs.resolve_asset_graph()
     for env in NAMES:
         for key in (live_revision_key(env), live_schema_key(env)):
-            assert graph.get(key).group_name == "live"
-    sensor = watch.defs.resolve_sensor_def("schema_drift_sensor")
-    assert sensor.minimum_interval_seconds == 60
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    files = watch.defs.resolve_sensor_def("revision_files_sensor")
-    assert {t.job_name for t in files.targets} == {"refresh_history"}
-    schedule = watch.defs.resolve_schedule_def("nightly_verification")
-    assert schedule.cron_schedule == "0 2 * * *"
-    assert schedule.job_name == "verify_environments"
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    verify_job = watch.defs.resolve_job_def("verify_environments")
-    assert not verify_job.asset_layer.executable_asset_keys  # checks only, never a stamp
-    production = make_definitions(watch.settings, demo=False)
-    assert (
-        production.resolve_sensor_def("schema_drift_sensor").default_status
-        == dg.DefaultSensorStatus.STOPPED
+            assert not graph.get(key).is_executable  # external: only the sensor reports them
+    first = watch.tick(fresh=True)
+    reported = {
+        tuple(e.asset_key.path)
+        for e in first.asset_events
+        if isinstance(e, dg.AssetMaterialization)
+    }
+    assert reported == {(env, kind) for env in NAMES for kind in ("live_revision", "live_schema")}
+    quiet = watch.tick()
+    assert not [e for e in quiet.asset_events if isinstance(e, dg.AssetMaterialization)]
+    assert len(live_checks(quiet)) == 2 * len(NAMES)  # the checks are evaluated every tick
+
+    job = watch.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={
+            dg.AssetCheckKey(live_revision_key("prod"), "revision_in_sync"),
+            dg.AssetCheckKey(live_schema_key("prod"), "schema_in_sync"),
+        },
     )
-    assert (
-        production.resolve_sensor_def("revision_files_sensor").default_status
-        == dg.DefaultSensorStatus.STOPPED
-    )
-    assert (
-        production.resolve_schedule_def("nightly_verification").default_status
-        == dg.DefaultScheduleStatus.STOPPED
-    )
+    introduce_drift(watch.urls["prod"], "index")
+    try:
+        result = job.execute_in_process(instance=watch.instance, raise_on_error=False)
+    finally:
+        remove_drift(watch.urls["prod"])
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["revision_in_sync"].passed
+    schema = evaluations["schema_in_sync"]
+    assert not schema.passed and schema.severity == dg.AssetCheckSeverity.ERROR
+    assert (schema.description or "").startswith("prod: schema_drift: ")
+    assert_all_in_sync(watch.tick())

@@ -19,8 +19,8 @@ import dagster as dg
 import pytest
 
 from abparts_ops.core.db import drop_database, make_engine
-from abparts_ops.core.identity import database_identity
-from abparts_ops.core.migrations.migrate import current_revisions
+from abparts_ops.core.history.migrate import current_revisions
+from abparts_ops.core.rollout.identity import database_identity
 from abparts_ops.core.settings import Settings, load_settings
 from abparts_ops.definitions import build_definitions
 from abparts_ops.defs.environment_assets import StampConfig

@@ -14,10 +14,10 @@ import dagster as dg
 import pytest
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.migrations.migrate import upgrade
-from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.history.migrate import upgrade
+from abparts_ops.core.history.project import load_project
 from abparts_ops.defs.environment_assets import StampConfig
-from abparts_ops_tests.core.migrations.projects import Rev, write_rev
+from abparts_ops_tests.core.history.projects import Rev, write_rev
 from abparts_ops_tests.defs.environments.conftest import (
     Pipeline,
     check_results,

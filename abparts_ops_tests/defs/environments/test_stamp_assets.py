@@ -12,14 +12,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from abparts_ops.core.identity import database_identity
+from abparts_ops.core.rollout.identity import database_identity
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops.defs.environment_assets import (
-    STAMP_POOL,
-    STAMP_TAG,
-    StampConfig,
-    stamp_key,
-)
+from abparts_ops.defs.environment_assets import StampConfig
+from abparts_ops.defs.names import stamp_key
 from abparts_ops.defs.proof_gate import unproven_baseline
 from abparts_ops.embedded.demo import (
     DEMO_OLD_HEAD,
@@ -61,38 +57,6 @@ def observations(result: dg.ExecuteInProcessResult, env: str) -> list[dg.AssetOb
         for event in result.get_asset_observation_events()
         if event.asset_observation_data.asset_observation.asset_key == stamp_key(env)
     ]
-
-
-def test_definitions_shape(pipeline: Pipeline) -> None:
-    """One stamp per environment (the source too), its checks, the jobs; no automatic stamp."""
-    defs = pipeline.defs
-    graph = defs.resolve_asset_graph()
-    for env in ("dev", "staging", "prod"):
-        node = graph.get(stamp_key(env))
-        assert node.group_name == "environments"
-        assert dg.AssetKey("baseline_revision") in node.parent_keys
-        assert dg.AssetKey("expected_schemas") in node.parent_keys  # the history is the reference
-        assets_def = node.assets_def
-        assert assets_def.op.tags[next(iter(STAMP_TAG))] == "true"
-        assert assets_def.op.pool == STAMP_POOL
-        assert {key.name for key in graph.asset_check_keys if key.asset_key == stamp_key(env)} == {
-            "revision_is_head",
-            "schema_matches_reference",
-        }
-    assert defs.resolve_job_def("stamp_dev")  # the source is stamped like the others
-    expected = graph.get(dg.AssetKey("expected_schemas"))
-    assert dg.AssetKey("baseline_revision") in expected.parent_keys  # built after the reset
-    verify = defs.resolve_job_def("verify_environments")
-    assert sorted(node.name for node in verify.graph.node_defs) == sorted(
-        f"{env}__alembic_stamp_{name}"
-        for env in ("dev", "staging", "prod")
-        for name in ("revision_is_head", "schema_matches_reference")
-    )
-    assert defs.resolve_job_def("stamp_prod").tags[next(iter(STAMP_TAG))] == "true"
-    for schedule in defs.schedules or []:
-        assert "stamp" not in getattr(schedule, "job_name", "")
-    for sensor in defs.sensors or []:
-        assert all("stamp" not in job.name for job in sensor.jobs) if sensor.has_jobs else True
 
 
 def test_dry_run_then_stamp_then_verify_then_drift(

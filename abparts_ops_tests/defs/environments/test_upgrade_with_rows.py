@@ -17,11 +17,11 @@ import dagster as dg
 import pytest
 
 from abparts_ops.core.db import make_engine
-from abparts_ops.core.reference import assess_snapshot
 from abparts_ops.core.schema.introspect import take_snapshot
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.reference import assess_snapshot
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.defs.upgrade_assets import UpgradeConfig, upgrade_op
-from abparts_ops_tests.core.migrations.projects import Rev, write_rev
+from abparts_ops_tests.core.history.projects import Rev, write_rev
 from abparts_ops_tests.defs.environments.conftest import (
     Pipeline,
     failure_description,
@@ -224,8 +224,8 @@ def test_a_concurrent_index_build_is_applied_as_a_step_of_its_own(story: Story) 
     )
     assert valid == 1
     assert story.pipeline.run("refresh_history").success
-    from abparts_ops.core.migrations.expected import default_cache_dir, load_or_build_expected
-    from abparts_ops.core.migrations.project import load_project
+    from abparts_ops.core.history.expected import default_cache_dir, load_or_build_expected
+    from abparts_ops.core.history.project import load_project
 
     settings = story.pipeline.settings
     scratch = story.pipeline.admin_url

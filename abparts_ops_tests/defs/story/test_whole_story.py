@@ -28,9 +28,9 @@ from alembic import command
 from alembic.config import Config
 
 from abparts_ops.core.db import drop_database, make_engine
-from abparts_ops.core.drift import DriftCursor
 from abparts_ops.core.settings import load_settings
-from abparts_ops.core.states import EnvironmentState
+from abparts_ops.core.watch.drift import DriftCursor
+from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.definitions import build_definitions
 from abparts_ops.defs.environment_assets import StampConfig
 from abparts_ops.defs.names import ENVIRONMENT_TAG, stamp_job_name
@@ -129,7 +129,7 @@ def states(data: Any) -> dict[str, dict[str, Any]]:
     return {
         event.asset_key.path[0]: {k: v.value for k, v in event.metadata.items()}
         for event in data.asset_events
-        if event.asset_key.path[-1] == "live_revision"
+        if isinstance(event, dg.AssetObservation) and event.asset_key.path[-1] == "live_revision"
     }
 
 
@@ -163,7 +163,7 @@ def test_the_whole_story(story: Story) -> None:
     # 1. the reset, then the stamps of every environment, the source first
     reset = story.run("reset_baseline")
     assert reset.success
-    baseline = str(reset.output_for_node("baseline_revision")["revision"])
+    baseline = reset.output_for_node("baseline_revision").revision
     expected = {e.check_name: e for e in reset.get_asset_check_evaluations()}
     assert expected["head_matches_source_schema"].passed
     before = states(story.tick(fresh=True))

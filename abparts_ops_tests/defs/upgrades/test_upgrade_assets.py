@@ -15,12 +15,13 @@ import dagster as dg
 import pytest
 
 from abparts_ops.core.db import connect, make_engine
-from abparts_ops.core.migrations.migrate import upgrade
-from abparts_ops.core.migrations.project import load_project
+from abparts_ops.core.history.migrate import upgrade
+from abparts_ops.core.history.project import load_project
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.settings import load_settings
 from abparts_ops.definitions import build_definitions
-from abparts_ops.defs.environment_assets import STAMP_POOL, STAMP_TAG
+from abparts_ops.defs.jobs import build_upgrade_jobs
+from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG
 from abparts_ops.defs.resources import build_resources
 from abparts_ops.defs.upgrade_assets import (
     UpgradeConfig,
@@ -29,7 +30,7 @@ from abparts_ops.defs.upgrade_assets import (
     upgrade_op,
     upgrade_policy,
 )
-from abparts_ops_tests.core.migrations.projects import Rev, write_project
+from abparts_ops_tests.core.history.projects import Rev, write_project
 from abparts_ops_tests.sql import run_sql, version_rows
 
 R001 = Rev(
@@ -104,7 +105,9 @@ def harness(request, tmp_path: Path, db_factory, admin_url: str, monkeypatch) ->
     settings = load_settings(tmp_path / "abparts_ops.yaml")
     upgrades = build_upgrade_defs(settings)
     defs = dg.Definitions(
-        assets=upgrades.assets, jobs=upgrades.jobs, resources=build_resources(settings)
+        assets=upgrades.assets,
+        jobs=build_upgrade_jobs(settings),
+        resources=build_resources(settings),
     )
     with dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster")) as instance:
         yield Harness(defs, instance, urls, ini)
@@ -210,11 +213,17 @@ def test_no_sensor_or_schedule_ever_launches_an_upgrade(tmp_path: Path, monkeypa
     repo = build_definitions(settings, demo=True).get_repository_def()
     assert {j.name for j in repo.get_all_jobs()} >= {"upgrade_staging", "upgrade_prod"}
     upgrade_keys = {upgrade_key(env) for env in ("staging", "prod")}
+    executed_by_upgrades = {
+        key
+        for env in ("staging", "prod")
+        for key in repo.get_job(f"upgrade_{env}").asset_layer.executable_asset_keys
+    }
+    assert executed_by_upgrades == upgrade_keys  # the way of reading a job's assets works
     for sensor in repo.sensor_defs:
         for target in sensor.targets:
             assert not target.job_name.startswith("upgrade_"), sensor.name
-            selection = getattr(target, "assets_defs", None) or []
-            assert not upgrade_keys & {k for a in selection for k in a.keys}, sensor.name
+            job = repo.get_job(target.job_name)  # what the sensor's runs would execute
+            assert not upgrade_keys & set(job.asset_layer.executable_asset_keys), sensor.name
     for schedule in repo.schedule_defs:
         assert not schedule.job_name.startswith("upgrade_"), schedule.name
 

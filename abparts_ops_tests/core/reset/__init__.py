@@ -1,0 +1,1 @@
+"""Tests of abparts_ops.core.reset: the baseline, its proofs, the runbook."""

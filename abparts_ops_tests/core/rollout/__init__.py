@@ -1,0 +1,1 @@
+"""Tests of abparts_ops.core.rollout: the guard, stamp, catch-up and guarded upgrade."""

@@ -1,0 +1,1 @@
+"""Tests of abparts_ops.core.watch: probe, reference, states, drift tick."""
