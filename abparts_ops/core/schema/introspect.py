@@ -71,6 +71,31 @@ def fetch_rows(
     two connections at once, the second importing this transaction's snapshot so both see
     the same catalog; rows are parsed while the server is still producing the next ones.
     """
+    return _fetch(
+        conn, schema=schema, patterns=patterns, label=label, parallel=parallel,
+        privileges=privileges, dependencies=False,
+    )[0]
+
+
+Row = tuple[str, str, str | None, Any, str | None]
+DependencyRow = tuple[str, str, str, str]
+
+
+def _fetch(
+    conn: Connection,
+    *,
+    schema: str,
+    patterns: list[str],
+    label: str | None,
+    parallel: bool,
+    privileges: bool,
+    dependencies: bool,
+) -> tuple[list[Row], list[DependencyRow] | None]:
+    """:func:`fetch_rows`, and with ``dependencies`` the rows of :func:`read_dependencies`
+    read in the same transaction: on the first connection right after its half of the
+    objects when two connections read (the halves and the dependencies are of about
+    equal cost, so both connections finish together), else after the objects.
+    """
     raw = conn.connection.dbapi_connection
     assert raw is not None
     prefix = f"{label}: " if label else ""
@@ -94,12 +119,15 @@ def fetch_rows(
                     snapshot_id = cur.fetchone()[0]
         helper = _open_helper(conn, snapshot_id, schema) if snapshot_id else None
         try:
-            if helper is None:
-                streams = [(raw, SNAPSHOT_SQL)]
-            else:
-                streams = [(raw, SNAPSHOT_PARTS[0]), (helper.dbapi_connection, SNAPSHOT_PARTS[1])]
             with _gc_paused():
-                return _read_streams(streams, params)
+                if helper is None:
+                    rows, _ = _read_streams([(raw, SNAPSHOT_SQL, False)], params)
+                    return rows, (_dependency_rows(raw, params) if dependencies else None)
+                return _read_streams(
+                    [(raw, SNAPSHOT_PARTS[0], dependencies),
+                     (helper.dbapi_connection, SNAPSHOT_PARTS[1], False)],
+                    params,
+                )
         finally:
             if helper is not None:
                 helper.close()
@@ -166,11 +194,20 @@ def _chunks(raw: Any, sql: str, params: dict[str, Any]) -> Iterator[list[tuple[A
             yield chunk
 
 
-def _stream(raw: Any, sql: str, params: dict[str, Any], out: queue.Queue[Any]) -> None:
-    """Queue the chunks of ``sql`` (in a thread), then an exception if any, then _DONE."""
+class _Dependencies(list):  # type: ignore[type-arg]
+    """The dependency rows, as queued by a stream (told apart from a chunk by type)."""
+
+
+def _stream(
+    raw: Any, sql: str, params: dict[str, Any], out: queue.Queue[Any], dependencies: bool
+) -> None:
+    """Queue the chunks of ``sql`` (in a thread), then with ``dependencies`` the dependency
+    rows (:class:`_Dependencies`), then an exception if any, then _DONE."""
     try:
         for chunk in _chunks(raw, sql, params):
             out.put(chunk)
+        if dependencies:
+            out.put(_Dependencies(_dependency_rows(raw, params)))
     except BaseException as exc:  # handed to the reading thread, which raises it
         out.put(exc)
     finally:
@@ -196,23 +233,25 @@ def _parse(chunk: list[tuple[Any, ...]]) -> list[tuple[str, str, str | None, Any
 
 
 def _read_streams(
-    streams: list[tuple[Any, str]], params: dict[str, Any]
-) -> list[tuple[str, str, str | None, Any, str | None]]:
-    """Read every ``(connection, sql)`` stream and parse the rows.
+    streams: list[tuple[Any, str, bool]], params: dict[str, Any]
+) -> tuple[list[Row], list[DependencyRow] | None]:
+    """Read every ``(connection, sql, dependencies)`` stream and parse the rows; a stream
+    with ``dependencies`` then reads the dependency rows on its connection.
 
     One stream is read in this thread. Several are read by one thread each while this
     thread parses the chunks they queue, so the servers keep producing meanwhile.
     """
-    rows: list[tuple[str, str, str | None, Any, str | None]] = []
+    rows: list[Row] = []
+    depends: list[DependencyRow] | None = None
     if len(streams) == 1:
-        raw, sql = streams[0]
+        raw, sql, with_dependencies = streams[0]
         for chunk in _chunks(raw, sql, params):
             rows.extend(_parse(chunk))
-        return rows
+        return rows, (_dependency_rows(raw, params) if with_dependencies else None)
     out: queue.Queue[Any] = queue.Queue(maxsize=4)
     threads = [
-        threading.Thread(target=_stream, args=(raw, sql, params, out), daemon=True)
-        for raw, sql in streams
+        threading.Thread(target=_stream, args=(raw, sql, params, out, deps), daemon=True)
+        for raw, sql, deps in streams
     ]
     for thread in threads:
         thread.start()
@@ -224,12 +263,25 @@ def _read_streams(
             running -= 1
         elif isinstance(item, BaseException):
             error = error or item
+        elif isinstance(item, _Dependencies):
+            depends = item
         elif error is None:
             rows.extend(_parse(item))
     for thread in threads:
         thread.join()
     if error is not None:
         raise error
+    return rows, depends
+
+
+def _dependency_rows(raw: Any, params: dict[str, Any]) -> list[DependencyRow]:
+    """Run ``DEPENDENCIES_SQL`` on ``raw`` (a DB-API connection whose transaction pinned
+    ``search_path``), with merge joins off for that statement (see the query's notes)."""
+    with raw.cursor() as cur:
+        cur.execute("SELECT set_config('enable_mergejoin', 'off', true)")
+        cur.execute(DEPENDENCIES_SQL, params)
+        rows = cur.fetchall()
+        cur.execute("SET LOCAL enable_mergejoin TO DEFAULT")
     return rows
 
 
@@ -247,13 +299,7 @@ def read_dependencies(
     assert raw is not None
     params = {"schema": schema, "excl": compile_patterns(patterns), "privileges": False}
     try:
-        with raw.cursor() as cur:
-            # hash joins, not merge joins (see DEPENDENCIES_SQL), for this statement only
-            cur.execute("SELECT set_config('enable_mergejoin', 'off', true)")
-            cur.execute(DEPENDENCIES_SQL, params)
-            rows = cur.fetchall()
-            cur.execute("SET LOCAL enable_mergejoin TO DEFAULT")
-            return rows
+        return _dependency_rows(raw, params)
     except psycopg2.Error as exc:
         raise explain_error(exc, label=label or "database", url=conn.engine.url) from None
 
@@ -362,18 +408,14 @@ def snapshot_connection(
     with conn.begin():
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         version = conn.exec_driver_sql("SHOW server_version").scalar()
-        rows = fetch_rows(
+        rows, depends = _fetch(
             conn,
             schema=schema,
             patterns=patterns,
             label=label,
             parallel=True,
             privileges=privileges,
-        )
-        depends = (
-            read_dependencies(conn, schema=schema, patterns=patterns, label=label)
-            if dependencies
-            else None
+            dependencies=dependencies,
         )
     snapshot = snapshot_from_rows(
         rows,
