@@ -268,9 +268,7 @@ CONSTRAINTS_SQL = r"""
 
 INDEXES_SQL = r"""
   -- indexes that do not back a constraint (a partition's index attached to its parent's
-  -- partitioned index names it in parent_index). A key that is a plain column is its
-  -- quoted name (what pg_get_indexdef prints for it, without the cost of a deparse per
-  -- key); expressions are deparsed. An INVALID index (indisvalid or
+  -- partitioned index names it in parent_index). An INVALID index (indisvalid or
   -- indisready false: a failed CREATE INDEX CONCURRENTLY, or a partitioned index created
   -- ON ONLY whose partitions' indexes are not all attached) adds "valid": false; a
   -- valid one has no such key, so its row (and every fingerprint) is what it was before
@@ -288,10 +286,7 @@ INDEXES_SQL = r"""
            'unique', i.indisunique,
            'method', am.amname::text,
            'keys', (SELECT json_agg(
-                      CASE WHEN i.indkey[k.n - 1] <> 0 THEN quote_ident(
-                        (SELECT a.attname::text FROM pg_attribute a
-                         WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[k.n - 1]))
-                        ELSE pg_get_indexdef(i.indexrelid, k.n, true) END
+                      pg_get_indexdef(i.indexrelid, k.n, true)
                       || CASE WHEN opc.opcdefault OR opc.opcname IS NULL THEN ''
                               ELSE ' ' || opc.opcname END
                       || CASE WHEN i.indoption[k.n - 1] & 1 = 1 THEN ' DESC' ELSE '' END
@@ -301,9 +296,8 @@ INDEXES_SQL = r"""
                       ORDER BY k.n)
                     FROM generate_series(1, i.indnkeyatts) k(n)
                     LEFT JOIN pg_opclass opc ON opc.oid = i.indclass[k.n - 1]),
-           'include', CASE WHEN i.indnatts > i.indnkeyatts THEN
-             (SELECT json_agg(pg_get_indexdef(i.indexrelid, k.n, true) ORDER BY k.n)
-              FROM generate_series(i.indnkeyatts + 1, i.indnatts) k(n)) END,
+           'include', (SELECT json_agg(pg_get_indexdef(i.indexrelid, k.n, true) ORDER BY k.n)
+                       FROM generate_series(i.indnkeyatts + 1, i.indnatts) k(n)),
            'predicate', pg_get_expr(i.indpred, i.indrelid, true),
            'nulls_not_distinct', i.indnullsnotdistinct,
            'parent_index', CASE WHEN r.relispartition THEN
