@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import time
@@ -50,8 +49,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg  # noqa: E402
+from cpu_meter import CpuMeter  # noqa: E402
 
 from abparts_ops.core.db import (  # noqa: E402
     connect,
@@ -192,31 +193,6 @@ def serial_floor(url: str, repeat: int = 15) -> dict[str, float]:
         "probe_cached": statistics.median(r.elapsed_ms for r in cached),
         "query_warm": statistics.median(query_ms[1:]),
     }
-
-
-class CpuMeter:
-    """CPU seconds used by this process (all threads) and by the server's backends.
-
-    Backends exit after each probe (no pool) and are reaped by the postmaster, so their
-    CPU time shows up in the postmaster's ``cutime + cstime`` (``/proc/<pid>/stat``).
-    Unlike wall time, these figures barely move when other programs load the machine.
-    """
-
-    def __init__(self, server: EmbeddedPostgres) -> None:
-        pid_file = server.data_dir / "postmaster.pid"
-        self.pid = int(pid_file.read_text().split()[0])
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def server_s(self) -> float:
-        """CPU seconds of the server's exited children (backends) so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[13]) + int(fields[14])) / self.tick  # cutime, cstime
-
-    @staticmethod
-    def client_s() -> float:
-        """CPU seconds of this process so far."""
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
 
 
 def timed(fn: Callable[[], Any], repeat: int, cpu: CpuMeter) -> tuple[float, float, float, Any]:
