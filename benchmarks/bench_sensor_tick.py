@@ -79,8 +79,9 @@ from abparts_ops.core.watch.drift import (  # noqa: E402
 )
 from abparts_ops.core.watch.probe import ProbeResult, probe  # noqa: E402
 from abparts_ops.core.watch.states import EnvironmentState  # noqa: E402
+from abparts_ops.defs.drift_tick import PROBE_ORDER_KEY  # noqa: E402
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource  # noqa: E402
-from abparts_ops.defs.sensors import PROBE_ORDER_KEY, build_schema_drift_sensor  # noqa: E402
+from abparts_ops.defs.sensors import build_schema_drift_sensor  # noqa: E402
 from abparts_ops.embedded.demo import (  # noqa: E402
     DEFAULT_TEMPLATE,
     build_template,

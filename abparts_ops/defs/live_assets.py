@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from abparts_ops.core.settings import EnvironmentSettings, Settings
+from abparts_ops.defs.drift_tick import probe_environments
 from abparts_ops.defs.live_state import check_result, live_events
 from abparts_ops.defs.names import (
     ENVIRONMENT_TAG,
@@ -34,7 +35,6 @@ from abparts_ops.defs.names import (
     live_schema_key,
 )
 from abparts_ops.defs.resources import AlembicResource, SchemaPolicyResource
-from abparts_ops.defs.sensors import probe_environments
 
 __all__ = ["LIVE_REVISION", "LIVE_SCHEMA", "live_revision_key", "live_schema_key"]
 
