@@ -131,34 +131,37 @@ def live_events(
     tags = {ENVIRONMENT_TAG: state.environment}
     revision_ok = reachable and state.revision_in_sync is True
     schema_ok = reachable and state.schema_in_sync is True
+    def event(
+        key: dg.AssetKey, meta: dict[str, Any], check: str, ok: bool, errors: Any
+    ) -> LiveEvent:
+        severity = (
+            dg.AssetCheckSeverity.ERROR if state.status in errors else dg.AssetCheckSeverity.WARN
+        )
+        return LiveEvent(
+            asset_key=key,
+            description=state.reason,
+            metadata=meta,
+            check_name=check,
+            passed=ok,
+            severity=severity,
+            check_description=description,
+            tags=tags,
+        )
+
     return [
-        LiveEvent(
-            asset_key=live_revision_key(state.environment),
-            description=state.reason,
-            metadata=revision_meta,
-            check_name=LIVE_REVISION_CHECK,
-            passed=revision_ok,
-            severity=(
-                dg.AssetCheckSeverity.ERROR
-                if state.status in _REVISION_ERRORS
-                else dg.AssetCheckSeverity.WARN
-            ),
-            check_description=description,
-            tags=tags,
+        event(
+            live_revision_key(state.environment),
+            revision_meta,
+            LIVE_REVISION_CHECK,
+            revision_ok,
+            _REVISION_ERRORS,
         ),
-        LiveEvent(
-            asset_key=live_schema_key(state.environment),
-            description=state.reason,
-            metadata=schema_meta,
-            check_name=LIVE_SCHEMA_CHECK,
-            passed=schema_ok,
-            severity=(
-                dg.AssetCheckSeverity.ERROR
-                if state.status in _SCHEMA_ERRORS
-                else dg.AssetCheckSeverity.WARN
-            ),
-            check_description=description,
-            tags=tags,
+        event(
+            live_schema_key(state.environment),
+            schema_meta,
+            LIVE_SCHEMA_CHECK,
+            schema_ok,
+            _SCHEMA_ERRORS,
         ),
     ]
 

@@ -17,13 +17,7 @@ from abparts_ops.definitions import build_definitions
 from abparts_ops.defs.live_assets import live_revision_key, live_schema_key
 from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG, stamp_key
 from abparts_ops.embedded.demo import prepare_demo_project
-
-NAMES = ("dev", "staging", "prod")
-
-
-def variable(env: str) -> str:
-    """The variable holding ``env``'s URL in these tests."""
-    return f"ABPT_SHAPETEST_{env.upper()}_URL"
+from abparts_ops_tests.defs.drift.conftest import NAMES, config_yaml, variable
 
 
 @pytest.fixture(scope="module")
@@ -31,25 +25,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The demo's configuration over a copy of its project, every URL a closed port."""
     layout = prepare_demo_project(tmp_path_factory.mktemp("shape"))
     config = layout.root / "abparts_ops_shape.yaml"
-    config.write_text(
-        "\n".join(
-            [
-                "alembic:",
-                "  config: app/alembic.ini",
-                "  models: app.models:Base",
-                "  sys_path: [app]",
-                "source: dev",
-                "exclude: [knowledge_documents, document_chunks]",
-                f"scratch: {{url_env: {variable('scratch')}}}",
-                "environments:",
-                f"  dev:     {{url_env: {variable('dev')}}}",
-                f"  staging: {{url_env: {variable('staging')}}}",
-                f"  prod:    {{url_env: {variable('prod')}, protected: true}}",
-            ]
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+    config.write_text(config_yaml(), encoding="utf-8")
     patch = pytest.MonkeyPatch()
     for name in (*NAMES, "scratch"):
         patch.setenv(variable(name), f"postgresql://nobody@127.0.0.1:9/{name}")
