@@ -297,16 +297,15 @@ def _change_of(data: Mapping[str, Any] | None) -> RevisionChange | None:
     return RevisionChange.from_dict(data) if data else None
 
 
-@dataclass(frozen=True)
-class ExpectedIndex:
-    """The expected schemas without their snapshots: small enough for metadata and ticks.
+@dataclass(frozen=True, kw_only=True)
+class HistoryShape:
+    """What the index and the expected schemas both know of the history they were built
+    from, and the questions it answers (is a revision known, what is pending, what changed).
 
-    ``probe_fingerprints`` and ``table_counts`` are per revision; ``order`` is the
-    upgrade order (base first) and ``parents`` each revision's down revisions
-    (``dependencies`` its ``depends_on`` revisions, only where it has some).
-    ``contents`` holds the first :data:`INDEX_CONTENT_CHARS` characters of each revision
-    file's sha256 (what the build saw), ``changes`` the revisions rebuilt because a file
-    they depend on changed content (see :meth:`change`).
+    ``order`` is the upgrade order (base first), ``parents`` each revision's down
+    revisions and ``dependencies`` its ``depends_on`` revisions (only where it has some);
+    ``contents`` the revision files' hashes the build saw, ``changes`` what the build
+    before expected at the revisions it rebuilt because a file they need changed.
     """
 
     history_fingerprint: str
@@ -316,8 +315,6 @@ class ExpectedIndex:
     heads: tuple[str, ...]
     order: tuple[str, ...]
     parents: Mapping[str, tuple[str, ...]]
-    probe_fingerprints: Mapping[str, str | None]
-    table_counts: Mapping[str, int]
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     privileges: bool = False
     """Whether the snapshots and probe fingerprints include granted privileges."""
@@ -327,10 +324,6 @@ class ExpectedIndex:
     def knows(self, rev: str) -> bool:
         """Whether ``rev`` is a revision of this history."""
         return rev in self.parents
-
-    def probe_fingerprint(self, rev: str) -> str | None:
-        """The probe fingerprint expected at ``rev`` (None for a revision not known)."""
-        return self.probe_fingerprints.get(rev)
 
     def change(self, rev: str) -> RevisionChange | None:
         """What the build before this one expected at ``rev``, when a file it needs changed."""
@@ -343,6 +336,23 @@ class ExpectedIndex:
         this history does not know raises one MigrationError line.
         """
         return _pending(self.order, self.parents, self.dependencies, revisions)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpectedIndex(HistoryShape):
+    """The expected schemas without their snapshots: small enough for metadata and ticks.
+
+    ``probe_fingerprints`` and ``table_counts`` are per revision; ``contents`` holds the
+    first :data:`INDEX_CONTENT_CHARS` characters of each revision file's sha256 (what the
+    build saw).
+    """
+
+    probe_fingerprints: Mapping[str, str | None]
+    table_counts: Mapping[str, int]
+
+    def probe_fingerprint(self, rev: str) -> str | None:
+        """The probe fingerprint expected at ``rev`` (None for a revision not known)."""
+        return self.probe_fingerprints.get(rev)
 
     def delta(self, graph: HistoryGraph) -> HistoryDelta:
         """How the files (``graph``) differ from what this index was built from."""
@@ -427,41 +437,23 @@ def _check_format(data: Mapping[str, Any], fmt: str, what: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class ExpectedSchemas:
+@dataclass(frozen=True, kw_only=True)
+class ExpectedSchemas(HistoryShape):
     """The schema the on-disk history builds at each of its revisions.
 
     ``snapshots[r]`` is the snapshot of a database after ``upgrade r`` from empty, with
     the exclusions applied and ``probe_fingerprint`` set (from the cache, each is read and
-    checked when first asked for). ``order`` is the upgrade order (base first:
+    checked when first asked for). ``order`` is
     :func:`~abparts_ops.core.history.revisions.read_history`'s order, with a revision
-    moved after the revisions it ``depends_on``), ``parents`` each revision's down
-    revisions and ``dependencies`` its ``depends_on`` revisions (only where it has some).
-    ``history_fingerprint`` is :func:`history_fingerprint` of the files it was built
-    from, ``contents`` each revision file's sha256 and ``changes`` what the build before
-    expected at the revisions it rebuilt because a file changed content (:meth:`change`).
+    moved after the revisions it ``depends_on``; ``history_fingerprint`` is
+    :func:`history_fingerprint` of the files it was built from and ``contents`` each
+    revision file's whole sha256.
     """
 
-    history_fingerprint: str
-    schema: str
-    exclude: tuple[str, ...]
-    version_table: str
-    heads: tuple[str, ...]
-    order: tuple[str, ...]
-    parents: Mapping[str, tuple[str, ...]]
     snapshots: Mapping[str, Snapshot]
-    dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     server_version: str | None = None
-    privileges: bool = False
-    """Whether the snapshots include granted privileges (config ``compare_privileges``)."""
-    contents: Mapping[str, str] = field(default_factory=dict)
-    changes: Mapping[str, RevisionChange] = field(default_factory=dict)
     table_counts: Mapping[str, int] = field(default_factory=dict, compare=False)
     """Tables per revision, when known without reading the snapshots (from the cache)."""
-
-    def knows(self, rev: str) -> bool:
-        """Whether ``rev`` is a revision of this history."""
-        return rev in self.parents
 
     def snapshot(self, rev: str) -> Snapshot | None:
         """The snapshot expected at ``rev`` (None for a revision not known)."""
@@ -473,18 +465,6 @@ class ExpectedSchemas:
             return self.snapshots.probe(rev)
         snap = self.snapshots.get(rev)
         return snap.probe_fingerprint if snap is not None else None
-
-    def change(self, rev: str) -> RevisionChange | None:
-        """What the build before this one expected at ``rev``, when a file it needs changed."""
-        return self.changes.get(rev)
-
-    def pending(self, revisions: tuple[str, ...] | None) -> tuple[str, ...]:
-        """What ``upgrade heads`` would apply to a database at ``revisions``, in order.
-
-        ``None`` (no version table) and ``()`` (empty one) give the whole history. An id
-        this history does not know raises one MigrationError line.
-        """
-        return _pending(self.order, self.parents, self.dependencies, revisions)
 
     def index(self) -> ExpectedIndex:
         """Everything but the snapshots (see :class:`ExpectedIndex`)."""
