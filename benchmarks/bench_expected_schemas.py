@@ -49,8 +49,8 @@ from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
 
 from abparts_ops.core.db import connect, create_database, drop_database, make_engine  # noqa: E402
-from abparts_ops.core.history.expected import (  # noqa: E402
-    build_expected_schemas,
+from abparts_ops.core.history.expected_build import build_expected_schemas  # noqa: E402
+from abparts_ops.core.history.expected_cache import (  # noqa: E402
     load_or_build_expected,
     refresh_expected,
 )

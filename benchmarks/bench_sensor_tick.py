@@ -66,7 +66,7 @@ from abparts_ops.core.db import (  # noqa: E402
     make_engine,
     with_database,
 )
-from abparts_ops.core.history.expected import load_or_build_expected  # noqa: E402
+from abparts_ops.core.history.expected_cache import load_or_build_expected  # noqa: E402
 from abparts_ops.core.history.project import load_project  # noqa: E402
 from abparts_ops.core.settings import load_settings  # noqa: E402
 from abparts_ops.core.watch.drift import (  # noqa: E402

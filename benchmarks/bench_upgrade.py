@@ -72,7 +72,7 @@ from abparts_ops.core.db import (  # noqa: E402
     drop_database,
     make_engine,
 )
-from abparts_ops.core.history.expected import build_expected_schemas  # noqa: E402
+from abparts_ops.core.history.expected_build import build_expected_schemas  # noqa: E402
 from abparts_ops.core.history.project import load_project  # noqa: E402
 from abparts_ops.core.reset.baseline_files import apply_baseline, plan_baseline  # noqa: E402
 from abparts_ops.core.rollout import rehearsal as rehearsal_module  # noqa: E402

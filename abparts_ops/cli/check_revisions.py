@@ -3,7 +3,7 @@
 Touches no environment (at most it reads their version rows, to know what they ran):
 
 1. the history on disk must have one head and build from empty: its expected schemas are
-   built on the scratch server (:func:`~abparts_ops.core.history.expected.
+   built on the scratch server (:func:`~abparts_ops.core.history.expected_cache.
    load_or_build_expected`, the cache every other reader uses);
 2. the revisions to check are those after ``--since REV``; by default those that no
    reachable environment has run yet (every revision when none is reachable, as in CI);
@@ -221,7 +221,7 @@ def _findings(rehearsal: Any, policy: Any, script: Any, before: Any) -> Any:
 def check(settings: Any, since: str | None) -> tuple[dict[str, Any], list[str]]:
     """Do the check (module doc); return the JSON document and the text lines."""
     from abparts_ops.core.errors import MigrationError
-    from abparts_ops.core.history.expected import default_cache_dir, load_or_build_expected
+    from abparts_ops.core.history.expected_cache import default_cache_dir, load_or_build_expected
     from abparts_ops.core.history.project import load_project
     from abparts_ops.core.rollout.rehearsal import rehearse
     from abparts_ops.defs.upgrade_assets import upgrade_policy

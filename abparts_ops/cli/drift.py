@@ -55,12 +55,12 @@ def assess_all(settings: Any, names: list[str]) -> list[Any]:
     """The reference's assessment of each environment in ``names`` (unreachable ones too).
 
     The expected schemas come from
-    :func:`abparts_ops.core.history.expected.load_or_build_expected` (once per schema),
+    :func:`abparts_ops.core.history.expected_cache.load_or_build_expected` (once per schema),
     the state from :func:`abparts_ops.core.watch.verify.snapshot_state` (the one reference).
     """
     from abparts_ops.core.db import scrub
     from abparts_ops.core.errors import AbpartsOpsError
-    from abparts_ops.core.history.expected import default_cache_dir, load_or_build_expected
+    from abparts_ops.core.history.expected_cache import default_cache_dir, load_or_build_expected
     from abparts_ops.core.history.project import load_project
     from abparts_ops.core.rollout.catch_up import archive_positions
     from abparts_ops.core.watch.reference import unreachable

@@ -20,13 +20,8 @@ from pathlib import Path
 import dagster as dg
 
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.history.expected import (
-    ExpectedIndex,
-    StaleIndex,
-    cached_index,
-    default_cache_dir,
-    reference_index,
-)
+from abparts_ops.core.history.expected import ExpectedIndex, StaleIndex
+from abparts_ops.core.history.expected_cache import cached_index, default_cache_dir, reference_index
 from abparts_ops.core.history.project import AlembicProject
 from abparts_ops.core.rollout.catch_up import archive_positions
 from abparts_ops.core.settings import EnvironmentSettings
@@ -492,6 +487,7 @@ def tick_text(tick: TickOutcome) -> str:
 
 
 def json_cursor(text: str | None) -> dict[str, str]:
+    """The revision files sensor's cursor as a dict (ValueError when it is not one)."""
     if not text:
         return {}
     data = json.loads(text)
@@ -501,6 +497,7 @@ def json_cursor(text: str | None) -> dict[str, str]:
 
 
 def dump_cursor(data: dict[str, str]) -> str:
+    """The revision files sensor's cursor as compact, sorted JSON."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

@@ -44,11 +44,8 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.history.expected import (
-    ExpectedSchemas,
-    default_cache_dir,
-    load_or_build_expected,
-)
+from abparts_ops.core.history.expected import ExpectedSchemas
+from abparts_ops.core.history.expected_cache import default_cache_dir, load_or_build_expected
 from abparts_ops.core.history.project import AlembicProject
 from abparts_ops.core.rollout.catch_up import archive_positions, guarded_catch_up
 from abparts_ops.core.rollout.stamp import SchemaDrift, StampResult, guarded_stamp
@@ -356,7 +353,7 @@ def current_expected(context: Any, project: AlembicProject, schema: str) -> Expe
     """The expected schemas of the revision files as they are: THE one way, from the cache.
 
     Built or extended on the scratch server when the cache is behind the files (see
-    :func:`~abparts_ops.core.history.expected.load_or_build_expected`), so a reader
+    :func:`~abparts_ops.core.history.expected_cache.load_or_build_expected`), so a reader
     never judges with a reference older than the files. Needs the ``policy`` and
     ``scratch`` resources.
     """

@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from abparts_ops.core.history.expected import default_cache_dir, refresh_expected
+from abparts_ops.core.history.expected_cache import default_cache_dir, refresh_expected
 from abparts_ops.defs.baseline_assets import baseline_revision, migration_history
 from abparts_ops.defs.metadata import markdown_table, md
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, SchemaPolicyResource

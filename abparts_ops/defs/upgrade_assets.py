@@ -8,9 +8,9 @@ pending revisions, the rehearsal's verdict and the lint findings. A refusal fail
 with one line and the evidence (diff, failing revision, findings) as metadata.
 
 No sensor or schedule targets these jobs. They share the stamps' concurrency pool
-(:data:`~abparts_ops.defs.environment_assets.STAMP_POOL`) and tag, so upgrades and stamps
+(:data:`~abparts_ops.defs.names.STAMP_POOL`) and tag, so upgrades and stamps
 run one at a time, and the core takes the same PostgreSQL advisory lock anyway. The
-expected schemas come from :func:`~abparts_ops.core.history.expected.
+expected schemas come from :func:`~abparts_ops.core.history.expected_cache.
 load_or_build_expected`, the same cache the ``expected_schemas`` asset fills, so an
 upgrade always judges against the history on disk now.
 """
@@ -25,10 +25,7 @@ from pydantic import Field
 
 from abparts_ops.core.db import scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.history.expected import (
-    default_cache_dir,
-    load_or_build_expected,
-)
+from abparts_ops.core.history.expected_cache import default_cache_dir, load_or_build_expected
 from abparts_ops.core.rollout.catch_up import archive_positions
 from abparts_ops.core.rollout.lint import LintExclusion, LintReport
 from abparts_ops.core.rollout.rehearsal_copy import RehearsalCopy

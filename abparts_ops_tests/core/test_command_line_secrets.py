@@ -41,7 +41,8 @@ from abparts_ops.core.db import (
     with_database,
 )
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.history.expected import ExpectedSchemas, build_expected_schemas
+from abparts_ops.core.history.expected import ExpectedSchemas
+from abparts_ops.core.history.expected_build import build_expected_schemas
 from abparts_ops.core.history.migrate import upgrade
 from abparts_ops.core.history.project import AlembicProject, load_project
 from abparts_ops.core.quoting import quote_always

@@ -8,7 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from abparts_ops.core.history.expected import ExpectedIndex, ExpectedSchemas, cached_expected
+from abparts_ops.core.history.expected import ExpectedIndex, ExpectedSchemas
+from abparts_ops.core.history.expected_cache import cached_expected
 from abparts_ops.core.history.revisions import read_history
 from abparts_ops.core.schema.introspect import take_snapshot
 from abparts_ops.core.settings import load_settings

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from abparts_ops.core.errors import MigrationError
-from abparts_ops.core.history.project import read_revision_id
+from abparts_ops.core.history.project import AlembicProject, read_revision_id, revision_files
 
 ARCHIVE_PREFIX = "versions_archive_"
 MANIFEST_JSON = "MANIFEST.json"
@@ -376,3 +376,28 @@ def _recover_one(versions_dir: Path, folder: Path, *, dry_run: bool) -> str:
         f"files had been moved; they {'would go' if dry_run else 'went'} back into "
         f"{versions_dir.name}/."
     )
+
+
+def archived_revisions(project: AlembicProject) -> dict[str, str]:
+    """Revision id -> archive folder name, for each revision file in the archives.
+
+    The archives are the ``versions_archive_<stamp>`` folders next to each versions
+    folder (see :mod:`~abparts_ops.core.history.archive`). Ids are read from the files
+    without importing them; a file without a readable id is skipped. An id found in
+    several archives is attributed to the newest (the last stamp).
+    """
+    found: dict[str, str] = {}
+    parents = sorted({Path(folder).absolute().parent for folder in project.versions_dirs})
+    for parent in parents:
+        try:
+            archives = sorted(
+                p for p in parent.iterdir() if p.name.startswith(ARCHIVE_PREFIX) and p.is_dir()
+            )
+        except OSError:
+            continue
+        for archive in archives:
+            for path in revision_files(archive):
+                rev = read_revision_id(path)
+                if rev:
+                    found[rev] = archive.name
+    return found

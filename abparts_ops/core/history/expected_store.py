@@ -1,6 +1,6 @@
 """The expected-schemas cache on disk: small manifests, and snapshots stored once each.
 
-Layout of a cache folder (see :func:`~abparts_ops.core.history.expected.
+Layout of a cache folder (see :func:`~abparts_ops.core.history.expected_cache.
 default_cache_dir`)::
 
     manifest-<key32>.json        one per history and settings: the graph, each revision's

@@ -32,7 +32,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from abparts_ops.core.errors import UpgradeRefused
-from abparts_ops.core.history.expected import archived_revisions
+from abparts_ops.core.history.archive import archived_revisions
 from abparts_ops.core.history.migrate import current_revisions
 from abparts_ops.core.history.project import AlembicProject
 from abparts_ops.core.quoting import quote_always

@@ -35,7 +35,7 @@ from typing import Any
 
 from abparts_ops.core.db import explain_error, scrub
 from abparts_ops.core.errors import AbpartsOpsError
-from abparts_ops.core.history.expected import HistoryGraph, read_graph
+from abparts_ops.core.history.graph import HistoryGraph, read_graph
 from abparts_ops.core.history.project import AlembicProject, revision_files
 from abparts_ops.core.history.revisions import versions_fingerprint
 from abparts_ops.core.watch.probe import KnownSchema, ProbeResult, probe

@@ -13,20 +13,17 @@ import pytest
 
 from abparts_ops.core.db import connect, make_engine, with_database
 from abparts_ops.core.errors import MigrationError, SchemaError
-from abparts_ops.core.history.archive import archive_revisions
-from abparts_ops.core.history.expected import (
-    ExpectedIndex,
-    ExpectedSchemas,
-    archived_revisions,
-    build_expected_schemas,
-    cache_key,
+from abparts_ops.core.history.archive import archive_revisions, archived_revisions
+from abparts_ops.core.history.expected import ExpectedIndex, ExpectedSchemas, cache_key
+from abparts_ops.core.history.expected_build import build_expected_schemas
+from abparts_ops.core.history.expected_cache import (
     cache_path,
     cached_expected,
     default_cache_dir,
-    history_fingerprint,
     load_or_build_expected,
     refresh_expected,
 )
+from abparts_ops.core.history.graph import history_fingerprint
 from abparts_ops.core.history.migrate import upgrade
 from abparts_ops.core.history.project import AlembicProject, load_project
 from abparts_ops.core.history.revisions import read_history, versions_fingerprint

@@ -17,7 +17,7 @@ import pytest
 
 from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.errors import UpgradeRefused
-from abparts_ops.core.history.expected import build_expected_schemas
+from abparts_ops.core.history.expected_build import build_expected_schemas
 from abparts_ops.core.history.migrate import upgrade
 from abparts_ops.core.history.project import AlembicProject, load_project
 from abparts_ops.core.rollout.catch_up import archived_project, guarded_catch_up

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from abparts_ops.core.db import connect, make_engine
-from abparts_ops.core.history.expected import build_expected_schemas
+from abparts_ops.core.history.expected_build import build_expected_schemas
 from abparts_ops.core.history.migrate import upgrade
 from abparts_ops.core.history.project import AlembicProject, load_project
 from abparts_ops.core.rollout.upgrade import UpgradeResult, guarded_upgrade

@@ -11,7 +11,8 @@ from dataclasses import replace
 import pytest
 
 from abparts_ops.core.history.changes import RevisionChange
-from abparts_ops.core.history.expected import ExpectedIndex, HistoryGraph, StaleIndex
+from abparts_ops.core.history.expected import ExpectedIndex, StaleIndex
+from abparts_ops.core.history.graph import HistoryGraph
 from abparts_ops.core.watch.reference import (
     assess_fingerprint,
     baseline_of,

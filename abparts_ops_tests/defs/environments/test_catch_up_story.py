@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from abparts_ops.core.db import connect, make_engine
-from abparts_ops.core.history.expected import archived_revisions
+from abparts_ops.core.history.archive import archived_revisions
 from abparts_ops.core.history.migrate import upgrade
 from abparts_ops.core.history.project import load_project
 from abparts_ops.core.rollout.catch_up import archived_project

@@ -224,7 +224,7 @@ def test_a_concurrent_index_build_is_applied_as_a_step_of_its_own(story: Story) 
     )
     assert valid == 1
     assert story.pipeline.run("refresh_history").success
-    from abparts_ops.core.history.expected import default_cache_dir, load_or_build_expected
+    from abparts_ops.core.history.expected_cache import default_cache_dir, load_or_build_expected
     from abparts_ops.core.history.project import load_project
 
     settings = story.pipeline.settings
