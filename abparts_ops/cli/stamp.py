@@ -9,12 +9,16 @@ from abparts_ops.cli.common import (
     EXIT_CODES,
     BadInput,
     Formatter,
-    add_json,
     environment_names,
     load,
 )
-from abparts_ops.cli.launch import launch
-from abparts_ops.cli.write import op_name, report
+from abparts_ops.cli.write import (
+    add_write_arguments,
+    launch_write,
+    report,
+    write_config,
+    write_words,
+)
 
 HELP = "stamp ENV with the proven baseline (job stamp_ENV; a dry run unless --apply)"
 DESCRIPTION = """\
@@ -40,18 +44,7 @@ def register(sub: Any) -> None:
         "stamp", help=HELP, description=DESCRIPTION, epilog=f"{EXAMPLES}\n\n{EXIT_CODES}",
         formatter_class=Formatter,
     )
-    parser.add_argument("env", metavar="ENV", help="the environment to stamp (as configured)")
-    parser.add_argument(
-        "--apply", action="store_true", help="really stamp (run config dry_run: false)"
-    )
-    parser.add_argument(
-        "--confirm", metavar="ENV", default="",
-        help="the environment's own name: required to write to a protected environment",
-    )
-    parser.add_argument(
-        "--acknowledge-identity", metavar="KEY", default="",
-        help="accept a protected database whose identity changed (the key is in the refusal)",
-    )
+    add_write_arguments(parser, "stamp")
     parser.add_argument(
         "--allow-behind-head", action="store_true",
         help="record the baseline although newer revisions exist (upgrade next)",
@@ -75,21 +68,12 @@ def register(sub: Any) -> None:
         "--acknowledge", metavar="RULE", action="append", default=[],
         help="with --catch-up: a reviewed error-level finding's rule (repeatable)",
     )
-    parser.add_argument(
-        "--verbose", action="store_true",
-        help="show Dagster's events in the terminal instead of the log file",
-    )
-    add_json(parser)
     parser.set_defaults(func=run)
 
 
 def stamp_config(args: argparse.Namespace) -> dict[str, Any]:
     """The StampConfig of the run, with only what the command line sets."""
-    config: dict[str, Any] = {"dry_run": not args.apply}
-    if args.confirm:
-        config["confirm"] = args.confirm
-    if args.acknowledge_identity:
-        config["acknowledge_identity"] = args.acknowledge_identity
+    config = write_config(args)
     if args.allow_behind_head:
         config["allow_behind_head"] = True
     if args.lock_timeout is not None:
@@ -109,13 +93,7 @@ def stamp_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def command_line(args: argparse.Namespace) -> list[str]:
     """The command as typed (for the run's tag)."""
-    words = ["stamp", args.env]
-    if args.apply:
-        words.append("--apply")
-    if args.confirm:
-        words += ["--confirm", args.confirm]
-    if args.acknowledge_identity:
-        words += ["--acknowledge-identity", args.acknowledge_identity]
+    words = write_words("stamp", args)
     if args.allow_behind_head:
         words.append("--allow-behind-head")
     if args.catch_up:
@@ -131,10 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from abparts_ops.defs.names import stamp_job_name, stamp_key
 
     key = stamp_key(env)
-    outcome = launch(
-        stamp_job_name(env), command=command_line(args),
-        run_config={"ops": {op_name(key.path): {"config": config}}}, verbose=args.verbose,
-    )
+    outcome = launch_write(args, stamp_job_name(env), key.path, config, command_line(args))
     return report(
         args, command="stamp", environment=env, asset=key.to_user_string(),
         dry_run=not args.apply, outcome=outcome,

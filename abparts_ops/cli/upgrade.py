@@ -9,12 +9,16 @@ from abparts_ops.cli.common import (
     EXIT_CODES,
     BadInput,
     Formatter,
-    add_json,
     environment_names,
     load,
 )
-from abparts_ops.cli.launch import launch
-from abparts_ops.cli.write import op_name, report
+from abparts_ops.cli.write import (
+    add_write_arguments,
+    launch_write,
+    report,
+    write_config,
+    write_words,
+)
 
 HELP = "apply the pending revisions to ENV, guarded (job upgrade_ENV; a dry run unless --apply)"
 DESCRIPTION = """\
@@ -42,27 +46,11 @@ def register(sub: Any) -> None:
         "upgrade", help=HELP, description=DESCRIPTION, epilog=f"{EXAMPLES}\n\n{EXIT_CODES}",
         formatter_class=Formatter,
     )
-    parser.add_argument("env", metavar="ENV", help="the environment to upgrade (as configured)")
-    parser.add_argument(
-        "--apply", action="store_true", help="really upgrade (run config dry_run: false)"
-    )
-    parser.add_argument(
-        "--confirm", metavar="ENV", default="",
-        help="the environment's own name: required to write to a protected environment",
-    )
+    add_write_arguments(parser, "upgrade")
     parser.add_argument(
         "--acknowledge", metavar="RULE", action="append", default=[],
         help="a lint rule whose error-level findings you reviewed and accept (repeatable)",
     )
-    parser.add_argument(
-        "--acknowledge-identity", metavar="KEY", default="",
-        help="accept a protected database whose identity changed (the key is in the refusal)",
-    )
-    parser.add_argument(
-        "--verbose", action="store_true",
-        help="show Dagster's events in the terminal instead of the log file",
-    )
-    add_json(parser)
     parser.set_defaults(func=run)
 
 
@@ -70,29 +58,19 @@ def upgrade_config(args: argparse.Namespace) -> dict[str, Any]:
     """The UpgradeConfig of the run; unknown rule names are bad input (nothing launched)."""
     from abparts_ops.core.rollout.lint import check_rule_names
 
-    config: dict[str, Any] = {"dry_run": not args.apply}
-    if args.confirm:
-        config["confirm"] = args.confirm
+    config = write_config(args)
     if args.acknowledge:
         rules = list(dict.fromkeys(args.acknowledge))
         check_rule_names(rules, where="--acknowledge", error=BadInput)
         config["acknowledge"] = rules
-    if args.acknowledge_identity:
-        config["acknowledge_identity"] = args.acknowledge_identity
     return config
 
 
 def command_line(args: argparse.Namespace) -> list[str]:
     """The command as typed (for the run's tag)."""
-    words = ["upgrade", args.env]
-    if args.apply:
-        words.append("--apply")
-    if args.confirm:
-        words += ["--confirm", args.confirm]
+    words = write_words("upgrade", args)
     for rule in args.acknowledge:
         words += ["--acknowledge", rule]
-    if args.acknowledge_identity:
-        words += ["--acknowledge-identity", args.acknowledge_identity]
     return words
 
 
@@ -104,10 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from abparts_ops.defs.names import upgrade_job_name, upgrade_key
 
     key = upgrade_key(env)
-    outcome = launch(
-        upgrade_job_name(env), command=command_line(args),
-        run_config={"ops": {op_name(key.path): {"config": config}}}, verbose=args.verbose,
-    )
+    outcome = launch_write(args, upgrade_job_name(env), key.path, config, command_line(args))
     event = outcome.event_of(key.to_user_string())
     # blocking_rules is recorded only where error-level findings block (the policy's)
     blocked = bool(event and event.metadata.get("blocking_rules")) and not args.apply

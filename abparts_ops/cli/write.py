@@ -12,14 +12,70 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from abparts_ops.cli.common import FOUND, OK, emit
+from abparts_ops.cli.common import FOUND, OK, add_json, emit
 from abparts_ops.cli.environments import from_checks, state_lines
-from abparts_ops.cli.launch import RunOutcome, run_lines
+from abparts_ops.cli.launch import RunOutcome, launch, run_lines
 
 _SHOWN = (
     "state_before", "pending_count", "rehearsal", "findings_count", "error_findings",
     "blocking_rules", "acknowledged",
 )
+
+
+def add_write_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """The arguments every write command takes: ``ENV --apply --confirm
+    --acknowledge-identity --verbose --json`` (``verb`` says what ``--apply`` does)."""
+    parser.add_argument("env", metavar="ENV", help=f"the environment to {verb} (as configured)")
+    parser.add_argument(
+        "--apply", action="store_true", help=f"really {verb} (run config dry_run: false)"
+    )
+    parser.add_argument(
+        "--confirm", metavar="ENV", default="",
+        help="the environment's own name: required to write to a protected environment",
+    )
+    parser.add_argument(
+        "--acknowledge-identity", metavar="KEY", default="",
+        help="accept a protected database whose identity changed (the key is in the refusal)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show Dagster's events in the terminal instead of the log file",
+    )
+    add_json(parser)
+
+
+def write_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The run config every write shares: ``dry_run``, and what the command line sets of
+    ``confirm`` and ``acknowledge_identity``."""
+    config: dict[str, Any] = {"dry_run": not args.apply}
+    if args.confirm:
+        config["confirm"] = args.confirm
+    if args.acknowledge_identity:
+        config["acknowledge_identity"] = args.acknowledge_identity
+    return config
+
+
+def write_words(command: str, args: argparse.Namespace) -> list[str]:
+    """The shared part of the command as typed (for the run's tag)."""
+    words = [command, args.env]
+    if args.apply:
+        words.append("--apply")
+    if args.confirm:
+        words += ["--confirm", args.confirm]
+    if args.acknowledge_identity:
+        words += ["--acknowledge-identity", args.acknowledge_identity]
+    return words
+
+
+def launch_write(
+    args: argparse.Namespace, job: str, asset_path: Sequence[str], config: dict[str, Any],
+    words: list[str],
+) -> RunOutcome:
+    """Launch ``job`` with ``config`` for the asset at ``asset_path``, as the UI would."""
+    return launch(
+        job, command=words, run_config={"ops": {op_name(asset_path): {"config": config}}},
+        verbose=args.verbose,
+    )
 
 
 def op_name(asset_path: Sequence[str]) -> str:
