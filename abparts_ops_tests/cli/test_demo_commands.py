@@ -155,6 +155,7 @@ def test_the_instance_turns_the_onboarding_dialog_off(tmp_path: Path) -> None:
         assert instance.nux_enabled is False
 
 
+@pytest.mark.db  # scripts/demo starts a server of its own
 def test_scripts_demo_catches_up_staging_left_behind_before_the_reset() -> None:
     """``scripts/demo --no-ui`` as a newcomer runs it, in a home of its own (its own
     embedded server): staging is left one revision behind dev before the reset, is
