@@ -4,7 +4,9 @@
 lines for a shell (``eval "$(abparts-ops demo env)"``) whose URLs carry no password
 (libpq reads it from the server's password file, mode 0600); ``stop`` stops every
 embedded server under the local folder (the demo's and the tests') and the ``dagster
-dev`` that ``scripts/demo`` started; ``drift`` changes a demo database by hand.
+dev`` that ``scripts/demo`` started; ``drift`` changes a demo database by hand;
+``leave-behind`` leaves one a revision behind dev before the reset (``scripts/demo``
+catches it up after it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from abparts_ops.cli.common import EXIT_CODES, OK, BadInput, Formatter, add_json, emit
 from abparts_ops.core.settings import CONFIG_ENV
 
-HELP = "the embedded demo: start, stop, status, env, drift"
+HELP = "the embedded demo: start, stop, status, env, drift, leave-behind"
 DESCRIPTION = """\
 The embedded demo: a local PostgreSQL under .abparts_ops/ with the demo's dev, staging
 and prod databases and a copy of the sample ABParts Alembic project.
@@ -34,7 +36,12 @@ and prod databases and a copy of the sample ABParts Alembic project.
   status  every embedded server under .abparts_ops/ (the demo's, the tests'): running?
   stop    stop every embedded server under .abparts_ops/ and the dagster dev that
           scripts/demo started
-  drift   change a demo database by hand (--env, --kind), to watch the sensor catch it"""
+  drift   change a demo database by hand (--env, --kind), to watch the sensor catch it
+  leave-behind
+          before the reset: leave a demo environment (--env, default staging) one
+          revision behind dev, running the old history's downgrade of its head; after
+          the reset, `abparts-ops stamp ENV --apply --catch-up` brings it to the
+          baseline (scripts/demo does both for staging)"""
 
 DEFAULT_UI_PORT = 3000
 UI_PID_FILE = "dagster-dev.pid"
@@ -48,11 +55,13 @@ def register(sub: Any) -> None:
         "demo", help=HELP, description=DESCRIPTION, epilog=EXIT_CODES, formatter_class=Formatter
     )
     parser.add_argument(
-        "action", choices=["start", "stop", "status", "env", "drift", "ui-port"],
+        "action",
+        choices=["start", "stop", "status", "env", "drift", "leave-behind", "ui-port"],
         help="what to do (ui-port: the port scripts/demo serves the UI on)",
     )
     parser.add_argument(
-        "--env", default="staging", help="drift: the demo environment to change (default staging)"
+        "--env", default="staging",
+        help="drift, leave-behind: the demo environment to change (default staging)",
     )
     parser.add_argument(
         "--kind", default="index", choices=list(DRIFT_KINDS),
@@ -199,10 +208,10 @@ def run(args: argparse.Namespace) -> int:
         variables, lines = _env_lines()
         emit(args, {"variables": variables}, lines)
         return OK
-    if args.action == "drift":
+    if args.action in ("drift", "leave-behind"):
         if args.env not in demo.DEMO_ENVIRONMENTS:
             raise BadInput(
-                f"demo drift: no demo environment {args.env!r} (the demo has "
+                f"demo {args.action}: no demo environment {args.env!r} (the demo has "
                 f"{', '.join(demo.DEMO_ENVIRONMENTS)})."
             )
         saved = os.environ.pop(CONFIG_ENV, None)
@@ -213,8 +222,12 @@ def run(args: argparse.Namespace) -> int:
                 os.environ[CONFIG_ENV] = saved
         from abparts_ops.core.settings import load_settings
 
-        settings = load_settings(layout.config_path)
-        line = demo.introduce_drift(settings.environments[args.env].url(), args.kind)
+        url = load_settings(layout.config_path).environments[args.env].url()
+        if args.action == "leave-behind":
+            line = demo.leave_behind(url, layout, label=args.env)
+            emit(args, {"environment": args.env, "change": line}, [line])
+            return OK
+        line = demo.introduce_drift(url, args.kind)
         emit(args, {"environment": args.env, "kind": args.kind, "change": line},
              [f"{args.env}: {line}"])
         return OK

@@ -10,6 +10,7 @@ import dagster as dg
 
 from abparts_ops.core.history.migrate import build_from_empty
 from abparts_ops.core.history.revisions import History, check_single_head, read_history
+from abparts_ops.core.memory import release_memory
 from abparts_ops.core.reset.proofs import proofs_for
 from abparts_ops.core.reset.runbook import BaselineRecord, prove_and_write_baseline
 from abparts_ops.core.reset.verdict import ProofResult
@@ -120,6 +121,7 @@ def baseline_revision(
     proves and writes nothing. A rerun on an unchanged snapshot changes nothing; an
     archive a crash left incomplete is finished or cleaned first, and the log says so.
     """
+    release_memory()  # the previous steps' values: each step starts from what it uses
     project = alembic.project()
     outcome = prove_and_write_baseline(
         source_schema,

@@ -47,6 +47,7 @@ from abparts_ops.core.errors import AbpartsOpsError
 from abparts_ops.core.history.expected import ExpectedSchemas
 from abparts_ops.core.history.expected_cache import default_cache_dir, load_or_build_expected
 from abparts_ops.core.history.project import AlembicProject
+from abparts_ops.core.memory import release_memory
 from abparts_ops.core.rollout.catch_up import archive_positions, guarded_catch_up
 from abparts_ops.core.rollout.stamp import SchemaDrift, StampResult, guarded_stamp
 from abparts_ops.core.schema.diff import diff_snapshots
@@ -622,6 +623,7 @@ def head_matches_source_schema(
     context: dg.AssetCheckExecutionContext, source_schema: Snapshot
 ) -> dg.AssetCheckResult:
     """Diff the baseline's expected schema with ``source_schema``; pass iff empty."""
+    release_memory()  # the previous steps' values, before a second schema is loaded
     policy = context.resources.policy
     expected_schemas = current_expected(
         context, context.resources.alembic.project(), policy.schema_name

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from abparts_ops.core.history.expected_cache import default_cache_dir, refresh_expected
+from abparts_ops.core.memory import long_lived_frozen
 from abparts_ops.defs.baseline_assets import baseline_revision, migration_history
 from abparts_ops.defs.metadata import markdown_table, md
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, SchemaPolicyResource
@@ -38,15 +39,16 @@ def expected_schemas(
     (no IO manager): no reader ever loads a stale copy of it.
     """
     started = time.perf_counter()
-    refresh = refresh_expected(
-        scratch.get_url(),
-        alembic.project(),
-        schema=policy.schema_name,
-        exclude=policy.exclude,
-        cache_dir=default_cache_dir(),
-        progress=lambda rev, i, n: context.log.debug(f"expected schema {i}/{n}: {rev}"),
-        privileges=policy.compare_privileges,
-    )
+    with long_lived_frozen():  # the build's garbage is collected as it goes
+        refresh = refresh_expected(
+            scratch.get_url(),
+            alembic.project(),
+            schema=policy.schema_name,
+            exclude=policy.exclude,
+            cache_dir=default_cache_dir(),
+            progress=lambda rev, i, n: context.log.debug(f"expected schema {i}/{n}: {rev}"),
+            privileges=policy.compare_privileges,
+        )
     expected = refresh.expected
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     index = expected.index()

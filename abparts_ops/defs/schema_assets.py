@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from abparts_ops.core.memory import release_memory
 from abparts_ops.core.schema.dump import reference_dump as build_reference_dump
 from abparts_ops.core.schema.exclusions import unused_patterns
 from abparts_ops.core.schema.frame import columns_frame
@@ -35,6 +36,7 @@ def source_schema(
         source=policy.source,
         privileges=policy.compare_privileges,
     )
+    release_memory()  # what reading the catalog took, before Dagster pickles the snapshot
     frame = columns_frame(snapshot)
     counts = snapshot.counts()
     context.log.info(
@@ -83,6 +85,7 @@ def reference_dump(
     (``schema/reference.sql`` by default, for review in a pull request) together with the
     baseline, once the proofs passed, and only when its content changes.
     """
+    release_memory()  # the previous step's values: each step starts from what it uses
     dump = build_reference_dump(
         source_db.get_url(),
         source_schema,

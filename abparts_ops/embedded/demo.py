@@ -41,11 +41,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.db import connect, make_engine, scrub, with_database
 from abparts_ops.core.errors import DatabaseError, MigrationError
+from abparts_ops.core.history.migrate import current_revisions
 from abparts_ops.core.quoting import quote_always
 from abparts_ops.embedded.server import EmbeddedPostgres, project_home
 
@@ -429,6 +431,68 @@ def ensure_demo(home: Path | None = None) -> DemoLayout:
     return layout
 
 
+# --------------------------------------------------------------------------- behind
+def leave_behind(url: str, layout: DemoLayout, *, label: str = "demo environment") -> str:
+    """Leave a demo environment one revision behind dev on the old history; say what was done.
+
+    Run before the reset, the way teams squash while staging is a revision behind: the
+    old history's downgrade of its head (:data:`DEMO_OLD_HEAD`, "add stock transfers and
+    notifications") runs through Alembic's command API on one shared connection, leaving
+    the database at :data:`DEMO_DRIFT_REVISION` (the old head's parent). After the reset
+    that environment is ``behind_archive`` and ``stamp_<env>`` with ``catch_up: true``
+    brings it to the baseline.
+
+    Idempotent: a database already at :data:`DEMO_DRIFT_REVISION` is left as it is, and so
+    is one at a revision the old history does not hold (past the reset: the baseline);
+    only one at a revision of the old history other than these two (nothing the demo
+    builds) is refused with a :class:`~abparts_ops.core.errors.MigrationError`. The
+    database is changed only in the transaction of the downgrade.
+    """
+    engine = make_engine(url, label=label)
+    try:
+        with _history_ini(layout) as ini, connect(engine, label=label) as conn:
+            current = current_revisions(conn) or ()
+            if current == (DEMO_DRIFT_REVISION,):
+                return (
+                    f"{label} is already one revision behind dev ({DEMO_DRIFT_REVISION}): "
+                    "left as it is"
+                )
+            cfg = Config(str(ini))
+            cfg.attributes["connection"] = conn
+            if current != (DEMO_OLD_HEAD,):
+                old_history = {
+                    rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()
+                }
+                known = [rev for rev in current if rev in old_history]
+                was = ", ".join(current) or "(no revision)"
+                if current and not known and DEMO_UNKNOWN_REVISION not in current:
+                    return (
+                        f"{label} is at {was}, past the reset (not on the old history): "
+                        "left as it is"
+                    )
+                raise MigrationError(
+                    f"{label} is at {was}, not at the old head {DEMO_OLD_HEAD}: the demo "
+                    "leaves behind only an environment at the old head (dev or staging "
+                    "before the reset); nothing was changed."
+                )
+            try:
+                command.downgrade(cfg, DEMO_DRIFT_REVISION)
+            except DatabaseError:
+                raise
+            except Exception as exc:  # alembic/driver errors: one safe line, chained
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise MigrationError(
+                    scrub(f"{label}: the downgrade by one revision failed: {first}", url)
+                ) from exc
+            conn.commit()
+    finally:
+        engine.dispose()
+    return (
+        f"{label} left one revision behind dev: the old history's downgrade ran, "
+        f"{DEMO_OLD_HEAD} -> {DEMO_DRIFT_REVISION}"
+    )
+
+
 # --------------------------------------------------------------------------- stamps
 def stamp_run_config(environment: str, *, protected: bool = False) -> dict[str, object]:
     """Run config of ``stamp_<environment>`` for a real stamp (``confirm`` when protected)."""
@@ -449,9 +513,10 @@ def write_stamp_configs(layout: DemoLayout) -> dict[str, Path]:
     for env in DEMO_ENVIRONMENTS:
         path = layout.root / f"stamp_{env}.yaml"
         # JSON is YAML: no extra dependency, and `dagster job execute -c` reads it.
-        text = json.dumps(
-            stamp_run_config(env, protected=env == PROTECTED_ENVIRONMENT), indent=2
-        ) + "\n"
+        text = (
+            json.dumps(stamp_run_config(env, protected=env == PROTECTED_ENVIRONMENT), indent=2)
+            + "\n"
+        )
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             _write_text_atomic(path, text)
         paths[env] = path

@@ -153,3 +153,77 @@ def test_the_instance_turns_the_onboarding_dialog_off(tmp_path: Path) -> None:
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert instance.nux_enabled is False
+
+
+@pytest.mark.db  # scripts/demo starts a server of its own
+def test_scripts_demo_catches_up_staging_left_behind_before_the_reset() -> None:
+    """``scripts/demo --no-ui`` as a newcomer runs it, in a home of its own (its own
+    embedded server): staging is left one revision behind dev before the reset, is
+    ``behind_archive`` after it, is caught up and stamped in one ``stamp_staging`` run, and
+    every environment ends ``in_sync``. A second run changes nothing."""
+    import dagster as dg
+
+    from abparts_ops.embedded.demo import (
+        DEMO_DRIFT_REVISION,
+        DEMO_ENVIRONMENTS,
+        DEMO_OLD_HEAD,
+        demo_database_name,
+    )
+    from abparts_ops_tests.cli.conftest import read_revisions
+
+    home = REPO / ".abparts_ops" / f"demoscript_{uuid.uuid4().hex[:8]}"
+    env = _clean_env(ABPARTS_OPS_HOME=str(home))
+    try:
+        done = subprocess.run(
+            [str(REPO / "scripts" / "demo"), "--no-ui"], cwd=REPO, capture_output=True,
+            text=True, timeout=900, env=env,
+        )
+        out = done.stdout
+        assert done.returncode == OK, out[-3000:] + done.stderr[-3000:]
+        password = EmbeddedPostgres(home).info().password
+        assert password not in out and password not in done.stderr
+        assert (
+            f"staging left one revision behind dev: the old history's downgrade ran, "
+            f"{DEMO_OLD_HEAD} -> {DEMO_DRIFT_REVISION}"
+        ) in out
+        reset_at = out.index("== reset_baseline")
+        catch_up_at = out.index("== stamp_staging with the catch-up: staging is behind the reset")
+        assert reset_at < catch_up_at
+        after = out[catch_up_at:]
+        assert after.splitlines()[1] == "staging: behind_archive"  # before the catch-up
+        assert f"at archived revision {DEMO_DRIFT_REVISION}, 1 archived revision(s)" in after
+        assert "stamp staging (apply): caught_up" in after
+        assert f"caught up staging: {DEMO_DRIFT_REVISION} -> {DEMO_OLD_HEAD}" in after
+        table = out[out.index("== every environment's state"):].splitlines()
+        states = {line.split()[0]: line.split()[1] for line in table[3:] if line.strip()}
+        assert states == {"dev": "in_sync", "staging": "in_sync", "prod": "in_sync"}
+
+        server = EmbeddedPostgres(home).info()
+        revisions = {
+            read_revisions(server.url(demo_database_name(name))) for name in DEMO_ENVIRONMENTS
+        }
+        assert len(revisions) == 1  # staging too: caught up, then stamped
+        [(baseline,)] = revisions
+        assert baseline not in (DEMO_OLD_HEAD, DEMO_DRIFT_REVISION)
+        with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+            [run] = instance.get_runs(dg.RunsFilter(job_name="stamp_staging"))
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            [event] = [
+                e for e in instance.all_logs(run.run_id)
+                if e.dagster_event is not None and e.dagster_event.is_step_materialization
+            ]
+            materialization = event.dagster_event.step_materialization_data.materialization
+            meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+        assert meta["action"] == "caught_up" and meta["catch_up"] is True
+
+        again = subprocess.run(
+            [str(REPO / "scripts" / "demo"), "--no-ui"], cwd=REPO, capture_output=True,
+            text=True, timeout=900, env=env,
+        )
+        assert again.returncode == OK, again.stdout[-3000:] + again.stderr[-3000:]
+        assert f"staging is at {baseline}, past the reset" in again.stdout
+        assert "stamp staging (apply): noop" in again.stdout
+        assert "catch-up" not in again.stdout
+    finally:
+        EmbeddedPostgres(home).stop()
+        shutil.rmtree(home, ignore_errors=True)

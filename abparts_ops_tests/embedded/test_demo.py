@@ -21,6 +21,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from abparts_ops.core.db import create_database, drop_database, make_engine, with_database
+from abparts_ops.core.errors import MigrationError
 from abparts_ops.embedded import demo
 from abparts_ops.embedded.demo import (
     DEMO_APP_SOURCE,
@@ -35,6 +36,7 @@ from abparts_ops.embedded.demo import (
     demo_environment_variables,
     ensure_demo,
     introduce_drift,
+    leave_behind,
     prepare_demo_project,
     remove_drift,
 )
@@ -434,6 +436,49 @@ def test_introduce_and_remove_drift(clone: str) -> None:
 
     with pytest.raises(ValueError, match="index, default, revision"):
         introduce_drift(clone, "column")
+
+
+# --------------------------------------------------------------------------- behind
+def test_leave_behind_downgrades_one_revision_once(clone: str, layout: DemoLayout) -> None:
+    """The old history's downgrade of its head: the head's tables go, the version row is
+    its parent's; a second call, or a database past the reset, is left as it is; a
+    database the demo never puts at the old head is refused, unchanged."""
+    tables_sql = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+    transfers_sql = "SELECT to_regclass('public.stock_transfers') IS NOT NULL"
+    before = _scalar(clone, tables_sql)
+    assert _scalar(clone, transfers_sql) is True
+
+    line = leave_behind(clone, layout, label="staging")
+    assert line == (
+        f"staging left one revision behind dev: the old history's downgrade ran, "
+        f"{DEMO_OLD_HEAD} -> {DEMO_DRIFT_REVISION}"
+    )
+    assert _rows(clone, "SELECT version_num FROM alembic_version") == [(DEMO_DRIFT_REVISION,)]
+    assert _scalar(clone, transfers_sql) is False
+    assert int(str(_scalar(clone, tables_sql))) < int(str(before))
+    after = _scalar(clone, tables_sql)
+
+    assert "already one revision behind dev" in leave_behind(clone, layout, label="staging")
+    assert _scalar(clone, tables_sql) == after
+
+    def set_version(revision: str) -> None:
+        engine = make_engine(clone)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+                )
+        finally:
+            engine.dispose()
+
+    set_version("0123456789ab")  # a baseline the old history does not hold
+    assert "past the reset" in leave_behind(clone, layout, label="staging")
+    for revision in (DEMO_UNKNOWN_REVISION, "1a7e3c9d5b20"):  # prod's; the old root
+        set_version(revision)
+        with pytest.raises(MigrationError, match="not at the old head .*nothing was changed"):
+            leave_behind(clone, layout, label="staging")
+        assert _rows(clone, "SELECT version_num FROM alembic_version") == [(revision,)]
+        assert _scalar(clone, tables_sql) == after
 
 
 # --------------------------------------------------------------------------- ensure_demo

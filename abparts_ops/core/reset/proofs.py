@@ -42,6 +42,7 @@ from abparts_ops.core.db import connect, make_engine
 from abparts_ops.core.errors import AbpartsOpsError, MigrationError
 from abparts_ops.core.history.migrate import downgrade, upgrade
 from abparts_ops.core.history.project import AlembicProject
+from abparts_ops.core.memory import long_lived_frozen, release_memory
 from abparts_ops.core.reset.smoke import PROOF_DESCRIPTION as SMOKE_DESCRIPTION
 from abparts_ops.core.reset.smoke import PROOF_NAME as SMOKE_PROOF
 from abparts_ops.core.reset.smoke import smoke_proof
@@ -180,7 +181,6 @@ class ProofContext:
     conn: sa.Connection | None = None
     url: str | None = None
     build_error: AbpartsOpsError | None = None
-    built: Snapshot | None = None
     privileges: bool = False
 
     def connection(self) -> sa.Connection:
@@ -227,14 +227,15 @@ def _round_trip(ctx: ProofContext) -> ProofResult:
         require_tables=False,
         privileges=ctx.privileges,
     )
-    ctx.built = built
     reference = ctx.reference
+    metadata = {"tables_built": len(built.kind("table")), "built_fingerprint": built.fingerprint}
     diff = diff_snapshots(
         reference,
         built,
         reference_label=f"source ({reference.source or 'reference'})",
         actual_label="baseline on an empty database",
     )
+    del built  # the rebuilt snapshot is not kept past its diff
     counts = diff.counts()
     return ProofResult(
         "round_trip",
@@ -243,11 +244,7 @@ def _round_trip(ctx: ProofContext) -> ProofResult:
         if diff.is_empty
         else f"{counts['total']} difference(s) between the source and the rebuilt schema",
         diff.to_markdown(),
-        {
-            "differences": counts["total"],
-            "tables_built": len(built.kind("table")),
-            "built_fingerprint": built.fingerprint,
-        },
+        {"differences": counts["total"], **metadata},
     )
 
 
@@ -416,7 +413,7 @@ def prove_baseline(
     built = [p for p in selected if p.needs_build]
     if not built:
         return results
-    with scratch_database(scratch_url) as url:
+    with long_lived_frozen(), scratch_database(scratch_url) as url:
         engine = make_engine(url, label="scratch database")
         try:
             with connect(engine, label="scratch database") as conn:
@@ -425,6 +422,7 @@ def prove_baseline(
                     upgrade(conn, project, "heads")
                 except AbpartsOpsError as exc:
                     ctx.build_error = exc
+                release_memory()  # what compiling the baseline's module took
                 for proof in built:
                     results[proof.name] = _run_one(proof, ctx)
                 ctx.conn = None
@@ -438,6 +436,8 @@ def _run_one(proof: Proof, ctx: ProofContext) -> ProofResult:
         result = proof.run(ctx)
     except ProofNotRun as exc:
         return ProofResult(proof.name, False, str(exc))
+    finally:
+        release_memory()  # each proof's snapshots and dumps are gone before the next
     if ctx.conn is not None and ctx.conn.in_transaction():
         ctx.conn.rollback()
     return result

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from abparts_ops.core.history.archive import ArchiveResult, recover_interrupted_archives
 from abparts_ops.core.history.project import AlembicProject
+from abparts_ops.core.memory import release_memory
 from abparts_ops.core.reset.baseline_files import (
     BaselinePlan,
     apply_baseline,
@@ -146,6 +147,7 @@ def prove_and_write_baseline(
     versions_dir = project.versions_dirs[0]
     recovered = tuple(recover_interrupted_archives(versions_dir, dry_run=dry_run))
     plan = plan_baseline(snapshot, versions_dir, revision=revision, message=message, now=now)
+    release_memory()  # what rendering took, before the proofs build and read the schema
     with staged_project(project, plan) as staged:
         results = prove_baseline(
             scratch_url,

@@ -211,7 +211,20 @@ def diff_snapshots(
     reference_label: str = "reference",
     actual_label: str = "actual",
 ) -> SchemaDiff:
-    """Compare two snapshots object by object (see the module docstring)."""
+    """Compare two snapshots object by object (see the module docstring).
+
+    Snapshots with the same fingerprint (the sha256 of their schema and objects) have no
+    difference: that is said without walking their objects (at 5,000 tables, seconds and
+    memory spent to find nothing).
+    """
+    if reference.fingerprint == actual.fingerprint:
+        return SchemaDiff(
+            reference_fingerprint=reference.fingerprint,
+            actual_fingerprint=actual.fingerprint,
+            changes=(),
+            reference_label=reference_label,
+            actual_label=actual_label,
+        )
     changes: list[Change] = []
     if reference.schema != actual.schema:
         changes.append(

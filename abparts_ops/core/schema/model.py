@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -29,7 +29,15 @@ FORMAT = "abparts-ops/schema-snapshot"
 FORMAT_VERSION = 2
 
 __doc__ = (__doc__ or "") + "\nKinds (key): attributes\n\n" + format_doc() + "\n"
-__all__ = ["FORMAT", "FORMAT_VERSION", "KINDS", "Snapshot", "canonical_json", "sha256_text"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "KINDS",
+    "Snapshot",
+    "canonical_json",
+    "sha256_canonical",
+    "sha256_text",
+]
 
 Attrs = Mapping[str, Any]
 Objects = Mapping[str, Mapping[str, Attrs]]
@@ -43,6 +51,37 @@ def canonical_json(value: Any) -> str:
 def sha256_text(text: str) -> str:
     """Hex sha256 of ``text`` encoded as UTF-8."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _canonical_parts(value: Any, depth: int) -> Iterator[str]:
+    """:func:`canonical_json` of ``value`` in consecutive pieces, dicts opened ``depth``
+    levels deep (a piece per entry below that), so the whole text is never held."""
+    if depth <= 0 or not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        yield canonical_json(value)
+        return
+    yield "{"
+    for i, key in enumerate(sorted(value)):
+        head = ("," if i else "") + canonical_json(key) + ":"
+        if depth == 1:
+            yield head + canonical_json(value[key])
+        else:
+            yield head
+            yield from _canonical_parts(value[key], depth - 1)
+    yield "}"
+
+
+def sha256_canonical(value: Any, depth: int = 3) -> str:
+    """``sha256_text(canonical_json(value))``, computed piece by piece.
+
+    The same digest, without building the text: at 5,000 tables a snapshot's canonical
+    JSON is tens of MB, and its one-shot form (the encoder's chunks, the joined text and
+    its UTF-8 bytes) took about three times that while a fingerprint was computed.
+    ``depth`` is how many levels of dicts are walked (a snapshot's objects: kind, key).
+    """
+    digest = hashlib.sha256()
+    for part in _canonical_parts(value, depth):
+        digest.update(part.encode("utf-8"))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -76,7 +115,7 @@ class Snapshot:
     @cached_property
     def fingerprint(self) -> str:
         """sha256 of the canonical form of the compared objects (computed once)."""
-        return sha256_text(canonical_json({"schema": self.schema, "objects": self.objects}))
+        return sha256_canonical({"schema": self.schema, "objects": self.objects})
 
     def kind(self, kind: str) -> Mapping[str, Attrs]:
         """The objects of one kind, keyed by their stable key (empty when none)."""
