@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import hashlib
 import os
-import resource
 import statistics
 import sys
 import time
@@ -55,8 +54,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dagster as dg  # noqa: E402
+from cpu_meter import CpuMeter  # noqa: E402
 
 from abparts_ops.core.db import (  # noqa: E402
     connect,
@@ -175,29 +176,17 @@ def select_one(url: str, *, environment: str, timeout_s: float = 10, **_: Any) -
     )
 
 
-class CpuMeter:
-    """CPU seconds used by this process, by the server's backends and by PgBouncer.
+class PooledCpuMeter(CpuMeter):
+    """:class:`cpu_meter.CpuMeter`, plus the backends still open and PgBouncer's own CPU.
 
-    Backends that exit (no pooler) are reaped by the postmaster, so their CPU time shows
-    up in the postmaster's ``cutime + cstime``; backends kept open by PgBouncer are read
-    one by one (``pg_stat_activity``'s pids, ``/proc/<pid>/stat``). Unlike wall time,
-    these figures barely move when other programs load the machine.
+    Backends kept open by PgBouncer are never reaped, so they are read one by one
+    (``pg_stat_activity``'s pids, ``/proc/<pid>/stat``).
     """
 
     def __init__(self, server: EmbeddedPostgres, admin_url: str) -> None:
-        pid_file = server.data_dir / "postmaster.pid"
-        self.pid = int(pid_file.read_text().split()[0])
-        self.tick = os.sysconf("SC_CLK_TCK")
+        super().__init__(server)
         self.admin_url = admin_url
         self.pgbouncer_pid: int | None = None
-
-    def _proc(self, pid: int, children: bool = False) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        first = 13 if children else 11  # cutime+cstime, or utime+stime
-        return (int(fields[first]) + int(fields[first + 1])) / self.tick
 
     def server_s(self) -> float:
         """CPU seconds of the server's backends: exited ones, plus those still open."""
@@ -211,21 +200,15 @@ class CpuMeter:
                 pids = [int(row[0]) for row in cur.fetchall()]
         finally:
             connection.close()
-        return self._proc(self.pid, children=True) + sum(self._proc(pid) for pid in pids)
+        return super().server_s() + sum(self.proc_s(pid) for pid in pids)
 
     def pgbouncer_s(self) -> float:
         """CPU seconds of the running PgBouncer (0 when none)."""
-        return self._proc(self.pgbouncer_pid) if self.pgbouncer_pid else 0.0
-
-    @staticmethod
-    def client_s() -> float:
-        """CPU seconds of this process so far."""
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+        return self.proc_s(self.pgbouncer_pid) if self.pgbouncer_pid else 0.0
 
 
 def timed(
-    fn: Callable[[], Any], repeat: int, cpu: CpuMeter
+    fn: Callable[[], Any], repeat: int, cpu: PooledCpuMeter
 ) -> tuple[float, dict[str, float], Any]:
     """Medians of ``repeat`` calls: wall s and CPU s (client, server, pgbouncer); last result."""
     walls: list[float] = []
@@ -354,7 +337,7 @@ def steady_cursor(bench: Bench, cursor: str | None) -> str | None:
     return cursor
 
 
-def steady(bench: Bench, cursor: str | None, repeat: int, cpu: CpuMeter) -> dict[str, Any]:
+def steady(bench: Bench, cursor: str | None, repeat: int, cpu: PooledCpuMeter) -> dict[str, Any]:
     """Time the steady tick and a bare probe_all of the same targets."""
     tick_s, tick_cpu, data = timed(lambda: bench.tick(cursor), repeat, cpu)
     reused = sum(
@@ -382,7 +365,7 @@ def steady(bench: Bench, cursor: str | None, repeat: int, cpu: CpuMeter) -> dict
     }
 
 
-def baseline(bench: Bench, repeat: int, cpu: CpuMeter) -> dict[str, Any]:
+def baseline(bench: Bench, repeat: int, cpu: PooledCpuMeter) -> dict[str, Any]:
     """``SELECT 1`` over a new connection per environment, at the tick's concurrency."""
     targets = bench.targets()
     wall, cpus, outcomes = timed(
@@ -481,7 +464,7 @@ def main() -> None:
         parser.error("--workers must stay well below the server's max_connections")
 
     server, admin_url = start_server(not args.no_pgbouncer, sizes)
-    cpu = CpuMeter(server, admin_url)
+    cpu = PooledCpuMeter(server, admin_url)
     # a copy of the demo project of our own: other benchmarks may reset theirs
     layout = prepare_demo_project(BENCH_HOME / "sensor_tick")
     build_template(admin_url, layout)

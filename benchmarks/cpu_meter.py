@@ -36,10 +36,18 @@ class CpuMeter:
         self.pid = int(pid_file.read_text().split()[0])
         self.tick = os.sysconf("SC_CLK_TCK")
 
+    def proc_s(self, pid: int, children: bool = False) -> float:
+        """CPU seconds of process ``pid`` (or of its exited children); 0 once it is gone."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        first = 13 if children else 11  # cutime+cstime, or utime+stime
+        return (int(fields[first]) + int(fields[first + 1])) / self.tick
+
     def server_s(self) -> float:
         """CPU seconds of the server's exited children (backends) so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[13]) + int(fields[14])) / self.tick  # cutime, cstime
+        return self.proc_s(self.pid, children=True)
 
     @staticmethod
     def client_s(children: bool = False) -> float:
