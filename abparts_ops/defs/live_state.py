@@ -21,7 +21,8 @@ from typing import Any
 
 import dagster as dg
 
-from abparts_ops.core.watch.drift import DriftState, describe_revisions
+from abparts_ops.core.watch.drift import DriftState
+from abparts_ops.core.watch.reference import describe_revisions
 from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.defs.names import (
     ENVIRONMENT_TAG,

@@ -40,14 +40,13 @@ from abparts_ops.core.history.project import AlembicProject, revision_files
 from abparts_ops.core.history.revisions import versions_fingerprint
 from abparts_ops.core.watch.probe import KnownSchema, ProbeResult, probe
 from abparts_ops.core.watch.reference import (
+    Assessment,
     ExpectedView,
     assess_fingerprint,
-    describe_revisions,
     unreachable,
 )
 from abparts_ops.core.watch.states import EnvironmentState
 
-__all__ = ["describe_revisions"]  # re-exported: the sensor words revisions the same way
 STATUSES: tuple[str, ...] = tuple(state.value for state in EnvironmentState)
 
 #: Extra time a probe thread gets beyond its own timeout before it is abandoned.
@@ -300,32 +299,75 @@ def probe_all(
 
 @dataclass(frozen=True)
 class DriftState:
-    """One environment's classified state at one tick.
+    """One environment's state at one tick: the reference's :class:`Assessment` (the one
+    state record the checks and the CLI read too) and what the probe saw.
 
-    ``status`` is its :class:`~abparts_ops.core.watch.states.EnvironmentState`; ``reason`` is
-    one readable line (the reference's reason, then the advice unless in sync).
-    ``reference`` is the expected probe fingerprint of ``expected_revision`` (the
-    revision whose schema the environment must have); ``pending`` lists the revisions
-    between its own and the head. The in-sync flags are None when they could not be
-    judged.
+    ``fingerprint``, ``table_count``, ``token`` and ``reused`` are the probe's;
+    ``elapsed_ms`` its time and ``error`` why it could not read the environment.
+    Everything about the state (``status``, ``reason``, ``pending``, the expected
+    revision and fingerprint, the in-sync flags) is read from the assessment.
     """
 
-    environment: str
-    status: EnvironmentState
-    reason: str
-    revisions: tuple[str, ...] | None = None
+    assessment: Assessment
     fingerprint: str | None = None
-    head: str | None = None
-    reference: str | None = None
-    expected_revision: str | None = None
-    pending: tuple[str, ...] = ()
-    revision_in_sync: bool | None = None
-    schema_in_sync: bool | None = None
     table_count: int | None = None
     elapsed_ms: float = 0.0
     error: str | None = None
     token: str | None = None
     reused: bool = False
+
+    @property
+    def environment(self) -> str:
+        """The environment's name."""
+        return self.assessment.environment
+
+    @property
+    def status(self) -> EnvironmentState:
+        """Its one :class:`~abparts_ops.core.watch.states.EnvironmentState`."""
+        return self.assessment.state
+
+    @property
+    def reason(self) -> str:
+        """One readable line: the reference's reason, then the advice unless in sync (an
+        unreachable environment: the reason only, which names what failed)."""
+        if self.status is EnvironmentState.UNREACHABLE:
+            return self.assessment.reason
+        return self.assessment.summary
+
+    @property
+    def revisions(self) -> tuple[str, ...] | None:
+        """Its version rows (None: no version table, or not read)."""
+        return self.assessment.revisions
+
+    @property
+    def head(self) -> str | None:
+        """The history's single head (None with several)."""
+        return self.assessment.head
+
+    @property
+    def reference(self) -> str | None:
+        """The expected probe fingerprint of :attr:`expected_revision`."""
+        return self.assessment.expected_fingerprint
+
+    @property
+    def expected_revision(self) -> str | None:
+        """The revision whose schema the environment must have."""
+        return self.assessment.expected_revision
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """The revisions between its own and the head."""
+        return self.assessment.pending
+
+    @property
+    def revision_in_sync(self) -> bool | None:
+        """Whether its version rows are the head (None when it could not be judged)."""
+        return None if self.assessment.head is None else self.assessment.at_head
+
+    @property
+    def schema_in_sync(self) -> bool | None:
+        """Whether its schema is the expected one (None when it could not be judged)."""
+        return self.assessment.schema_matches
 
     @property
     def drifting(self) -> bool:
@@ -353,31 +395,15 @@ def classify(
     env = outcome.environment
     if not outcome.ok:
         error = outcome.error or f"{env}: unreachable"
-        assessment = unreachable(env, error)
-        return DriftState(
-            environment=env,
-            status=assessment.state,
-            reason=assessment.reason,
-            elapsed_ms=outcome.elapsed_ms,
-            error=error,
-        )
+        return DriftState(unreachable(env, error), elapsed_ms=outcome.elapsed_ms, error=error)
     result = outcome.result
     assert result is not None
     assessment = assess_fingerprint(
         env, result.revisions, result.fingerprint, expected, archived=archived, baseline=baseline
     )
     return DriftState(
-        environment=env,
-        status=assessment.state,
-        reason=assessment.summary,
-        revisions=result.revisions,
+        assessment,
         fingerprint=result.fingerprint,
-        head=assessment.head,
-        reference=assessment.expected_fingerprint,
-        expected_revision=assessment.expected_revision,
-        pending=assessment.pending,
-        revision_in_sync=None if assessment.head is None else assessment.at_head,
-        schema_in_sync=assessment.schema_matches,
         table_count=result.table_count,
         elapsed_ms=outcome.elapsed_ms,
         token=result.token,

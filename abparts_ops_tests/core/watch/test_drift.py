@@ -39,6 +39,7 @@ from abparts_ops.core.watch.drift import (
     versions_signature,
 )
 from abparts_ops.core.watch.probe import KnownSchema, ProbeResult, probe
+from abparts_ops.core.watch.reference import Assessment
 from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops_tests.core.history.projects import Rev, write_project, write_rev
 from abparts_ops_tests.sql import run_sql
@@ -346,7 +347,8 @@ def state(
     revisions: tuple[str, ...] | None = ("h1",),
     fingerprint: str | None = "a" * 64,
 ) -> DriftState:
-    return DriftState(env, EnvironmentState(status), f"{env}: {status}", revisions, fingerprint)
+    assessment = Assessment(env, EnvironmentState(status), f"{env}: {status}", revisions)
+    return DriftState(assessment, fingerprint)
 
 
 def test_plan_requests_a_drift_once_and_again_only_when_it_comes_back() -> None:
