@@ -126,58 +126,51 @@ def _from_manifest(
     revisions = data["revisions"]
     order = tuple(data["order"])
     return ExpectedSchemas(
-        history_fingerprint=str(data["history_fingerprint"]),
-        schema=str(data["schema"]),
-        exclude=tuple(data["exclude"]),
-        version_table=str(data["version_table"]),
-        heads=tuple(data["heads"]),
-        order=order,
-        parents={rev: tuple(revisions[rev]["parents"]) for rev in order},
+        **_shape_from_manifest(data),
         snapshots=store.CachedSnapshots(
             folder, store.refs_of(data), preloaded=preloaded, repair=repair
         ),
-        dependencies={
+        server_version=data.get("server_version"),
+        table_counts={rev: int(revisions[rev].get("tables", 0)) for rev in order},
+    )
+
+
+def _shape_from_manifest(
+    data: Mapping[str, Any], content_chars: int | None = None
+) -> dict[str, Any]:
+    """The :class:`HistoryShape` fields a manifest holds (file hashes cut to ``content_chars``)."""
+    revisions = data["revisions"]
+    order = tuple(data["order"])
+    return {
+        "history_fingerprint": str(data["history_fingerprint"]),
+        "schema": str(data["schema"]),
+        "exclude": tuple(data["exclude"]),
+        "version_table": str(data["version_table"]),
+        "heads": tuple(data["heads"]),
+        "order": order,
+        "parents": {rev: tuple(revisions[rev]["parents"]) for rev in order},
+        "dependencies": {
             rev: tuple(revisions[rev]["depends_on"])
             for rev in order
             if revisions[rev].get("depends_on")
         },
-        server_version=data.get("server_version"),
-        privileges=bool(data.get("privileges")),
-        contents={rev: str(revisions[rev]["content"]) for rev in order},
-        changes={
+        "privileges": bool(data.get("privileges")),
+        "contents": {rev: str(revisions[rev]["content"])[:content_chars] for rev in order},
+        "changes": {
             rev: change
             for rev in order
             if (change := change_of(revisions[rev].get("changed"))) is not None
         },
-        table_counts={rev: int(revisions[rev].get("tables", 0)) for rev in order},
-    )
+    }
 
 
 def _index_from_manifest(data: Mapping[str, Any]) -> ExpectedIndex:
     revisions = data["revisions"]
     order = tuple(data["order"])
     return ExpectedIndex(
-        history_fingerprint=str(data["history_fingerprint"]),
-        schema=str(data["schema"]),
-        exclude=tuple(data["exclude"]),
-        version_table=str(data["version_table"]),
-        heads=tuple(data["heads"]),
-        order=order,
-        parents={rev: tuple(revisions[rev]["parents"]) for rev in order},
+        **_shape_from_manifest(data, INDEX_CONTENT_CHARS),
         probe_fingerprints={rev: revisions[rev].get("probe") for rev in order},
         table_counts={rev: int(revisions[rev].get("tables", 0)) for rev in order},
-        dependencies={
-            rev: tuple(revisions[rev]["depends_on"])
-            for rev in order
-            if revisions[rev].get("depends_on")
-        },
-        privileges=bool(data.get("privileges")),
-        contents={rev: str(revisions[rev]["content"])[:INDEX_CONTENT_CHARS] for rev in order},
-        changes={
-            rev: change
-            for rev in order
-            if (change := change_of(revisions[rev].get("changed"))) is not None
-        },
     )
 
 
