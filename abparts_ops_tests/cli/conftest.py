@@ -35,28 +35,12 @@ from abparts_ops.embedded.demo import (
     prepare_demo_project,
 )
 from abparts_ops_tests.core.history.projects import Rev, write_rev
+from abparts_ops_tests.demo_config import demo_config_yaml, demo_variables
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "cli-tester"
-VARIABLES = {
-    "dev": "ABPT_CLI_DEV_URL",
-    "staging": "ABPT_CLI_STAGING_URL",
-    "prod": "ABPT_CLI_PROD_URL",
-    "scratch": "ABPT_CLI_SCRATCH_URL",
-}
-CONFIG_YAML = f"""\
-alembic:
-  config: app/alembic.ini
-  models: app.models:Base
-  sys_path: [app]
-source: dev
-exclude: [knowledge_documents, document_chunks]
-scratch: {{url_env: {VARIABLES["scratch"]}}}
-environments:
-  dev:     {{url_env: {VARIABLES["dev"]}}}
-  staging: {{url_env: {VARIABLES["staging"]}}}
-  prod:    {{url_env: {VARIABLES["prod"]}, protected: true}}
-"""
+VARIABLES = demo_variables("CLI")
+CONFIG_YAML = demo_config_yaml("CLI")
 SPEC_KEYS = {"name", "state", "revision", "expected_revision", "pending", "summary", "diff"}
 """The keys README promises in every entry of ``{"environments": [...]}``."""
 

@@ -17,20 +17,11 @@ from abparts_ops.core.watch.probe import probe
 from abparts_ops.defs.history_assets import expected_schemas
 from abparts_ops.defs.resources import build_resources
 from abparts_ops.embedded.demo import DEMO_OLD_HEAD, build_template, prepare_demo_project
+from abparts_ops_tests.demo_config import demo_config_yaml
 
 SCRATCH_VARIABLE = "ABPT_HISTTEST_SCRATCH_URL"
 
-CONFIG_YAML = f"""\
-alembic:
-  config: app/alembic.ini
-  models: app.models:Base
-  sys_path: [app]
-source: dev
-exclude: [knowledge_documents, document_chunks]
-scratch: {{url_env: {SCRATCH_VARIABLE}}}
-environments:
-  dev: {{url_env: ABPT_HISTTEST_DEV_URL}}
-"""
+CONFIG_YAML = demo_config_yaml("HISTTEST", names=("dev",))
 
 
 def _materialize(instance: dg.DagsterInstance, resources: dict) -> dg.ExecuteInProcessResult:

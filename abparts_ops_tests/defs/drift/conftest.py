@@ -39,32 +39,19 @@ from abparts_ops.embedded.demo import (
     demo_database_name,
     prepare_demo_project,
 )
+from abparts_ops_tests.demo_config import demo_config_yaml, url_variable
 
 NAMES = ("dev", "staging", "prod")
 
 
 def variable(env: str) -> str:
     """The variable holding ``env``'s URL in these tests."""
-    return f"ABPT_DRIFTTEST_{env.upper()}_URL"
+    return url_variable("DRIFTTEST", env)
 
 
 def config_yaml(extra: Mapping[str, str] = {}) -> str:  # noqa: B006 - read only
     """The test configuration: the demo's, with this package's variables (+ ``extra``)."""
-    lines = [
-        "alembic:",
-        "  config: app/alembic.ini",
-        "  models: app.models:Base",
-        "  sys_path: [app]",
-        "source: dev",
-        "exclude: [knowledge_documents, document_chunks]",
-        f"scratch: {{url_env: {variable('scratch')}}}",
-        "environments:",
-        f"  dev:     {{url_env: {variable('dev')}}}",
-        f"  staging: {{url_env: {variable('staging')}}}",
-        f"  prod:    {{url_env: {variable('prod')}, protected: true}}",
-    ]
-    lines += [f"  {name}: {{url_env: {var}}}" for name, var in extra.items()]
-    return "\n".join(lines) + "\n"
+    return demo_config_yaml("DRIFTTEST", extra=extra)
 
 
 def make_definitions(settings: Settings, *, demo: bool = True) -> dg.Definitions:

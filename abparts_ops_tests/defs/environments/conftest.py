@@ -31,27 +31,10 @@ from abparts_ops.embedded.demo import (
     demo_database_name,
     prepare_demo_project,
 )
+from abparts_ops_tests.demo_config import demo_config_yaml, demo_variables
 
-VARIABLES = {
-    "dev": "ABPT_ENVTEST_DEV_URL",
-    "staging": "ABPT_ENVTEST_STAGING_URL",
-    "prod": "ABPT_ENVTEST_PROD_URL",
-    "scratch": "ABPT_ENVTEST_SCRATCH_URL",
-}
-
-CONFIG_YAML = f"""\
-alembic:
-  config: app/alembic.ini
-  models: app.models:Base
-  sys_path: [app]
-source: dev
-exclude: [knowledge_documents, document_chunks]
-scratch: {{url_env: {VARIABLES["scratch"]}}}
-environments:
-  dev:     {{url_env: {VARIABLES["dev"]}}}
-  staging: {{url_env: {VARIABLES["staging"]}}}
-  prod:    {{url_env: {VARIABLES["prod"]}, protected: true}}
-"""
+VARIABLES = demo_variables("ENVTEST")
+CONFIG_YAML = demo_config_yaml("ENVTEST")
 
 
 def stamp_op(environment: str) -> str:

@@ -43,6 +43,7 @@ from abparts_ops.embedded.demo import (
     write_stamp_configs,
 )
 from abparts_ops_tests.defs.environments.conftest import check_results, read_revisions, stamp_op
+from abparts_ops_tests.demo_config import demo_config_yaml, url_variable
 from abparts_ops_tests.sql import run_sql
 
 NAMES = ("dev", "staging", "prod")
@@ -51,28 +52,12 @@ NEW_REVISION = "5709e1e5a0b1"
 
 def variable(env: str) -> str:
     """The variable holding ``env``'s URL in this package."""
-    return f"ABPT_STORY_{env.upper()}_URL"
+    return url_variable("STORY", env)
 
 
 def config_yaml(names: tuple[str, ...] = NAMES) -> str:
     """The demo's configuration with this package's variables (only ``names``)."""
-    envs = [
-        f"  {n}: {{url_env: {variable(n)}" + (", protected: true}" if n == "prod" else "}")
-        for n in names
-    ]
-    return "\n".join(
-        [
-            "alembic:",
-            "  config: app/alembic.ini",
-            "  models: app.models:Base",
-            "  sys_path: [app]",
-            "source: dev",
-            "exclude: [knowledge_documents, document_chunks]",
-            f"scratch: {{url_env: {variable('scratch')}}}",
-            "environments:",
-            *envs,
-        ]
-    ) + "\n"
+    return demo_config_yaml("STORY", names)
 
 
 class Story:
