@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,6 +100,17 @@ class DemoLayout:
     alembic_ini: Path
     versions_dir: Path
     config_path: Path
+
+
+def _alembic(run: Callable[[], object], failed: str, url: str) -> None:
+    """Run one Alembic command on the demo; its errors become one safe line, chained."""
+    try:
+        run()
+    except DatabaseError:
+        raise
+    except Exception as exc:  # alembic/driver errors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MigrationError(scrub(f"{failed}: {first}", url)) from exc
 
 
 def _layout(root: Path) -> DemoLayout:
@@ -257,15 +268,11 @@ def _upgrade_old_history(url: str, layout: DemoLayout, label: str) -> None:
         with _history_ini(layout) as ini, connect(engine, label=label) as conn:
             cfg = Config(str(ini))
             cfg.attributes["connection"] = conn
-            try:
-                command.upgrade(cfg, DEMO_OLD_HEAD)
-            except DatabaseError:
-                raise
-            except Exception as exc:  # alembic/driver errors: one safe line, chained
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise MigrationError(
-                    scrub(f"{label}: upgrading to the demo's old head failed: {first}", url)
-                ) from exc
+            _alembic(
+                lambda: command.upgrade(cfg, DEMO_OLD_HEAD),
+                f"{label}: upgrading to the demo's old head failed",
+                url,
+            )
             conn.commit()
     finally:
         engine.dispose()
@@ -475,15 +482,11 @@ def leave_behind(url: str, layout: DemoLayout, *, label: str = "demo environment
                     "leaves behind only an environment at the old head (dev or staging "
                     "before the reset); nothing was changed."
                 )
-            try:
-                command.downgrade(cfg, DEMO_DRIFT_REVISION)
-            except DatabaseError:
-                raise
-            except Exception as exc:  # alembic/driver errors: one safe line, chained
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise MigrationError(
-                    scrub(f"{label}: the downgrade by one revision failed: {first}", url)
-                ) from exc
+            _alembic(
+                lambda: command.downgrade(cfg, DEMO_DRIFT_REVISION),
+                f"{label}: the downgrade by one revision failed",
+                url,
+            )
             conn.commit()
     finally:
         engine.dispose()

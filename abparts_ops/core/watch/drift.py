@@ -675,13 +675,9 @@ _HEADS_LOCK = threading.Lock()
 _HEADS_CACHE: dict[tuple[str, ...], tuple[str, str]] = {}
 
 
-def script_heads(project: AlembicProject) -> tuple[str, ...]:
-    """The heads of ``project``'s script directory, sorted.
-
-    Alembic imports every revision file to find them; the answer is cached per project
-    and reused while :func:`versions_signature` of its versions folders (and the ini
-    file's mtime) stay the same, so a sensor tick costs a few ``stat`` calls.
-    """
+def _cache_key(project: AlembicProject) -> tuple[tuple[str, ...], str]:
+    """The project's key in the heads and graph caches, and the signature that keeps an
+    entry valid: the versions folders' names, sizes and mtimes, and the ini file's mtime."""
     ini_mtime = ""
     if project.ini_path is not None:
         try:
@@ -689,7 +685,17 @@ def script_heads(project: AlembicProject) -> tuple[str, ...]:
         except OSError:
             ini_mtime = "missing"
     key = (str(project.ini_path), str(project.script_location), *map(str, project.versions_dirs))
-    signature = versions_signature(project.versions_dirs) + ini_mtime
+    return key, versions_signature(project.versions_dirs) + ini_mtime
+
+
+def script_heads(project: AlembicProject) -> tuple[str, ...]:
+    """The heads of ``project``'s script directory, sorted.
+
+    Alembic imports every revision file to find them; the answer is cached per project
+    and reused while :func:`versions_signature` of its versions folders (and the ini
+    file's mtime) stay the same, so a sensor tick costs a few ``stat`` calls.
+    """
+    key, signature = _cache_key(project)
     with _HEADS_LOCK:
         cached = _HEADS_CACHE.get(key)
         if cached is not None and cached[0] == signature:
@@ -713,14 +719,7 @@ def history_graph(project: AlembicProject) -> HistoryGraph:
     from the files on every call (a few small reads), so content that changed without
     moving a size or mtime is still seen.
     """
-    ini_mtime = ""
-    if project.ini_path is not None:
-        try:
-            ini_mtime = str(project.ini_path.stat().st_mtime_ns)
-        except OSError:
-            ini_mtime = "missing"
-    key = (str(project.ini_path), str(project.script_location), *map(str, project.versions_dirs))
-    signature = versions_signature(project.versions_dirs) + ini_mtime
+    key, signature = _cache_key(project)
     fingerprint = versions_fingerprint(project.versions_dirs)
     with _GRAPH_LOCK:
         cached = _GRAPH_CACHE.get(key)
