@@ -5,7 +5,7 @@ Every kind module (:mod:`abparts_ops.core.schema.kinds`) renders its objects as
 those it needs); :mod:`~abparts_ops.core.schema.order` sorts them by the catalog's
 dependencies, and the canonical DDL (:mod:`~abparts_ops.core.schema.ddl`) and the
 baseline print them. A renderer reads the snapshot through :class:`SnapshotView`: the
-schema's name and its objects by kind, which a
+schema's name, its objects by kind and what it excludes, which a
 :class:`~abparts_ops.core.schema.model.Snapshot` has. This module imports nothing of the
 schema package, so the kind modules, which the snapshot model's registry imports, can
 use it without a cycle.
@@ -31,6 +31,11 @@ class SnapshotView(Protocol):
         """The schema's name."""
         ...
 
+    @property
+    def excluded(self) -> Mapping[str, str]:
+        """The excluded objects (not compared), by name."""
+        ...
+
     def kind(self, kind: str) -> Mapping[str, Mapping[str, Any]]:
         """The objects of ``kind`` by key (empty when there is none)."""
         ...
@@ -54,7 +59,7 @@ class Step:
 class Section:
     """Statements of one step of the DDL, with what each creates.
 
-    ``phase`` orders the steps (:data:`~abparts_ops.core.schema.kinds.PHASE`); ``tag`` is
+    ``phase`` orders the steps (:data:`~abparts_ops.core.schema.kind_order.PHASE`); ``tag`` is
     the kind that produced it, or ``kind:part`` for a later part of a kind (``table:late``
     for constraints added after all tables, ``sequence:owner``, ``table:row_security``,
     ``<kind>:comment``); the baseline renderer replaces some tags with Alembic operations.

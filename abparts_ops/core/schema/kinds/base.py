@@ -26,6 +26,7 @@ Renderer = Callable[[SnapshotView], list[Section]]
 #: lose data or could fail on existing rows.
 ChangeRule = Callable[[Mapping[str, tuple[Any, Any]]], bool]
 
+
 @dataclass(frozen=True)
 class Kind:
     """One object kind of the snapshot, with everything that is particular to it.
@@ -82,24 +83,19 @@ def type_address(kind: str, typtype: str) -> str:
 """
 
 
-#: Catalogs every read of a type, of a relation, reads.
+#: The catalogs every read of a type (``TYPE_CATALOGS``) or of a relation
+#: (``REL_CATALOGS``) reads; a kind adds those of its own.
 TYPE_CATALOGS = ("pg_type", "pg_namespace", "pg_depend", "pg_description")
 REL_CATALOGS = ("pg_class", "pg_namespace", "pg_depend", "pg_description", "pg_attribute")
 
 
 _LITERAL = r"'(?:[^']|'')*'"
-
-
 _ITEMS = (
     r"(?P<items>" + _LITERAL + r"::character varying(?:, " + _LITERAL + r"::character varying)*)"
 )
-
-
 _VARCHAR_IN = re.compile(
     r"\(\((?P<col>[^()]+?)\)::text = ANY \(\(ARRAY\[" + _ITEMS + r"\]\)::text\[\]\)\)"
 )
-
-
 _VARCHAR_IN_PRETTY = re.compile(
     r"(?P<col>[\w\"]+)::text = ANY \(ARRAY\[" + _ITEMS + r"\]::text\[\]\)"
 )
@@ -154,6 +150,7 @@ def relation_of(snapshot: SnapshotView, name: str) -> ObjId:
 
 
 def role_name(name: str) -> str:
+    """A role as SQL names it: ``PUBLIC``, or the quoted role name."""
     return "PUBLIC" if name == "PUBLIC" else quote_ident(name)
 
 
@@ -176,7 +173,10 @@ def comment_section(snapshot: SnapshotView, kind: str, target: Any) -> Section:
     )
 
 
-def drop_on_table(kind: str, what: str, title: str) -> Callable[[SnapshotView], list[Section]]:
+def drop_on_table(kind: str, what: str, title: str) -> Renderer:
+    """The drop renderer of a kind whose objects are named on their table
+    (``DROP POLICY p ON t``), in reverse name order."""
+
     def drop(snapshot: SnapshotView) -> list[Section]:
         objects = snapshot.kind(kind)
         return [section(PHASE[kind], title, kind, [
@@ -191,7 +191,10 @@ def drop_on_table(kind: str, what: str, title: str) -> Callable[[SnapshotView], 
     return drop
 
 
-def drop_named(kind: str, what: str, title: str) -> Callable[[SnapshotView], list[Section]]:
+def drop_named(kind: str, what: str, title: str) -> Renderer:
+    """The drop renderer of a kind dropped by name (``what`` is the statement's head,
+    e.g. ``DROP TYPE``), in reverse name order."""
+
     def drop(snapshot: SnapshotView) -> list[Section]:
         return [section(PHASE[kind], title, kind, [
             Step(f"{what} {quote_ident(name)}", ((kind, name),))

@@ -70,6 +70,7 @@ def _composite_ddl(snapshot: SnapshotView) -> list[Section]:
     ]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "composite", "composite type", "composite types", "name",

@@ -186,6 +186,7 @@ def _constraint(
     )
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     _constraint("primary_key", "primary key", "primary keys", "op.create_table", PHASE["table"]),
     _constraint("unique", "unique constraint", "unique constraints", "op.create_table",

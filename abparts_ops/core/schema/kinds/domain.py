@@ -65,6 +65,7 @@ def _drop_domains(snapshot: SnapshotView) -> list[Section]:
     ])]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "domain", "domain", "domains", "name", "type, nullable, default, checks",

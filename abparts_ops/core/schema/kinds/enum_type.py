@@ -64,6 +64,7 @@ def _enum_change(fields: Mapping[str, tuple[Any, Any]]) -> bool:
     return False
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "enum", "enum", "enums", "name", "labels (ordered), comment",

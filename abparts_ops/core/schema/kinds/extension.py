@@ -51,6 +51,7 @@ def _extension_ddl(snapshot: SnapshotView) -> list[Section]:
     return [section(PHASE["extension"], "Extensions", "extension", steps)]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "extension", "extension", "extensions", "name", "schema, version",

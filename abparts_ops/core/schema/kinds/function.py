@@ -86,6 +86,7 @@ def _drop_functions(snapshot: SnapshotView) -> list[Section]:
     ]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "function", "function", "functions", "name(identity arguments)",

@@ -131,6 +131,7 @@ def _index_ddl(snapshot: SnapshotView) -> list[Section]:
     ]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "index", "index", "indexes", "name",

@@ -76,6 +76,7 @@ def _policy_ddl(snapshot: SnapshotView) -> list[Section]:
     ]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "policy", "policy", "policies", "table.policy",

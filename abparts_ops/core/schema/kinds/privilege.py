@@ -94,6 +94,7 @@ def _privilege_ddl(snapshot: SnapshotView) -> list[Section]:
     return [section(PHASE["privilege"], "Privileges", "privilege", steps)]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "privilege", "privilege", "privileges", "OBJECT_TYPE object grantee",

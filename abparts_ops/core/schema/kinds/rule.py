@@ -64,6 +64,7 @@ def _rule_ddl(snapshot: SnapshotView) -> list[Section]:
     ]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "rule", "rule", "rules", "table.rule", "table, name, enabled, definition, comment",

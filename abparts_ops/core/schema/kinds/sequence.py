@@ -86,6 +86,8 @@ def sequence_options(data_type: str, attrs: Mapping[str, Any]) -> dict[str, Any]
 
 
 def sequence_clauses(options: Mapping[str, Any]) -> list[str]:
+    """The clauses of :func:`sequence_options` as ``CREATE SEQUENCE`` / ``AS IDENTITY``
+    spell them (``INCREMENT BY 10``, ``CYCLE``)."""
     words = {
         "increment": "INCREMENT BY {}",
         "minvalue": "MINVALUE {}",
@@ -100,6 +102,7 @@ def sequence_clauses(options: Mapping[str, Any]) -> list[str]:
 
 
 def identity_type(type_text: str) -> str:
+    """The integer type whose limits an identity column's sequence has (else bigint)."""
     return type_text if type_text in _TYPE_LIMITS else "bigint"
 
 
@@ -145,6 +148,7 @@ def _sequence_change(fields: Mapping[str, tuple[Any, Any]]) -> bool:
     return "data_type" in fields
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "sequence", "sequence", "sequences", "name",

@@ -125,7 +125,8 @@ COLUMNS_ADDRESS = r"""
 """
 
 
-#: (title, tag) of the sections of the statements a split adds.
+#: (title, tag) of the sections of the statements a creation split adds (also the late
+#: constraints of :func:`_table_ddl`).
 LATE_CONSTRAINTS = ("Constraints added after the tables", "table:late")
 LATE_DEFAULTS = ("Column defaults set after the objects they use", "column_default")
 
@@ -234,6 +235,7 @@ def create_table_step(
 
 
 def table_constraints(snapshot: SnapshotView, name: str) -> dict[str, list[Mapping[str, Any]]]:
+    """The inline constraints of one table by kind, sorted by name."""
     return {
         kind: sorted(
             (c for c in snapshot.kind(kind).values() if c["table"] == name),
@@ -382,6 +384,7 @@ def _column_change(fields: Mapping[str, tuple[Any, Any]]) -> bool:
     return False
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "table", "table", "tables", "name",

@@ -67,6 +67,7 @@ def _trigger_ddl(snapshot: SnapshotView) -> list[Section]:
     ]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "trigger", "trigger", "triggers", "table.trigger",

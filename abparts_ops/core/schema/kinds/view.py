@@ -80,6 +80,7 @@ def _drop_views(snapshot: SnapshotView) -> list[Section]:
     return [section(PHASE["view"], "Views", "view", steps)]
 
 
+#: This module's kinds, with their renderers (collected by the registry, in this order).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "view", "view", "views", "name", "materialized, definition, comment",
