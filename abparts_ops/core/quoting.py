@@ -4,7 +4,8 @@
   canonical DDL and the baseline are compared as text with what PostgreSQL prints);
 - :func:`quote_always` always quotes (statements built at run time, where a name that
   reads well unquoted gains nothing);
-- :func:`quote_collation` always quotes a collation (``"C"``, ``"en_US"``).
+- :func:`quote_collation` always quotes a collation (``"C"``, ``"en_US"``);
+- :func:`quote_literal` makes a standard SQL string literal (``'it''s'``).
 """
 
 from __future__ import annotations
@@ -50,3 +51,8 @@ def quote_collation(name: str) -> str:
 def quote_always(name: str) -> str:
     """Quote a name for SQL text, always (embedded quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """A standard SQL string literal (``'...'`` with embedded quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"

@@ -53,33 +53,29 @@ from abparts_ops.core.reset.pyformat import (
 from abparts_ops.core.reset.typemap import RAW_TYPE_SOURCE, py_string, render_type
 from abparts_ops.core.schema.ddl import (
     CYCLE_KEYS,
-    INLINE_KINDS,
-    add_constraint_step,
-    by_table,
-    columns_by_table,
-    create_table_step,
     ddl_sections,
     drop_statements,
-    foreign_keys_outside,
-    index_statement,
-    is_partition,
     phase_sections,
-    sequence_options,
     split_step,
-    stable_expression,
 )
 from abparts_ops.core.schema.kinds import BY_NAME
+from abparts_ops.core.schema.kinds.base import by_table, columns_by_table, stable_expression
+from abparts_ops.core.schema.kinds.constraint import (
+    INLINE_KINDS,
+    add_constraint_step,
+    foreign_keys_outside,
+)
+from abparts_ops.core.schema.kinds.index import index_statement
+from abparts_ops.core.schema.kinds.sequence import sequence_options
+from abparts_ops.core.schema.kinds.table import create_table_step, is_partition
 from abparts_ops.core.schema.model import KINDS, Snapshot
 from abparts_ops.core.schema.order import (
     DependencyCycle,
-    ObjId,
-    Section,
-    Step,
     dependency_graph,
     order_sections,
     outside_dependencies,
-    section,
 )
+from abparts_ops.core.schema.steps import ObjId, Section, Step, section
 from abparts_ops.core.schema.validity import invalid_objects
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}

@@ -23,7 +23,7 @@ lookups (comments, partition parents, a partition index's parent, role names) go
 a catalog index by oid, and only for the rows that need one, so the cost stays linear
 (at 5,000 tables: triggers ~65 ms for 1,667 rows, policies ~25 ms, functions ~5 ms).
 
-The branches themselves are declared with their kinds in
+The branches themselves are declared with their kinds, one module per kind, in
 :mod:`abparts_ops.core.schema.kinds`; this module assembles them.
 
 Parameters: ``%(schema)s`` (the schema name), ``%(excl)s`` (a text[] of anchored POSIX
@@ -76,7 +76,8 @@ seq_owner AS NOT MATERIALIZED (
 # The branches, in the order they are read. The snapshot reads them in two halves of
 # about equal cost on two connections sharing one exported snapshot (see introspect.py);
 # the probe reads them all in one statement.
-# The branches come from the registry of kinds (kinds.py), each declared there once.
+# The branches come from the registry of kinds (kinds/, one module per kind), each
+# declared there once, beside its kind.
 BRANCHES: tuple[str, ...] = branches()
 
 
@@ -121,7 +122,7 @@ SCHEMA_EXISTS_SQL = "SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s"
 # view's _RETURN rule reads, a trigger's function, a foreign key's referenced unique
 # index, a default's sequence or function, a function's argument and result types, the
 # tables a BEGIN ATOMIC body reads ...), as pairs of snapshot keys: (kind, key) depends on
-# (ref_kind, ref_key). The address branches of the registry (kinds.py) map catalog rows
+# (ref_kind, ref_key). The address branches of the registry (kinds/) map catalog rows
 # to keys; a dependency between two rows of one object is dropped, and so is a sequence's
 # ownership by a column (OWNED BY is set after both exist: it is no creation order). An
 # object that depends on something the snapshot cannot hold (an object of another schema,

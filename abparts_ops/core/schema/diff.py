@@ -22,12 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from abparts_ops.core.schema.kinds import REGISTRY
+from abparts_ops.core.schema.kinds import BY_NAME, REGISTRY
 from abparts_ops.core.schema.model import KINDS, Snapshot
 from abparts_ops.core.schema.validity import VALIDITY_FIELD, invalid_advice, is_invalid
 
 # From the registry: kinds whose extra objects hold data (dropping them would lose it),
-# and kinds whose missing objects silently remove a safeguard (a trigger, a policy).
+# and kinds whose missing objects silently remove a safeguard (a trigger, a policy); a
+# change of attributes is judged by the kind's own rule (Kind.changed_destructive).
 _DATA_KINDS = {kind.name for kind in REGISTRY if kind.extra_destructive}
 _SAFEGUARD_KINDS = {kind.name for kind in REGISTRY if kind.missing_destructive}
 
@@ -85,18 +86,10 @@ def _is_destructive(kind: str, change: str, fields: Mapping[str, tuple[Any, Any]
         return kind in _DATA_KINDS
     if change == "missing":
         return kind in _SAFEGUARD_KINDS
-    if kind == "column":
-        if "type" in fields:
-            return True
-        if "nullable" in fields and fields["nullable"][0] is False:
-            return True
+    entry = BY_NAME.get(kind)  # each kind's rule for a change, beside its read
+    if entry is None or entry.changed_destructive is None:
         return False
-    if kind == "enum" and "labels" in fields:
-        reference, actual = fields["labels"]
-        return bool(set(actual or []) - set(reference or []))
-    if kind == "sequence" and "data_type" in fields:
-        return True
-    return False
+    return entry.changed_destructive(fields)
 
 
 def _validity_notes(

@@ -9,10 +9,10 @@ orders the statements by the dependencies the snapshot read from the catalog
 referenced index of a foreign key, what a view's rule and a trigger use ...), the way
 ``pg_dump`` does (``pg_dump_sort.c``):
 
-- every :class:`Step` (one statement) says which objects it creates and which it needs
-  besides what those objects depend on; a step comes after the steps that create what it
-  depends on;
-- the phases of the kinds registry (:data:`~abparts_ops.core.schema.kinds.PHASE`), and
+- every :class:`~abparts_ops.core.schema.steps.Step` (one statement) says which objects
+  it creates and which it needs besides what those objects depend on; a step comes after
+  the steps that create what it depends on;
+- the phases of the kinds (:data:`~abparts_ops.core.schema.kind_order.PHASE`), and
   within a phase the renderers' own order (names), are only the tie-breaker: among the
   steps whose dependencies are satisfied, the one earliest in that order comes first. An
   order of phases that already satisfies every dependency is kept as it is, byte for
@@ -44,53 +44,9 @@ from typing import Any
 from abparts_ops.core.errors import SchemaError
 from abparts_ops.core.quoting import quote_ident
 from abparts_ops.core.schema.model import Snapshot
+from abparts_ops.core.schema.steps import ObjId, Section, Step
 
-#: An object of the dependency graph: ``(kind, key)`` as in the snapshot, plus
-#: ``("column_default", "table.column")`` for a column's default.
-ObjId = tuple[str, str]
 Graph = Mapping[ObjId, Iterable[ObjId]]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One statement of a DDL script (without its semicolon).
-
-    ``creates`` are the objects it creates (for a removal: removes), the first one the
-    object it is about; ``after`` the objects it needs beyond what those objects depend
-    on (the table an ``ALTER TABLE`` changes, the object a ``COMMENT`` is on).
-    """
-
-    statement: str
-    creates: tuple[ObjId, ...] = ()
-    after: tuple[ObjId, ...] = ()
-
-
-@dataclass(frozen=True)
-class Section:
-    """Statements of one step of the DDL, with what each creates.
-
-    ``phase`` orders the steps (:data:`~abparts_ops.core.schema.kinds.PHASE`); ``tag`` is
-    the kind that produced it, or ``kind:part`` for a later part of a kind (``table:late``
-    for constraints added after all tables, ``sequence:owner``, ``table:row_security``,
-    ``<kind>:comment``); the baseline renderer replaces some tags with Alembic operations.
-    """
-
-    phase: int
-    title: str
-    tag: str
-    steps: tuple[Step, ...]
-
-    @property
-    def statements(self) -> tuple[str, ...]:
-        """The statements of the section, in order."""
-        return tuple(step.statement for step in self.steps)
-
-
-def section(phase: int, title: str, tag: str, steps: Iterable[Step | str]) -> Section:
-    """A :class:`Section`; plain strings become steps that create nothing."""
-    return Section(
-        phase, title, tag, tuple(s if isinstance(s, Step) else Step(s) for s in steps)
-    )
 
 
 #: How a renderer splits objects off a step to break a cycle: given the section, the

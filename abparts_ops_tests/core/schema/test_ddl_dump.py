@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from abparts_ops.core.db import create_database, drop_database, make_engine
 from abparts_ops.core.errors import DatabaseError
 from abparts_ops.core.quoting import quote_ident
-from abparts_ops.core.schema.ddl import render_ddl, topological_order
+from abparts_ops.core.schema.ddl import render_ddl
 from abparts_ops.core.schema.diff import diff_snapshots
 from abparts_ops.core.schema.dump import (
     ReferenceDump,
@@ -31,6 +31,7 @@ from abparts_ops.core.schema.dump import (
     write_reference,
 )
 from abparts_ops.core.schema.introspect import take_snapshot
+from abparts_ops.core.schema.kind_order import topological_order
 from abparts_ops.core.schema.model import Snapshot
 
 EXCLUDE = ["knowledge_documents", "document_chunks"]

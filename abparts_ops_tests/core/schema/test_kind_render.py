@@ -266,7 +266,7 @@ def test_table_order_puts_referenced_tables_first_and_breaks_cycles() -> None:
     graph without cycles; deterministic."""
     import random
 
-    from abparts_ops.core.schema.ddl import table_order
+    from abparts_ops.core.schema.kind_order import table_order
 
     for seed in range(300):
         rng = random.Random(seed)

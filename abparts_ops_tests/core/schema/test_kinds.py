@@ -1,8 +1,9 @@
 """The registry of kinds is complete: every kind is read, covered, rendered and dropped.
 
-These tests need no database. They fail when a kind is added without a DDL renderer, a
-baseline rendering or a drop, or when a catalog its query branch reads (directly, or
-through a deparse function) is not covered by the catalog token.
+These tests need no database. They fail when a kind is added (a module of
+``abparts_ops.core.schema.kinds``) without a DDL renderer, a baseline rendering or a
+drop, or when a catalog its query branch reads (directly, or through a deparse function)
+is not covered by the catalog token.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_a_branch_reading_an_uncovered_catalog_is_caught() -> None:
 @pytest.mark.parametrize("kind", REGISTRY, ids=KINDS)
 def test_every_kind_has_a_ddl_renderer(kind: Kind) -> None:
     renderer = kind.rendered_with or kind.name
-    assert renderer in DDL, f"{kind.name}: no DDL renderer (add it to ddl.DDL)"
+    assert renderer in DDL, f"{kind.name}: no DDL renderer (Kind.create)"
     assert BY_NAME[renderer].rendered_with is None
 
 
@@ -95,7 +96,7 @@ def test_every_kind_is_dropped(kind: Kind) -> None:
     if kind.name in DROP:
         assert not kind.dropped_with
         return
-    assert kind.dropped_with, f"{kind.name}: neither a drop in ddl.DROP nor dropped_with"
+    assert kind.dropped_with, f"{kind.name}: neither a drop (Kind.drop) nor dropped_with"
     assert all(owner in DROP for owner in kind.dropped_with)
 
 

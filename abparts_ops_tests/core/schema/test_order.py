@@ -27,11 +27,10 @@ from abparts_ops.core.schema.ddl import (
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.schema.order import (
     DependencyCycle,
-    Section,
-    Step,
     dependency_graph,
     order_sections,
 )
+from abparts_ops.core.schema.steps import Section, Step
 
 
 def _table(**extra: Any) -> dict[str, Any]:
