@@ -5,8 +5,14 @@ environment, the exclusions, the scratch server and every environment. Database 
 are never in the file: each environment names the environment variable that holds its
 URL. Relative paths are relative to the file.
 
-The file's shape is declared once, as pydantic models (``extra="forbid"``, patterns for
-names, validators for the rules that span fields). A duplicate key anywhere in the YAML
+The file's shape is declared once, as frozen pydantic models (``extra="forbid"``,
+patterns for names, validators for the rules that span fields), and the validated
+models are the settings themselves: :class:`Settings` and its parts are what the CLI,
+the core and the Dagster resources read, with no second copy. A model's attribute is
+named for what code reads (``ini_path``, ``schema``) and its alias for the file's key
+(``config``, ``schema``); the file is validated by alias only. Two fields are not keys
+of the file and are filled in while it is validated: :attr:`Settings.path` and
+:attr:`EnvironmentSettings.name` (the environment's key). A duplicate key anywhere in the YAML
 is refused with its line (YAML itself would keep the last one silently, and with it
 drop a ``protected: true``). Every problem is collected and raised as one
 :class:`~abparts_ops.core.errors.ConfigError` with one line per problem, each naming the
@@ -22,7 +28,6 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,45 +57,175 @@ _MODELS_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 _RULE_PATTERN = r"^[a-z][a-z0-9-]*$"
 
 
-# --------------------------------------------------------------------------- the result
+# ----------------------------------------------------------------- helpers of the shape
 
 
-@dataclass(frozen=True)
-class EnvironmentSettings:
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose text is ``message`` as it is (one line, with the fix)."""
+    return PydanticCustomError("abparts", "{message}", {"message": message})
+
+
+def _base(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base", "."))
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _as_list(value: Any) -> Any:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+def _check_variable(value: Any) -> Any:
+    """A variable name; a URL in its place is refused without echoing it."""
+    if isinstance(value, str) and _ENV_VAR_RE.match(value):
+        return value
+    if isinstance(value, str) and "://" in value:
+        raise _problem(
+            "holds a URL, not a variable name: export the URL in a variable and name the "
+            "variable here (URLs never go in the file)."
+        )
+    raise _problem(f"{value!r} is not a valid variable name (letters, digits, _).")
+
+
+def _default_if_unset(default: str) -> BeforeValidator:
+    """An unset or empty value (``key:`` or ``key: ""``) stands for ``default``."""
+    return BeforeValidator(lambda value: default if value is None or value == "" else value)
+
+
+VariableName = Annotated[str, BeforeValidator(_check_variable)]
+EnvironmentName = Annotated[str, Field(pattern=_NAME_PATTERN)]
+SchemaName = Annotated[str, _default_if_unset("public")]
+
+_KEY = "<key>"
+"""Where an environment's name (its key under ``environments``) is handed to its model."""
+_FILE = "<file>"
+"""Where the file's path is handed to :class:`Settings`."""
+
+
+class _Strict(BaseModel):
+    # Built by name in code (``EnvironmentSettings(name=..., url_env=...)``); the file is
+    # validated by alias only (``by_name=False``), so its keys are the aliases.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True)
+
+
+# ------------------------------------------------------------------ the configuration
+
+
+class EnvironmentSettings(_Strict):
     """One database environment: its name, the variable holding its URL, protection.
 
     ``block_on_lint_errors`` (the guarded upgrade stops on a lint error) defaults to
-    ``protected``.
+    ``protected``. ``name`` is the environment's key under ``environments``.
     """
 
-    name: str
-    url_env: str
-    protected: bool = False
-    schema: str = "public"
-    block_on_lint_errors: bool | None = None
+    name: str = Field("", alias=_KEY, exclude=True)
+    url_env: VariableName
+    protected: StrictBool = False
+    schema_name: SchemaName = Field("public", alias="schema")
+    block_on_lint_errors: StrictBool | None = None
 
-    def __post_init__(self) -> None:
-        if self.block_on_lint_errors is None:
-            object.__setattr__(self, "block_on_lint_errors", self.protected)
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks_when_protected(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("block_on_lint_errors") is None:
+            protected = data.get("protected", False)
+            if isinstance(protected, bool):
+                return {**data, "block_on_lint_errors": protected}
+        return data
+
+    @property
+    def schema(self) -> str:
+        """The schema compared and stamped (``schema``, default ``public``)."""
+        return self.schema_name
 
     def url(self) -> str:
         """The environment's URL, read from its variable now (never stored, never logged)."""
         return resolve_url_env(self.url_env, f"environment {self.name!r}", label=self.name)
 
 
-@dataclass(frozen=True)
-class AlembicSettings:
-    """Where the application's Alembic project and (optionally) its models live."""
+class AlembicSettings(_Strict):
+    """Where the application's Alembic project and (optionally) its models live.
 
-    ini_path: Path | None
-    script_location: Path | None
-    models: str | None = None
+    Give either ``config`` (the alembic.ini, read as ``ini_path``) or ``script_location``;
+    relative paths are relative to the file.
+    """
+
+    ini_path: Path | None = Field(None, alias="config")
+    script_location: Path | None = None
+    models: str | None = Field(None, pattern=_MODELS_PATTERN)
     sys_path: tuple[Path, ...] = ()
-    version_table: str = "alembic_version"
+    version_table: Annotated[str, _default_if_unset("alembic_version")] = "alembic_version"
+
+    @field_validator("ini_path", mode="before")
+    @classmethod
+    def _config_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if not value:
+            return None
+        path = _resolve(_base(info), str(value))
+        if not path.is_file():
+            raise _problem(f"no file at {path} (fix the path).")
+        if not os.access(path, os.R_OK):
+            raise _problem(f"{path} is not readable (fix its permissions).")
+        return path
+
+    @field_validator("script_location", mode="before")
+    @classmethod
+    def _script_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        if not value:
+            return None
+        path = _resolve(_base(info), str(value))
+        if not path.is_dir():
+            raise _problem(f"no folder at {path}.")
+        return path
+
+    @field_validator("sys_path", mode="before")
+    @classmethod
+    def _folders(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _as_list(value)
+        if not isinstance(value, list):
+            raise _problem("must be a list of folders.")
+        folders = [_resolve(_base(info), str(entry)) for entry in value]
+        for folder in folders:
+            if not folder.is_dir():
+                raise _problem(f"no folder at {folder} (fix or remove it).")
+        return tuple(folders)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_location(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "config" in data and "script_location" in data:
+                raise _problem("give either `config` or `script_location`, not both.")
+            if not data.get("config") and not data.get("script_location"):
+                raise _problem("set `config` (path to alembic.ini) or `script_location`.")
+        return data
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ScratchSettings(_Strict):
+    """The scratch server (throwaway databases): the variable holding its URL."""
+
+    url_env: VariableName | None = None
+
+
+class ReferenceSettings(_Strict):
+    """Where the reference dump is written (``path``, relative to the file)."""
+
+    path: Path | None = None
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _relative_to_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or isinstance(value, Path):
+            return value
+        if not isinstance(value, str):
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return _resolve(_base(info), value) if value else None
 
 
 class ProbeSettings(_Strict):
@@ -166,22 +301,98 @@ class UpgradeSettings(_Strict):
     rehearsal: RehearsalSettings = RehearsalSettings()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated configuration. ``path`` is the file it came from."""
+def resolve_url_env(variable: str, what: str, *, label: str | None = None) -> str:
+    """Read a URL from ``variable``; a clear ConfigError when it is unset, empty or bad.
 
-    path: Path
+    The URL must parse (:func:`abparts_ops.core.db.parse_url`): a bad port, an unknown
+    driver or an unencoded ``@`` is reported naming ``variable``, never the value.
+    """
+    value = os.environ.get(variable)
+    if value is None:
+        raise ConfigError(
+            f"{what}: environment variable {variable} is not set (export {variable}="
+            "postgresql://user:password@host:5432/dbname)."
+        )
+    if not value.strip():
+        raise ConfigError(
+            f"{what}: environment variable {variable} is empty (set it to the database URL)."
+        )
+    try:
+        parse_url(value.strip(), label=label or what, variable=variable)
+    except DatabaseError as exc:
+        raise ConfigError(str(exc)) from None
+    return value.strip()
+
+
+def _check_pattern(value: Any) -> Any:
+    try:
+        glob_to_regex(str(value))
+    except ConfigError as exc:
+        raise _problem(str(exc).removeprefix("exclude: ")) from None
+    return str(value)
+
+
+def _named(name: str, raw: Any) -> Any:
+    """An environment's mapping (``None`` is an empty one) with its name added."""
+    if raw is None:
+        return {_KEY: name}
+    return {**raw, _KEY: name} if isinstance(raw, dict) else raw
+
+
+class Settings(_Strict):
+    """The validated configuration: the file's shape, and what everything else reads.
+
+    ``path`` is the file it came from. Cross-field rules are in :class:`_CrossFieldRules`.
+    """
+
     alembic: AlembicSettings
-    source: str
-    environments: Mapping[str, EnvironmentSettings]
-    exclude: tuple[str, ...] = ()
-    scratch_url_env: str | None = None
-    schema: str = "public"
-    reference_path: Path | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    compare_privileges: bool = False
+    source: Annotated[str, _default_if_unset("")] = ""
+    exclude: Annotated[
+        tuple[Annotated[str, BeforeValidator(_check_pattern)], ...], BeforeValidator(_as_list)
+    ] = ()
+    scratch: ScratchSettings = ScratchSettings()
+    environments: dict[EnvironmentName, EnvironmentSettings] = Field(default_factory=dict)
+    schema_name: SchemaName = Field("public", alias="schema")
+    reference: ReferenceSettings = ReferenceSettings()
+    compare_privileges: StrictBool = False
     probe: ProbeSettings = ProbeSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
+    path: Path = Field(alias=_FILE, exclude=True)
+
+    @field_validator("alembic", "scratch", "reference", "probe", "upgrade", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any, info: ValidationInfo) -> Any:
+        return {} if value is None else value
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _environment_mappings(cls, value: Any) -> Any:
+        """Each environment's mapping, with its name (its key) handed to its model."""
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {name: _named(str(name), raw) for name, raw in value.items()}
+        return value
+
+    @property
+    def schema(self) -> str:
+        """The schema compared (``schema``, default ``public``)."""
+        return self.schema_name
+
+    @property
+    def scratch_url_env(self) -> str | None:
+        """The variable of the scratch server's URL (``scratch.url_env``), if configured."""
+        return self.scratch.url_env
+
+    @property
+    def scratch_variable(self) -> str:
+        """The variable :meth:`scratch_url` reads: ``scratch.url_env`` or the source's."""
+        return self.scratch.url_env or self.source_environment.url_env
+
+    @property
+    def reference_path(self) -> Path | None:
+        """``reference.path``, resolved against the file (None when not configured)."""
+        return self.reference.path
 
     @property
     def source_environment(self) -> EnvironmentSettings:
@@ -208,175 +419,6 @@ class Settings:
             return self.reference_path
         base = self.alembic.ini_path.parent if self.alembic.ini_path else self.path.parent
         return base / "schema" / "reference.sql"
-
-
-def resolve_url_env(variable: str, what: str, *, label: str | None = None) -> str:
-    """Read a URL from ``variable``; a clear ConfigError when it is unset, empty or bad.
-
-    The URL must parse (:func:`abparts_ops.core.db.parse_url`): a bad port, an unknown
-    driver or an unencoded ``@`` is reported naming ``variable``, never the value.
-    """
-    value = os.environ.get(variable)
-    if value is None:
-        raise ConfigError(
-            f"{what}: environment variable {variable} is not set (export {variable}="
-            "postgresql://user:password@host:5432/dbname)."
-        )
-    if not value.strip():
-        raise ConfigError(
-            f"{what}: environment variable {variable} is empty (set it to the database URL)."
-        )
-    try:
-        parse_url(value.strip(), label=label or what, variable=variable)
-    except DatabaseError as exc:
-        raise ConfigError(str(exc)) from None
-    return value.strip()
-
-
-# --------------------------------------------------------------------- the file's shape
-
-
-def _problem(message: str) -> PydanticCustomError:
-    """A validation error whose text is ``message`` as it is (one line, with the fix)."""
-    return PydanticCustomError("abparts", "{message}", {"message": message})
-
-
-def _base(info: ValidationInfo) -> Path:
-    context = info.context or {}
-    return Path(context.get("base", "."))
-
-
-def _resolve(base: Path, value: str) -> Path:
-    path = Path(os.path.expanduser(value))
-    return (path if path.is_absolute() else base / path).resolve()
-
-
-def _as_list(value: Any) -> Any:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else value
-
-
-def _check_variable(value: Any) -> Any:
-    """A variable name; a URL in its place is refused without echoing it."""
-    if isinstance(value, str) and _ENV_VAR_RE.match(value):
-        return value
-    if isinstance(value, str) and "://" in value:
-        raise _problem(
-            "holds a URL, not a variable name: export the URL in a variable and name the "
-            "variable here (URLs never go in the file)."
-        )
-    raise _problem(f"{value!r} is not a valid variable name (letters, digits, _).")
-
-
-VariableName = Annotated[str, BeforeValidator(_check_variable)]
-EnvironmentName = Annotated[str, Field(pattern=_NAME_PATTERN)]
-
-
-class _EnvironmentFile(_Strict):
-    url_env: VariableName
-    protected: StrictBool = False
-    schema_name: str | None = Field(None, alias="schema")
-    block_on_lint_errors: StrictBool | None = None
-
-
-class _ScratchFile(_Strict):
-    url_env: VariableName | None = None
-
-
-class _ReferenceFile(_Strict):
-    path: str | None = None
-
-
-class _AlembicFile(_Strict):
-    config: Path | None = None
-    script_location: Path | None = None
-    models: str | None = Field(None, pattern=_MODELS_PATTERN)
-    sys_path: tuple[Path, ...] = ()
-    version_table: str | None = None
-
-    @field_validator("config", mode="before")
-    @classmethod
-    def _config_file(cls, value: Any, info: ValidationInfo) -> Any:
-        if not value:
-            return None
-        path = _resolve(_base(info), str(value))
-        if not path.is_file():
-            raise _problem(f"no file at {path} (fix the path).")
-        if not os.access(path, os.R_OK):
-            raise _problem(f"{path} is not readable (fix its permissions).")
-        return path
-
-    @field_validator("script_location", mode="before")
-    @classmethod
-    def _script_folder(cls, value: Any, info: ValidationInfo) -> Any:
-        if not value:
-            return None
-        path = _resolve(_base(info), str(value))
-        if not path.is_dir():
-            raise _problem(f"no folder at {path}.")
-        return path
-
-    @field_validator("sys_path", mode="before")
-    @classmethod
-    def _folders(cls, value: Any, info: ValidationInfo) -> Any:
-        value = _as_list(value)
-        if not isinstance(value, list):
-            raise _problem("must be a list of folders.")
-        folders = [_resolve(_base(info), str(entry)) for entry in value]
-        for folder in folders:
-            if not folder.is_dir():
-                raise _problem(f"no folder at {folder} (fix or remove it).")
-        return tuple(folders)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_location(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if "config" in data and "script_location" in data:
-                raise _problem("give either `config` or `script_location`, not both.")
-            if not data.get("config") and not data.get("script_location"):
-                raise _problem("set `config` (path to alembic.ini) or `script_location`.")
-        return data
-
-
-def _check_pattern(value: Any) -> Any:
-    try:
-        glob_to_regex(str(value))
-    except ConfigError as exc:
-        raise _problem(str(exc).removeprefix("exclude: ")) from None
-    return str(value)
-
-
-class _File(_Strict):
-    """The whole file. Cross-field rules are in :class:`_CrossFieldRules`."""
-
-    alembic: _AlembicFile
-    source: str | None = None
-    exclude: Annotated[
-        tuple[Annotated[str, BeforeValidator(_check_pattern)], ...], BeforeValidator(_as_list)
-    ] = ()
-    scratch: _ScratchFile = _ScratchFile()
-    environments: dict[EnvironmentName, _EnvironmentFile] = Field(default_factory=dict)
-    schema_name: str | None = Field(None, alias="schema")
-    reference: _ReferenceFile = _ReferenceFile()
-    compare_privileges: StrictBool = False
-    probe: ProbeSettings = ProbeSettings()
-    upgrade: UpgradeSettings = UpgradeSettings()
-
-    @field_validator("alembic", "scratch", "reference", "probe", "upgrade", mode="before")
-    @classmethod
-    def _empty_section(cls, value: Any, info: ValidationInfo) -> Any:
-        return {} if value is None else value
-
-    @field_validator("environments", mode="before")
-    @classmethod
-    def _environment_mappings(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return {name: {} if raw is None else raw for name, raw in value.items()}
-        return value
 
 
 def _rule(key: str, message: str) -> PydanticCustomError:
@@ -435,7 +477,7 @@ class _CrossFieldRules(BaseModel):
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The model that validates the mapping at ``loc`` of the file (None if not one)."""
-    current: Any = _File
+    current: Any = Settings
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             fields = {f.alias or name: f for name, f in current.model_fields.items()}
@@ -453,7 +495,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _allowed(model: type[BaseModel]) -> list[str]:
-    return sorted(f.alias or name for name, f in model.model_fields.items())
+    """The keys the file may give (not ``exclude``d fields, which code fills in)."""
+    return sorted(f.alias or name for name, f in model.model_fields.items() if not f.exclude)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -550,9 +593,11 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
             f"{path.name}: <file>: must be a YAML mapping (see README: Configuration)."
         )
     problems: list[tuple[str, str]] = []
-    model: _File | None = None
+    settings: Settings | None = None
     try:
-        model = _File.model_validate(data, context={"base": path.parent})
+        settings = Settings.model_validate(
+            {**data, _FILE: path}, context={"base": path.parent}, by_alias=True, by_name=False
+        )
     except ValidationError as exc:
         problems.extend(_problems_of(exc))
     try:
@@ -563,8 +608,8 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
         problems.extend(_variable_problems(data))
     if problems:
         raise ConfigError("\n".join(f"{path.name}: {key}: {message}" for key, message in problems))
-    assert model is not None
-    return _settings_from(model, path)
+    assert settings is not None
+    return settings
 
 
 def _variable_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -588,40 +633,6 @@ def _variable_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif not value.strip():
             problems.append((key, f"environment variable {variable} is empty (set it to a URL)."))
     return problems
-
-
-def _settings_from(model: _File, path: Path) -> Settings:
-    alembic = model.alembic
-    environments = {
-        name: EnvironmentSettings(
-            name=name,
-            url_env=env.url_env,
-            protected=env.protected,
-            schema=env.schema_name or "public",
-            block_on_lint_errors=env.block_on_lint_errors,
-        )
-        for name, env in model.environments.items()
-    }
-    reference = model.reference.path
-    return Settings(
-        path=path,
-        alembic=AlembicSettings(
-            ini_path=alembic.config,
-            script_location=alembic.script_location,
-            models=alembic.models,
-            sys_path=alembic.sys_path,
-            version_table=alembic.version_table or "alembic_version",
-        ),
-        source=str(model.source),
-        environments=environments,
-        exclude=model.exclude,
-        scratch_url_env=model.scratch.url_env,
-        schema=model.schema_name or "public",
-        reference_path=_resolve(path.parent, reference) if reference else None,
-        compare_privileges=model.compare_privileges,
-        probe=model.probe,
-        upgrade=model.upgrade,
-    )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
