@@ -8,16 +8,17 @@ URL. Relative paths are relative to the file.
 The file's shape is declared once, as frozen pydantic models (``extra="forbid"``,
 patterns for names, validators for the rules that span fields), and the validated
 models are the settings themselves: :class:`Settings` and its parts are what the CLI,
-the core and the Dagster resources read, with no second copy. A model's attribute is
-named for what code reads (``ini_path``, ``schema``) and its alias for the file's key
-(``config``, ``schema``); the file is validated by alias only. Two fields are not keys
-of the file and are filled in while it is validated: :attr:`Settings.path` and
-:attr:`EnvironmentSettings.name` (the environment's key). A duplicate key anywhere in the YAML
-is refused with its line (YAML itself would keep the last one silently, and with it
-drop a ``protected: true``). Every problem is collected and raised as one
-:class:`~abparts_ops.core.errors.ConfigError` with one line per problem, each naming the
-dotted key and the fix (:func:`_format_error` turns pydantic's errors into those lines;
-a URL's value is never echoed).
+the core and the Dagster resources read, with no second copy. An attribute is named for
+what code reads (``ini_path``) and its alias for the file's key (``config``). Two
+attributes are not keys of the file and are filled in while it is validated:
+:attr:`Settings.path` and :attr:`EnvironmentSettings.name` (the environment's key under
+``environments``).
+
+A duplicate key anywhere in the YAML is refused with its line (YAML itself would keep
+the last one silently, and with it drop a ``protected: true``). Every problem is
+collected and raised as one :class:`~abparts_ops.core.errors.ConfigError` with one line
+per problem, each naming the dotted key and the fix (:func:`_format_error` turns
+pydantic's errors into those lines; a URL's value is never echoed).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     ValidationError,
     ValidationInfo,
@@ -57,175 +59,11 @@ _MODELS_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 _RULE_PATTERN = r"^[a-z][a-z0-9-]*$"
 
 
-# ----------------------------------------------------------------- helpers of the shape
-
-
-def _problem(message: str) -> PydanticCustomError:
-    """A validation error whose text is ``message`` as it is (one line, with the fix)."""
-    return PydanticCustomError("abparts", "{message}", {"message": message})
-
-
-def _base(info: ValidationInfo) -> Path:
-    context = info.context or {}
-    return Path(context.get("base", "."))
-
-
-def _resolve(base: Path, value: str) -> Path:
-    path = Path(os.path.expanduser(value))
-    return (path if path.is_absolute() else base / path).resolve()
-
-
-def _as_list(value: Any) -> Any:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else value
-
-
-def _check_variable(value: Any) -> Any:
-    """A variable name; a URL in its place is refused without echoing it."""
-    if isinstance(value, str) and _ENV_VAR_RE.match(value):
-        return value
-    if isinstance(value, str) and "://" in value:
-        raise _problem(
-            "holds a URL, not a variable name: export the URL in a variable and name the "
-            "variable here (URLs never go in the file)."
-        )
-    raise _problem(f"{value!r} is not a valid variable name (letters, digits, _).")
-
-
-def _default_if_unset(default: str) -> BeforeValidator:
-    """An unset or empty value (``key:`` or ``key: ""``) stands for ``default``."""
-    return BeforeValidator(lambda value: default if value is None or value == "" else value)
-
-
-VariableName = Annotated[str, BeforeValidator(_check_variable)]
-EnvironmentName = Annotated[str, Field(pattern=_NAME_PATTERN)]
-SchemaName = Annotated[str, _default_if_unset("public")]
-
-_KEY = "<key>"
-"""Where an environment's name (its key under ``environments``) is handed to its model."""
-_FILE = "<file>"
-"""Where the file's path is handed to :class:`Settings`."""
+# ------------------------------------------------------------------ the simple sections
 
 
 class _Strict(BaseModel):
-    # Built by name in code (``EnvironmentSettings(name=..., url_env=...)``); the file is
-    # validated by alias only (``by_name=False``), so its keys are the aliases.
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True)
-
-
-# ------------------------------------------------------------------ the configuration
-
-
-class EnvironmentSettings(_Strict):
-    """One database environment: its name, the variable holding its URL, protection.
-
-    ``block_on_lint_errors`` (the guarded upgrade stops on a lint error) defaults to
-    ``protected``. ``name`` is the environment's key under ``environments``.
-    """
-
-    name: str = Field("", alias=_KEY, exclude=True)
-    url_env: VariableName
-    protected: StrictBool = False
-    schema_name: SchemaName = Field("public", alias="schema")
-    block_on_lint_errors: StrictBool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blocks_when_protected(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("block_on_lint_errors") is None:
-            protected = data.get("protected", False)
-            if isinstance(protected, bool):
-                return {**data, "block_on_lint_errors": protected}
-        return data
-
-    @property
-    def schema(self) -> str:
-        """The schema compared and stamped (``schema``, default ``public``)."""
-        return self.schema_name
-
-    def url(self) -> str:
-        """The environment's URL, read from its variable now (never stored, never logged)."""
-        return resolve_url_env(self.url_env, f"environment {self.name!r}", label=self.name)
-
-
-class AlembicSettings(_Strict):
-    """Where the application's Alembic project and (optionally) its models live.
-
-    Give either ``config`` (the alembic.ini, read as ``ini_path``) or ``script_location``;
-    relative paths are relative to the file.
-    """
-
-    ini_path: Path | None = Field(None, alias="config")
-    script_location: Path | None = None
-    models: str | None = Field(None, pattern=_MODELS_PATTERN)
-    sys_path: tuple[Path, ...] = ()
-    version_table: Annotated[str, _default_if_unset("alembic_version")] = "alembic_version"
-
-    @field_validator("ini_path", mode="before")
-    @classmethod
-    def _config_file(cls, value: Any, info: ValidationInfo) -> Any:
-        if not value:
-            return None
-        path = _resolve(_base(info), str(value))
-        if not path.is_file():
-            raise _problem(f"no file at {path} (fix the path).")
-        if not os.access(path, os.R_OK):
-            raise _problem(f"{path} is not readable (fix its permissions).")
-        return path
-
-    @field_validator("script_location", mode="before")
-    @classmethod
-    def _script_folder(cls, value: Any, info: ValidationInfo) -> Any:
-        if not value:
-            return None
-        path = _resolve(_base(info), str(value))
-        if not path.is_dir():
-            raise _problem(f"no folder at {path}.")
-        return path
-
-    @field_validator("sys_path", mode="before")
-    @classmethod
-    def _folders(cls, value: Any, info: ValidationInfo) -> Any:
-        value = _as_list(value)
-        if not isinstance(value, list):
-            raise _problem("must be a list of folders.")
-        folders = [_resolve(_base(info), str(entry)) for entry in value]
-        for folder in folders:
-            if not folder.is_dir():
-                raise _problem(f"no folder at {folder} (fix or remove it).")
-        return tuple(folders)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_location(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if "config" in data and "script_location" in data:
-                raise _problem("give either `config` or `script_location`, not both.")
-            if not data.get("config") and not data.get("script_location"):
-                raise _problem("set `config` (path to alembic.ini) or `script_location`.")
-        return data
-
-
-class ScratchSettings(_Strict):
-    """The scratch server (throwaway databases): the variable holding its URL."""
-
-    url_env: VariableName | None = None
-
-
-class ReferenceSettings(_Strict):
-    """Where the reference dump is written (``path``, relative to the file)."""
-
-    path: Path | None = None
-
-    @field_validator("path", mode="before")
-    @classmethod
-    def _relative_to_file(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None or isinstance(value, Path):
-            return value
-        if not isinstance(value, str):
-            raise PydanticCustomError("string_type", "Input should be a valid string")
-        return _resolve(_base(info), value) if value else None
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ProbeSettings(_Strict):
@@ -324,6 +162,176 @@ def resolve_url_env(variable: str, what: str, *, label: str | None = None) -> st
     return value.strip()
 
 
+# ------------------------------------------------------ the file's shape: the settings
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose text is ``message`` as it is (one line, with the fix)."""
+    return PydanticCustomError("abparts", "{message}", {"message": message})
+
+
+def _base(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base", "."))
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _as_list(value: Any) -> Any:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+def _check_variable(value: Any) -> Any:
+    """A variable name; a URL in its place is refused without echoing it."""
+    if isinstance(value, str) and _ENV_VAR_RE.match(value):
+        return value
+    if isinstance(value, str) and "://" in value:
+        raise _problem(
+            "holds a URL, not a variable name: export the URL in a variable and name the "
+            "variable here (URLs never go in the file)."
+        )
+    raise _problem(f"{value!r} is not a valid variable name (letters, digits, _).")
+
+
+def _default_if_unset(default: str) -> BeforeValidator:
+    """An unset or empty value (``key:`` or ``key: ""``) stands for ``default``."""
+    return BeforeValidator(lambda value: default if value is None or value == "" else value)
+
+
+VariableName = Annotated[str, BeforeValidator(_check_variable)]
+EnvironmentName = Annotated[str, Field(pattern=_NAME_PATTERN)]
+SchemaName = Annotated[str, _default_if_unset("public")]
+
+
+class EnvironmentSettings(_Strict):
+    """One database environment: its name, the variable holding its URL, protection.
+
+    ``block_on_lint_errors`` (the guarded upgrade stops on a lint error) defaults to
+    ``protected``. ``name`` is the environment's key under ``environments`` (given by
+    :class:`Settings` as it validates the file, or by :meth:`named`).
+    """
+
+    url_env: VariableName
+    protected: StrictBool = False
+    schema_name: SchemaName = Field("public", alias="schema")
+    block_on_lint_errors: StrictBool | None = None
+    _name: str = PrivateAttr("")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks_when_protected(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("block_on_lint_errors") is None:
+            protected = data.get("protected", False)
+            if isinstance(protected, bool):
+                return {**data, "block_on_lint_errors": protected}
+        return data
+
+    @classmethod
+    def named(cls, name: str, **fields: Any) -> EnvironmentSettings:
+        """The environment ``name`` with ``fields`` (the keys of its mapping in the file)."""
+        env = cls(**fields)
+        env._name = name
+        return env
+
+    @property
+    def name(self) -> str:
+        """The environment's name (its key under ``environments``)."""
+        return self._name
+
+    @property
+    def schema(self) -> str:
+        """The schema compared and stamped (``schema``, default ``public``)."""
+        return self.schema_name
+
+    def url(self) -> str:
+        """The environment's URL, read from its variable now (never stored, never logged)."""
+        return resolve_url_env(self.url_env, f"environment {self.name!r}", label=self.name)
+
+
+class ScratchSettings(_Strict):
+    """The scratch server (throwaway databases): the variable holding its URL."""
+
+    url_env: VariableName | None = None
+
+
+class ReferenceSettings(_Strict):
+    """Where the reference dump is written (``path``, relative to the file)."""
+
+    path: Path | None = None
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _relative_to_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or isinstance(value, Path):
+            return value
+        if not isinstance(value, str):
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return _resolve(_base(info), value) if value else None
+
+
+class AlembicSettings(_Strict):
+    """Where the application's Alembic project and (optionally) its models live.
+
+    Give either ``config`` (the alembic.ini, read as ``ini_path``) or ``script_location``;
+    relative paths are relative to the file.
+    """
+
+    ini_path: Path | None = Field(None, alias="config")
+    script_location: Path | None = None
+    models: str | None = Field(None, pattern=_MODELS_PATTERN)
+    sys_path: tuple[Path, ...] = ()
+    version_table: Annotated[str, _default_if_unset("alembic_version")] = "alembic_version"
+
+    @field_validator("ini_path", mode="before")
+    @classmethod
+    def _config_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if not value:
+            return None
+        path = _resolve(_base(info), str(value))
+        if not path.is_file():
+            raise _problem(f"no file at {path} (fix the path).")
+        if not os.access(path, os.R_OK):
+            raise _problem(f"{path} is not readable (fix its permissions).")
+        return path
+
+    @field_validator("script_location", mode="before")
+    @classmethod
+    def _script_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        if not value:
+            return None
+        path = _resolve(_base(info), str(value))
+        if not path.is_dir():
+            raise _problem(f"no folder at {path}.")
+        return path
+
+    @field_validator("sys_path", mode="before")
+    @classmethod
+    def _folders(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _as_list(value)
+        if not isinstance(value, list):
+            raise _problem("must be a list of folders.")
+        folders = [_resolve(_base(info), str(entry)) for entry in value]
+        for folder in folders:
+            if not folder.is_dir():
+                raise _problem(f"no folder at {folder} (fix or remove it).")
+        return tuple(folders)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_location(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "config" in data and "script_location" in data:
+                raise _problem("give either `config` or `script_location`, not both.")
+            if not data.get("config") and not data.get("script_location"):
+                raise _problem("set `config` (path to alembic.ini) or `script_location`.")
+        return data
+
+
 def _check_pattern(value: Any) -> Any:
     try:
         glob_to_regex(str(value))
@@ -332,17 +340,11 @@ def _check_pattern(value: Any) -> Any:
     return str(value)
 
 
-def _named(name: str, raw: Any) -> Any:
-    """An environment's mapping (``None`` is an empty one) with its name added."""
-    if raw is None:
-        return {_KEY: name}
-    return {**raw, _KEY: name} if isinstance(raw, dict) else raw
-
-
 class Settings(_Strict):
     """The validated configuration: the file's shape, and what everything else reads.
 
-    ``path`` is the file it came from. Cross-field rules are in :class:`_CrossFieldRules`.
+    :attr:`path` is the file it came from. Cross-field rules are in
+    :class:`_CrossFieldRules`.
     """
 
     alembic: AlembicSettings
@@ -357,7 +359,7 @@ class Settings(_Strict):
     compare_privileges: StrictBool = False
     probe: ProbeSettings = ProbeSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
-    path: Path = Field(alias=_FILE, exclude=True)
+    _path: Path = PrivateAttr(Path("."))
 
     @field_validator("alembic", "scratch", "reference", "probe", "upgrade", mode="before")
     @classmethod
@@ -367,12 +369,24 @@ class Settings(_Strict):
     @field_validator("environments", mode="before")
     @classmethod
     def _environment_mappings(cls, value: Any) -> Any:
-        """Each environment's mapping, with its name (its key) handed to its model."""
         if value is None:
             return {}
         if isinstance(value, dict):
-            return {name: _named(str(name), raw) for name, raw in value.items()}
+            return {name: {} if raw is None else raw for name, raw in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _names(self, info: ValidationInfo) -> Settings:
+        """Each environment gets its name (its key); the settings, the file's path."""
+        for name, env in self.environments.items():
+            env._name = name
+        self._path = Path((info.context or {}).get("path", "."))
+        return self
+
+    @property
+    def path(self) -> Path:
+        """The configuration file these settings were read from."""
+        return self._path
 
     @property
     def schema(self) -> str:
@@ -495,8 +509,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _allowed(model: type[BaseModel]) -> list[str]:
-    """The keys the file may give (not ``exclude``d fields, which code fills in)."""
-    return sorted(f.alias or name for name, f in model.model_fields.items() if not f.exclude)
+    return sorted(f.alias or name for name, f in model.model_fields.items())
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -595,9 +608,7 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
     problems: list[tuple[str, str]] = []
     settings: Settings | None = None
     try:
-        settings = Settings.model_validate(
-            {**data, _FILE: path}, context={"base": path.parent}, by_alias=True, by_name=False
-        )
+        settings = Settings.model_validate(data, context={"base": path.parent, "path": path})
     except ValidationError as exc:
         problems.extend(_problems_of(exc))
     try:

@@ -11,9 +11,11 @@ shape; a resource dependency takes any Python object, and Dagster passes it thro
 unchanged when it builds the resources of a run (the run's process loads the
 definitions, and so the file, itself).
 
-Database URLs reach Dagster only as ``EnvVar`` references (the one config field of
-:class:`DatabaseResource`, ``url``), so the UI and the run config show variable names,
-never values; the ``Settings`` object holds variable names only.
+Database URLs reach Dagster only as ``EnvVar`` references (``DatabaseResource.url``, whose
+other config field is the environment's name), so the UI and the run config show
+variable names, never values; the ``Settings`` object holds variable names only. The UI
+lists the ``Settings`` object as each resource's nested (anonymous) resource; the values
+it holds are in the file, and no run config overrides them.
 """
 
 import sys
