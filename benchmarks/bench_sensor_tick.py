@@ -253,10 +253,8 @@ class Bench:
         settings = load_settings(write_config(layout.root, size, via))
         self.sensor = build_schema_drift_sensor(settings, demo=True, max_workers=workers)
         self.resources = {
-            "alembic": AlembicResource(ini_path=str(layout.alembic_ini)),
-            "policy": SchemaPolicyResource(
-                source=env_name(0), exclude=list(EXCLUDE), reference_path="unused.sql"
-            ),
+            "alembic": AlembicResource(settings=settings),
+            "policy": SchemaPolicyResource(settings=settings),
         }
         self.instance = instance
         self.size = size

@@ -5,13 +5,20 @@ environment, the exclusions, the scratch server and every environment. Database 
 are never in the file: each environment names the environment variable that holds its
 URL. Relative paths are relative to the file.
 
-The file's shape is declared once, as pydantic models (``extra="forbid"``, patterns for
-names, validators for the rules that span fields). A duplicate key anywhere in the YAML
-is refused with its line (YAML itself would keep the last one silently, and with it
-drop a ``protected: true``). Every problem is collected and raised as one
-:class:`~abparts_ops.core.errors.ConfigError` with one line per problem, each naming the
-dotted key and the fix (:func:`_format_error` turns pydantic's errors into those lines;
-a URL's value is never echoed).
+The file's shape is declared once, as frozen pydantic models (``extra="forbid"``,
+patterns for names, validators for the rules that span fields), and the validated
+models are the settings themselves: :class:`Settings` and its parts are what the CLI,
+the core and the Dagster resources read, with no second copy. An attribute is named for
+what code reads (``ini_path``) and its alias for the file's key (``config``). Two
+attributes are not keys of the file and are filled in while it is validated:
+:attr:`Settings.path` and :attr:`EnvironmentSettings.name` (the environment's key under
+``environments``).
+
+A duplicate key anywhere in the YAML is refused with its line (YAML itself would keep
+the last one silently, and with it drop a ``protected: true``). Every problem is
+collected and raised as one :class:`~abparts_ops.core.errors.ConfigError` with one line
+per problem, each naming the dotted key and the fix (:func:`_format_error` turns
+pydantic's errors into those lines; a URL's value is never echoed).
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +38,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     ValidationError,
     ValidationInfo,
@@ -52,41 +59,7 @@ _MODELS_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 _RULE_PATTERN = r"^[a-z][a-z0-9-]*$"
 
 
-# --------------------------------------------------------------------------- the result
-
-
-@dataclass(frozen=True)
-class EnvironmentSettings:
-    """One database environment: its name, the variable holding its URL, protection.
-
-    ``block_on_lint_errors`` (the guarded upgrade stops on a lint error) defaults to
-    ``protected``.
-    """
-
-    name: str
-    url_env: str
-    protected: bool = False
-    schema: str = "public"
-    block_on_lint_errors: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.block_on_lint_errors is None:
-            object.__setattr__(self, "block_on_lint_errors", self.protected)
-
-    def url(self) -> str:
-        """The environment's URL, read from its variable now (never stored, never logged)."""
-        return resolve_url_env(self.url_env, f"environment {self.name!r}", label=self.name)
-
-
-@dataclass(frozen=True)
-class AlembicSettings:
-    """Where the application's Alembic project and (optionally) its models live."""
-
-    ini_path: Path | None
-    script_location: Path | None
-    models: str | None = None
-    sys_path: tuple[Path, ...] = ()
-    version_table: str = "alembic_version"
+# ------------------------------------------------------------------ the simple sections
 
 
 class _Strict(BaseModel):
@@ -166,50 +139,6 @@ class UpgradeSettings(_Strict):
     rehearsal: RehearsalSettings = RehearsalSettings()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated configuration. ``path`` is the file it came from."""
-
-    path: Path
-    alembic: AlembicSettings
-    source: str
-    environments: Mapping[str, EnvironmentSettings]
-    exclude: tuple[str, ...] = ()
-    scratch_url_env: str | None = None
-    schema: str = "public"
-    reference_path: Path | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    compare_privileges: bool = False
-    probe: ProbeSettings = ProbeSettings()
-    upgrade: UpgradeSettings = UpgradeSettings()
-
-    @property
-    def source_environment(self) -> EnvironmentSettings:
-        """The environment whose schema is the reference (usually dev)."""
-        return self.environments[self.source]
-
-    @property
-    def targets(self) -> list[EnvironmentSettings]:
-        """Every environment other than the source, in file order: the ones to stamp."""
-        return [env for name, env in self.environments.items() if name != self.source]
-
-    def scratch_url(self) -> str:
-        """URL of a database on the scratch server (throwaway databases are made there).
-
-        Defaults to the source environment's server when ``scratch`` is not configured.
-        """
-        if self.scratch_url_env:
-            return resolve_url_env(self.scratch_url_env, "scratch", label="scratch")
-        return self.source_environment.url()
-
-    def resolved_reference_path(self) -> Path:
-        """Where the reference dump is written: ``reference.path`` or next to Alembic."""
-        if self.reference_path is not None:
-            return self.reference_path
-        base = self.alembic.ini_path.parent if self.alembic.ini_path else self.path.parent
-        return base / "schema" / "reference.sql"
-
-
 def resolve_url_env(variable: str, what: str, *, label: str | None = None) -> str:
     """Read a URL from ``variable``; a clear ConfigError when it is unset, empty or bad.
 
@@ -233,7 +162,7 @@ def resolve_url_env(variable: str, what: str, *, label: str | None = None) -> st
     return value.strip()
 
 
-# --------------------------------------------------------------------- the file's shape
+# ------------------------------------------------------ the file's shape: the settings
 
 
 def _problem(message: str) -> PydanticCustomError:
@@ -269,33 +198,96 @@ def _check_variable(value: Any) -> Any:
     raise _problem(f"{value!r} is not a valid variable name (letters, digits, _).")
 
 
+def _default_if_unset(default: str) -> BeforeValidator:
+    """An unset or empty value (``key:`` or ``key: ""``) stands for ``default``."""
+    return BeforeValidator(lambda value: default if value is None or value == "" else value)
+
+
 VariableName = Annotated[str, BeforeValidator(_check_variable)]
 EnvironmentName = Annotated[str, Field(pattern=_NAME_PATTERN)]
+SchemaName = Annotated[str, _default_if_unset("public")]
 
 
-class _EnvironmentFile(_Strict):
+class EnvironmentSettings(_Strict):
+    """One database environment: its name, the variable holding its URL, protection.
+
+    ``block_on_lint_errors`` (the guarded upgrade stops on a lint error) defaults to
+    ``protected``. ``name`` is the environment's key under ``environments`` (given by
+    :class:`Settings` as it validates the file, or by :meth:`named`).
+    """
+
     url_env: VariableName
     protected: StrictBool = False
-    schema_name: str | None = Field(None, alias="schema")
+    schema_name: SchemaName = Field("public", alias="schema")
     block_on_lint_errors: StrictBool | None = None
+    _name: str = PrivateAttr("")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blocks_when_protected(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("block_on_lint_errors") is None:
+            protected = data.get("protected", False)
+            if isinstance(protected, bool):
+                return {**data, "block_on_lint_errors": protected}
+        return data
+
+    @classmethod
+    def named(cls, name: str, **fields: Any) -> EnvironmentSettings:
+        """The environment ``name`` with ``fields`` (the keys of its mapping in the file)."""
+        env = cls(**fields)
+        env._name = name
+        return env
+
+    @property
+    def name(self) -> str:
+        """The environment's name (its key under ``environments``)."""
+        return self._name
+
+    @property
+    def schema(self) -> str:
+        """The schema compared and stamped (``schema``, default ``public``)."""
+        return self.schema_name
+
+    def url(self) -> str:
+        """The environment's URL, read from its variable now (never stored, never logged)."""
+        return resolve_url_env(self.url_env, f"environment {self.name!r}", label=self.name)
 
 
-class _ScratchFile(_Strict):
+class ScratchSettings(_Strict):
+    """The scratch server (throwaway databases): the variable holding its URL."""
+
     url_env: VariableName | None = None
 
 
-class _ReferenceFile(_Strict):
-    path: str | None = None
+class ReferenceSettings(_Strict):
+    """Where the reference dump is written (``path``, relative to the file)."""
+
+    path: Path | None = None
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _relative_to_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or isinstance(value, Path):
+            return value
+        if not isinstance(value, str):
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return _resolve(_base(info), value) if value else None
 
 
-class _AlembicFile(_Strict):
-    config: Path | None = None
+class AlembicSettings(_Strict):
+    """Where the application's Alembic project and (optionally) its models live.
+
+    Give either ``config`` (the alembic.ini, read as ``ini_path``) or ``script_location``;
+    relative paths are relative to the file.
+    """
+
+    ini_path: Path | None = Field(None, alias="config")
     script_location: Path | None = None
     models: str | None = Field(None, pattern=_MODELS_PATTERN)
     sys_path: tuple[Path, ...] = ()
-    version_table: str | None = None
+    version_table: Annotated[str, _default_if_unset("alembic_version")] = "alembic_version"
 
-    @field_validator("config", mode="before")
+    @field_validator("ini_path", mode="before")
     @classmethod
     def _config_file(cls, value: Any, info: ValidationInfo) -> Any:
         if not value:
@@ -348,21 +340,26 @@ def _check_pattern(value: Any) -> Any:
     return str(value)
 
 
-class _File(_Strict):
-    """The whole file. Cross-field rules are in :class:`_CrossFieldRules`."""
+class Settings(_Strict):
+    """The validated configuration: the file's shape, and what everything else reads.
 
-    alembic: _AlembicFile
-    source: str | None = None
+    :attr:`path` is the file it came from. Cross-field rules are in
+    :class:`_CrossFieldRules`.
+    """
+
+    alembic: AlembicSettings
+    source: Annotated[str, _default_if_unset("")] = ""
     exclude: Annotated[
         tuple[Annotated[str, BeforeValidator(_check_pattern)], ...], BeforeValidator(_as_list)
     ] = ()
-    scratch: _ScratchFile = _ScratchFile()
-    environments: dict[EnvironmentName, _EnvironmentFile] = Field(default_factory=dict)
-    schema_name: str | None = Field(None, alias="schema")
-    reference: _ReferenceFile = _ReferenceFile()
+    scratch: ScratchSettings = ScratchSettings()
+    environments: dict[EnvironmentName, EnvironmentSettings] = Field(default_factory=dict)
+    schema_name: SchemaName = Field("public", alias="schema")
+    reference: ReferenceSettings = ReferenceSettings()
     compare_privileges: StrictBool = False
     probe: ProbeSettings = ProbeSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
+    _path: Path = PrivateAttr(Path("."))
 
     @field_validator("alembic", "scratch", "reference", "probe", "upgrade", mode="before")
     @classmethod
@@ -377,6 +374,65 @@ class _File(_Strict):
         if isinstance(value, dict):
             return {name: {} if raw is None else raw for name, raw in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _names(self, info: ValidationInfo) -> Settings:
+        """Each environment gets its name (its key); the settings, the file's path."""
+        for name, env in self.environments.items():
+            env._name = name
+        self._path = Path((info.context or {}).get("path", "."))
+        return self
+
+    @property
+    def path(self) -> Path:
+        """The configuration file these settings were read from."""
+        return self._path
+
+    @property
+    def schema(self) -> str:
+        """The schema compared (``schema``, default ``public``)."""
+        return self.schema_name
+
+    @property
+    def scratch_url_env(self) -> str | None:
+        """The variable of the scratch server's URL (``scratch.url_env``), if configured."""
+        return self.scratch.url_env
+
+    @property
+    def scratch_variable(self) -> str:
+        """The variable :meth:`scratch_url` reads: ``scratch.url_env`` or the source's."""
+        return self.scratch.url_env or self.source_environment.url_env
+
+    @property
+    def reference_path(self) -> Path | None:
+        """``reference.path``, resolved against the file (None when not configured)."""
+        return self.reference.path
+
+    @property
+    def source_environment(self) -> EnvironmentSettings:
+        """The environment whose schema is the reference (usually dev)."""
+        return self.environments[self.source]
+
+    @property
+    def targets(self) -> list[EnvironmentSettings]:
+        """Every environment other than the source, in file order: the ones to stamp."""
+        return [env for name, env in self.environments.items() if name != self.source]
+
+    def scratch_url(self) -> str:
+        """URL of a database on the scratch server (throwaway databases are made there).
+
+        Defaults to the source environment's server when ``scratch`` is not configured.
+        """
+        if self.scratch_url_env:
+            return resolve_url_env(self.scratch_url_env, "scratch", label="scratch")
+        return self.source_environment.url()
+
+    def resolved_reference_path(self) -> Path:
+        """Where the reference dump is written: ``reference.path`` or next to Alembic."""
+        if self.reference_path is not None:
+            return self.reference_path
+        base = self.alembic.ini_path.parent if self.alembic.ini_path else self.path.parent
+        return base / "schema" / "reference.sql"
 
 
 def _rule(key: str, message: str) -> PydanticCustomError:
@@ -435,7 +491,7 @@ class _CrossFieldRules(BaseModel):
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The model that validates the mapping at ``loc`` of the file (None if not one)."""
-    current: Any = _File
+    current: Any = Settings
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             fields = {f.alias or name: f for name, f in current.model_fields.items()}
@@ -550,9 +606,9 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
             f"{path.name}: <file>: must be a YAML mapping (see README: Configuration)."
         )
     problems: list[tuple[str, str]] = []
-    model: _File | None = None
+    settings: Settings | None = None
     try:
-        model = _File.model_validate(data, context={"base": path.parent})
+        settings = Settings.model_validate(data, context={"base": path.parent, "path": path})
     except ValidationError as exc:
         problems.extend(_problems_of(exc))
     try:
@@ -563,8 +619,8 @@ def parse_settings(data: Any, path: Path, *, check_env: bool = True) -> Settings
         problems.extend(_variable_problems(data))
     if problems:
         raise ConfigError("\n".join(f"{path.name}: {key}: {message}" for key, message in problems))
-    assert model is not None
-    return _settings_from(model, path)
+    assert settings is not None
+    return settings
 
 
 def _variable_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -588,40 +644,6 @@ def _variable_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif not value.strip():
             problems.append((key, f"environment variable {variable} is empty (set it to a URL)."))
     return problems
-
-
-def _settings_from(model: _File, path: Path) -> Settings:
-    alembic = model.alembic
-    environments = {
-        name: EnvironmentSettings(
-            name=name,
-            url_env=env.url_env,
-            protected=env.protected,
-            schema=env.schema_name or "public",
-            block_on_lint_errors=env.block_on_lint_errors,
-        )
-        for name, env in model.environments.items()
-    }
-    reference = model.reference.path
-    return Settings(
-        path=path,
-        alembic=AlembicSettings(
-            ini_path=alembic.config,
-            script_location=alembic.script_location,
-            models=alembic.models,
-            sys_path=alembic.sys_path,
-            version_table=alembic.version_table or "alembic_version",
-        ),
-        source=str(model.source),
-        environments=environments,
-        exclude=model.exclude,
-        scratch_url_env=model.scratch.url_env,
-        schema=model.schema_name or "public",
-        reference_path=_resolve(path.parent, reference) if reference else None,
-        compare_privileges=model.compare_privileges,
-        probe=model.probe,
-        upgrade=model.upgrade,
-    )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

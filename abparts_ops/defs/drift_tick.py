@@ -70,7 +70,7 @@ _PROJECTS: dict[tuple[str, ...], AlembicProject] = {}
 _PROJECTS_LOCK = threading.Lock()
 
 
-def _mtime(path: str | None) -> str:
+def _mtime(path: Path | None) -> str:
     if not path:
         return ""
     try:

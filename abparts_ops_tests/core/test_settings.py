@@ -327,7 +327,7 @@ def test_resolve_url_env_never_echoes_the_value(monkeypatch: pytest.MonkeyPatch)
     """The URL is read when needed, stripped, and never part of an error."""
     monkeypatch.setenv("ABPT_SETTINGS_X", f"  postgresql://u:{SECRET}@h/db  ")
     assert resolve_url_env("ABPT_SETTINGS_X", "x") == f"postgresql://u:{SECRET}@h/db"
-    env = EnvironmentSettings(name="x", url_env="ABPT_SETTINGS_MISSING")
+    env = EnvironmentSettings.named("x", url_env="ABPT_SETTINGS_MISSING")
     with pytest.raises(ConfigError) as caught:
         env.url()
     assert SECRET not in str(caught.value)

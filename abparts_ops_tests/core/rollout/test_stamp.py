@@ -464,7 +464,7 @@ def test_silent_server_fails_within_the_connect_timeout(env: Env) -> None:
 def test_empty_url_variable(env: Env, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     """An environment variable set to an empty string: a ConfigError naming it."""
     monkeypatch.setenv("ABPARTS_STAMP_TEST_URL", value)
-    settings = EnvironmentSettings(name="staging", url_env="ABPARTS_STAMP_TEST_URL")
+    settings = EnvironmentSettings.named("staging", url_env="ABPARTS_STAMP_TEST_URL")
     with pytest.raises(ConfigError, match="environment variable ABPARTS_STAMP_TEST_URL is empty"):
         settings.url()
     with pytest.raises(DatabaseError, match="staging: the database URL is not valid"):

@@ -27,10 +27,9 @@ def test_source_schema_reports_a_pattern_matching_nothing(
     policy = resources["policy"]
     assert isinstance(policy, SchemaPolicyResource)
     resources["policy"] = SchemaPolicyResource(
-        source=policy.source,
-        schema_name=policy.schema_name,
-        exclude=["knowledge_document", "document_chunks"],
-        reference_path=policy.reference_path,
+        settings=policy.settings.model_copy(
+            update={"exclude": ("knowledge_document", "document_chunks")}
+        ),
     )
     with dg.instance_for_test() as instance:
         result = dg.materialize(
