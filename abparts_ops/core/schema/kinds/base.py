@@ -32,18 +32,21 @@ class Kind:
     """One object kind of the snapshot, with everything that is particular to it.
 
     ``sql`` is its branch of the catalog query (kinds read by one branch share it);
-    ``catalogs`` every catalog that branch reads, directly or through the deparse
-    functions it calls; ``phase`` its place in :data:`~abparts_ops.core.schema.kind_order.
-    PHASE`; ``half`` which of the two statements of a parallel read holds it; ``baseline``
-    the Alembic operation the baseline creates it with (``op.execute`` means the canonical
-    DDL statement); ``rendered_with`` the kind whose DDL renderer declares it too (columns
-    and inline constraints: in CREATE TABLE); ``dropped_with`` the kinds whose removal
-    removes it too (empty: removed by a statement of its own); ``missing_destructive`` and
+    ``catalogs`` every catalog that branch reads, directly or through the deparse functions
+    it calls; ``phase`` its place in :data:`~abparts_ops.core.schema.kind_order.PHASE`;
+    ``half`` which of the two statements of a parallel read holds it (the kinds whose
+    deparse functions open their table, i.e. build its relation-cache entry in the backend
+    that calls them: checks, expression and partial indexes, triggers and policies, share
+    half 1, so that a table is opened by one backend, not both); ``baseline`` the Alembic
+    operation the baseline creates it with (``op.execute`` means the canonical DDL
+    statement); ``rendered_with`` the kind whose DDL renderer declares it too (columns and
+    inline constraints: in CREATE TABLE); ``dropped_with`` the kinds whose removal removes
+    it too (empty: removed by a statement of its own); ``missing_destructive`` and
     ``extra_destructive`` whether an object missing from / extra in an environment is a
-    destructive difference; ``opt_in`` the snapshot parameter without which the kind is
-    not read. ``address`` is its branch of the dependency query: how the catalog rows
-    that make up its objects map to their keys (empty: the kind has no dependencies of
-    its own, e.g. privileges).
+    destructive difference; ``opt_in`` the snapshot parameter without which the kind is not
+    read. ``address`` is its branch of the dependency query: how the catalog rows that make
+    up its objects map to their keys (empty: the kind has no dependencies of its own, e.g.
+    privileges).
 
     The callables are the kind's renderers, registered beside its read: ``create`` its
     canonical DDL (None when ``rendered_with`` another kind), ``drop`` the statements

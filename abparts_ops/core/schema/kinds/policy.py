@@ -77,13 +77,15 @@ def _policy_ddl(snapshot: SnapshotView) -> list[Section]:
 
 
 #: This module's kinds, with their renderers (collected by the registry, in this order).
+#: Read in half 1, with constraints, indexes and triggers: pg_get_expr of a policy's
+#: expressions opens the table (see Kind.half).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "policy", "policy", "policies", "table.policy",
         "table, name, permissive, command, roles, using, with_check, comment",
         POLICIES_SQL,
         REL_CATALOGS + ("pg_policy", "pg_authid", "pg_proc", "pg_type", "pg_operator"),
-        PHASE["policy"], 0, "op.execute", missing_destructive=True,
+        PHASE["policy"], 1, "op.execute", missing_destructive=True,
         address=POLICIES_ADDRESS, create=_policy_ddl,
         drop=drop_on_table("policy", "POLICY", "Row-level security policies"),
     ),

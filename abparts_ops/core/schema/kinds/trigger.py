@@ -68,13 +68,15 @@ def _trigger_ddl(snapshot: SnapshotView) -> list[Section]:
 
 
 #: This module's kinds, with their renderers (collected by the registry, in this order).
+#: Read in half 1, with constraints, indexes and policies: pg_get_triggerdef opens the
+#: table, and a table is better opened by one backend than by both (see Kind.half).
 REGISTERED: tuple[Kind, ...] = (
     Kind(
         "trigger", "trigger", "triggers", "table.trigger",
         "table, name, constraint, enabled, definition (pg_get_triggerdef), comment",
         TRIGGERS_SQL,
         REL_CATALOGS + ("pg_trigger", "pg_proc", "pg_type", "pg_operator", "pg_constraint"),
-        PHASE["trigger"], 0, "op.execute", dropped_with=("table",), missing_destructive=True,
+        PHASE["trigger"], 1, "op.execute", dropped_with=("table",), missing_destructive=True,
         address=TRIGGERS_ADDRESS, create=_trigger_ddl,
     ),
 )
