@@ -72,6 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``db`` every test whose fixtures reach the test server, or that is end-to-end.
 
@@ -79,8 +80,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     a new test is classified by what it asks for, and no list is kept by hand.
 
     Each test also gets its ``xdist_group`` (see :func:`_xdist_group`), used when
-    ``scripts/test`` runs the suite on several workers (``-n 2 --dist loadgroup``); there
-    the end-to-end tests, the longest, are put first so that no worker starts one last.
+    ``scripts/test`` runs the suite on several workers (``-n 2 --dist loadgroup
+    --no-loadscope-reorder``); there the end-to-end tests, the longest, are put first so
+    that no worker starts one last.
     """
     for item in items:
         if DATABASE_FIXTURE in getattr(item, "fixturenames", ()) or item.get_closest_marker("e2e"):
