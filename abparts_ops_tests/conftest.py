@@ -72,15 +72,41 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``db`` every test whose fixtures reach the test server, or that is end-to-end.
 
     Every database fixture depends on ``admin_url``, so the fixture closure says it:
     a new test is classified by what it asks for, and no list is kept by hand.
+
+    Each test also gets its ``xdist_group`` (see :func:`_xdist_group`), used when
+    ``scripts/test`` runs the suite on several workers (``-n 2 --dist loadgroup
+    --no-loadscope-reorder``); there the end-to-end tests, the longest, are put first so
+    that no worker starts one last.
     """
     for item in items:
         if DATABASE_FIXTURE in getattr(item, "fixturenames", ()) or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.db)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    """The worker-sharing unit of a test: its package-scoped fixture's package, or its file.
+
+    A package-scoped fixture (the CLI's world, the drift watch, the environments'
+    pipeline) is built once per worker that runs one of its tests, and module-scoped ones
+    once per worker per module: a group keeps each on one worker. Tests that share state
+    outside any fixture (the demo in the test server's home) name their group themselves.
+    """
+    definitions = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(definitions, "name2fixturedefs", {}).values():
+        for fixturedef in defs:
+            if fixturedef.scope == "package":
+                return f"package:{fixturedef.baseid}"
+    return f"file:{item.nodeid.split('::')[0]}"
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -77,6 +78,9 @@ def test_scripts_demo_checks_the_port_before_anything_runs(tmp_path: Path) -> No
     assert (log.stat().st_mtime if log.exists() else None) == before
 
 
+# The demo in the test server's own home, whose databases embedded/test_demo.py's
+# ensure_demo test drops after: the two never run at the same time on two workers.
+@pytest.mark.xdist_group("demo_in_the_test_home")
 def test_demo_env_exports_urls_without_the_password() -> None:
     """Evaluated in a shell, the variables reach the demo databases through the passfile."""
     cli_cmd = f"{sys.executable} -m abparts_ops.cli"
@@ -116,6 +120,11 @@ def test_demo_stop_stops_every_server_and_the_ui_it_started(
         [sys.executable, "-c", "import time; time.sleep(120)", "dagster", "dev"]
     )
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    # Reap the stand-in as soon as it exits, as the shell that ran scripts/demo would: a
+    # child of this process left unreaped stays in /proc (a zombie), and `demo stop` would
+    # wait its whole 30 s grace for a process that is already gone.
+    reaper = threading.Thread(target=ui.wait, daemon=True)
+    reaper.start()
     try:
         demo_server.start()
         test_server.start()
@@ -128,6 +137,7 @@ def test_demo_stop_stops_every_server_and_the_ui_it_started(
         assert code == OK
         assert set(document["stopped"]) == {str(demo_server.root), str(test_server.root)}
         assert not demo_server.is_running() and not test_server.is_running()
+        reaper.join(timeout=30)
         assert ui.wait(timeout=30) is not None and not pid_file.exists()
         code, status = cli("demo", "status")
         assert [s["running"] for s in status["servers"]] == [False, False]

@@ -349,6 +349,7 @@ class DagsterUIClient:
             f"code location {name!r} to load",
             probe,
             timeout,
+            interval=0.5,
             describe=lambda: f"last load status: {seen or 'not listed'}",
         )
 
@@ -429,7 +430,7 @@ class DagsterUIClient:
             f"run {run_id}",
             probe,
             timeout,
-            interval=1.0,
+            interval=0.25,
             describe=lambda: (
                 f"last status: {last[0].value if last else '?'}; {self.run_errors(run_id)}"
             ),

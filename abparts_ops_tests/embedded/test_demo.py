@@ -482,6 +482,9 @@ def test_leave_behind_downgrades_one_revision_once(clone: str, layout: DemoLayou
 
 
 # --------------------------------------------------------------------------- ensure_demo
+# The demo in the test server's own home, whose databases this test drops after: never at
+# the same time as cli/test_demo_commands.py's `demo env` test, which uses them.
+@pytest.mark.xdist_group("demo_in_the_test_home")
 @pytest.mark.skipif(
     bool(os.environ.get("ABPARTS_OPS_TEST_DATABASE_URL")),
     reason="ensure_demo runs the embedded server; the tests use an external one",

@@ -191,6 +191,8 @@ def test_broken_version_table_is_a_clear_probe_error(fresh_db: str) -> None:
         (f"mysql://root:{SECRET}@localhost/abparts", "only PostgreSQL is supported"),
         ("not a url at all", "the database URL is not valid"),
     ],
+    # fixed ids: the random SECRET in an id would differ between pytest-xdist workers
+    ids=["mysql_url", "not_a_url"],
 )
 def test_invalid_url(url: str, expected: str) -> None:
     with pytest.raises(AbpartsOpsError) as info:

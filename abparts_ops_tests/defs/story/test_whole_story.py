@@ -271,7 +271,9 @@ def test_a_configuration_naming_only_the_source_works(
     resources = {key: defs.resources[key] for key in sensor.required_resource_keys}
     with dg.build_sensor_context(instance=story.instance, resources=resources) as context:
         data = sensor.evaluate_tick(context)
-    assert [line.split(":")[0] for line in data.skip_message.splitlines()[1:]] == ["dev"]
+    assert [line.split(":")[0] for line in data.skip_message.splitlines()[1:]] == ["dev"], (
+        data.skip_message
+    )
 
 
 def test_the_demo_stamp_configs_are_the_stamp_jobs_run_configs(
