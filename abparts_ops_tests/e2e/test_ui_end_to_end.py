@@ -277,6 +277,28 @@ _GRAPH_VIEWPORT_BOX = """() => {
 }"""
 
 
+# What a metadata dialog shows before its body: the entry's label and the two buttons.
+_DIALOG_CHROME = {"Copy", "Close"}
+
+
+def _rendered_text(dialog: Any, timeout_s: float = 20.0) -> str:
+    """The dialog's text once its body has rendered.
+
+    Dagster loads its Markdown renderer lazily: the dialog is visible (its title, Copy and
+    Close) before the body is drawn, longer on a busy machine. Wait until it has a line
+    besides those, up to ``timeout_s``; return what it shows then.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = dialog.inner_text()
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if any(line not in _DIALOG_CHROME for line in lines[1:]):
+            return text
+        if time.monotonic() > deadline:
+            return text
+        time.sleep(0.25)
+
+
 def _show_diff(page: Any, index: str) -> str:
     """Open the check's Markdown metadata (the diff) as a person would; return its text."""
     links = page.get_by_text("[Show Markdown]")
@@ -286,7 +308,7 @@ def _show_diff(page: Any, index: str) -> str:
         links.nth(position).click()
         dialog = page.get_by_role("dialog")
         dialog.wait_for(state="visible")
-        text = dialog.inner_text()
+        text = _rendered_text(dialog)
         if index in text:
             return text
         seen.append(text[:300])
