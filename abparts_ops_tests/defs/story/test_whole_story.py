@@ -33,7 +33,7 @@ from abparts_ops.core.watch.drift import DriftCursor
 from abparts_ops.core.watch.states import EnvironmentState
 from abparts_ops.definitions import build_definitions
 from abparts_ops.defs.environment_assets import StampConfig
-from abparts_ops.defs.names import ENVIRONMENT_TAG, stamp_job_name
+from abparts_ops.defs.names import ENVIRONMENT_TAG, EXPECTED_SCHEMAS, stamp_job_name
 from abparts_ops.embedded.demo import (
     DEMO_OLD_HEAD,
     build_environments,
@@ -256,6 +256,9 @@ def test_a_configuration_naming_only_the_source_works(
     story: Story, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 10: today the code location crashed (the schedule's job was not defined)."""
+    if story.instance.get_latest_materialization_event(EXPECTED_SCHEMAS) is None:
+        # Run alone (not after the whole story): the sensor needs its reference first.
+        assert story.run("reset_baseline").success
     config = story.root / "abparts_ops_story_source_only.yaml"
     config.write_text(config_yaml(("dev",)), encoding="utf-8")
     defs = build_definitions(load_settings(config), demo=True)
