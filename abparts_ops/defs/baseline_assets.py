@@ -17,6 +17,7 @@ from abparts_ops.core.reset.verdict import ProofResult
 from abparts_ops.core.schema.model import Snapshot
 from abparts_ops.core.scratch import scratch_database
 from abparts_ops.defs.metadata import md
+from abparts_ops.defs.names import BASELINE_REVISION, SOURCE_SCHEMA
 from abparts_ops.defs.resources import AlembicResource, DatabaseResource, SchemaPolicyResource
 
 
@@ -193,17 +194,20 @@ def build_baseline_checks(with_models: bool) -> dg.AssetChecksDefinition:
     specs = [
         dg.AssetCheckSpec(
             proof.name,
-            asset="baseline_revision",
+            asset=BASELINE_REVISION,
             blocking=proof.blocking,
             description=proof.description,
-            additional_deps=["source_schema"],
+            additional_deps=[SOURCE_SCHEMA],
         )
         for proof in proofs
     ]
 
     @dg.multi_asset_check(
         specs=specs,
-        ins={"baseline_revision": dg.AssetIn(), "source_schema": dg.AssetIn()},
+        ins={
+            "baseline_revision": dg.AssetIn(key=BASELINE_REVISION),
+            "source_schema": dg.AssetIn(key=SOURCE_SCHEMA),
+        },
         name="baseline_proofs",
     )
     def baseline_proofs(
@@ -239,7 +243,7 @@ def _check_result(result: ProofResult) -> dg.AssetCheckResult:
         metadata["details"] = md(result.details)
     return dg.AssetCheckResult(
         check_name=result.name,
-        asset_key="baseline_revision",
+        asset_key=BASELINE_REVISION,
         passed=result.passed,
         description=result.summary[:1000],
         metadata=metadata,

@@ -42,7 +42,13 @@ from abparts_ops.core.rollout.upgrade import (
 from abparts_ops.core.settings import EnvironmentSettings, Settings
 from abparts_ops.core.watch.states import version_rows_text
 from abparts_ops.defs.metadata import diff_metadata, launched_by, markdown_table, md
-from abparts_ops.defs.names import STAMP_POOL, STAMP_TAG, UPGRADE_ASSET, upgrade_key
+from abparts_ops.defs.names import (
+    EXPECTED_SCHEMAS,
+    STAMP_POOL,
+    STAMP_TAG,
+    UPGRADE_ASSET,
+    upgrade_key,
+)
 from abparts_ops.defs.proof_gate import proven_baseline
 from abparts_ops.defs.resources import (
     AlembicResource,
@@ -53,7 +59,6 @@ from abparts_ops.defs.resources import (
 from abparts_ops.defs.write_guard import guard_metadata, write_guard
 
 GROUP = "upgrades"
-EXPECTED_SCHEMAS_KEY = dg.AssetKey("expected_schemas")
 
 
 @dataclass
@@ -291,7 +296,7 @@ def _upgrade_asset(settings: Settings, env: EnvironmentSettings) -> dg.AssetsDef
         key=key,
         group_name=GROUP,
         kinds={"postgres", "alembic"},
-        deps=[EXPECTED_SCHEMAS_KEY],
+        deps=[EXPECTED_SCHEMAS],
         required_resource_keys={resource_key, "alembic", "policy", "scratch"},
         output_required=False,
         op_tags=STAMP_TAG,
