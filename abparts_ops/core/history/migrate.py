@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,36 @@ class RevisionFailed(MigrationError):
         self.applied = applied
         self.path = path
         self.line = line
+
+
+
+@contextmanager
+def migration_environment(
+    conn: Connection,
+    project: AlembicProject,
+    script: ScriptDirectory,
+    target: str,
+    fn: Callable[..., Iterator[Any]],
+    on_apply: Callable[..., None],
+    *,
+    per_migration: bool = False,
+) -> Iterator[EnvironmentContext]:
+    """Alembic's ``EnvironmentContext`` on ``conn`` for the project, without its env.py.
+
+    The application's ``env.py`` reads its own URL from its own variables, so it is never
+    run: the context is built and configured here, as ``alembic.command.upgrade`` would,
+    with ``fn`` choosing the steps and ``on_apply`` called after each one.
+    """
+    with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
+        env.configure(
+            connection=conn,
+            target_metadata=None,
+            version_table=project.version_table,
+            version_table_schema=project.version_table_schema,
+            transaction_per_migration=per_migration,
+            on_version_apply=on_apply,
+        )
+        yield env
 
 
 def failing_line(exc: BaseException, path: str | None) -> int | None:
@@ -120,15 +151,9 @@ def _run(
 
     url = conn.engine.url
     try:
-        with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
-            env.configure(
-                connection=conn,
-                target_metadata=None,
-                version_table=project.version_table,
-                version_table_schema=project.version_table_schema,
-                transaction_per_migration=True,
-                on_version_apply=on_apply,
-            )
+        with migration_environment(
+            conn, project, script, target, fn, on_apply, per_migration=True
+        ) as env:
             with env.begin_transaction():
                 env.run_migrations()
     except alembic_util.CommandError as exc:

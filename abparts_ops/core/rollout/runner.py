@@ -43,7 +43,6 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 import sqlalchemy as sa
-from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
@@ -51,7 +50,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from abparts_ops.core.errors import MigrationError
-from abparts_ops.core.history.migrate import current_revisions
+from abparts_ops.core.history.migrate import current_revisions, migration_environment
 from abparts_ops.core.history.project import AlembicProject
 
 OUTSIDE_TRANSACTION_SQLSTATE = "25001"
@@ -596,35 +595,6 @@ def _migration_hooks(
         progress.current = progress.current_file = None
 
     return fn, on_apply
-
-
-@contextmanager
-def migration_environment(
-    conn: Connection,
-    project: AlembicProject,
-    script: ScriptDirectory,
-    target: str,
-    fn: Callable[..., Iterator[Any]],
-    on_apply: Callable[..., None],
-    *,
-    per_migration: bool = False,
-) -> Iterator[EnvironmentContext]:
-    """Alembic's ``EnvironmentContext`` on ``conn`` for the project, without its env.py.
-
-    The application's ``env.py`` reads its own URL from its own variables, so it is never
-    run: the context is built and configured here, as ``alembic.command.upgrade`` would,
-    with ``fn`` choosing the steps and ``on_apply`` called after each one.
-    """
-    with EnvironmentContext(project.config(), script, fn=fn, destination_rev=target) as env:
-        env.configure(
-            connection=conn,
-            target_metadata=None,
-            version_table=project.version_table,
-            version_table_schema=project.version_table_schema,
-            transaction_per_migration=per_migration,
-            on_version_apply=on_apply,
-        )
-        yield env
 
 
 def _one_transaction(
