@@ -21,7 +21,7 @@ from abparts_ops.core.history.project import (
     AlembicProject,
     load_revisions,
 )
-from abparts_ops.core.history.revisions import file_sha256, versions_fingerprint
+from abparts_ops.core.history.revisions import file_sha256, history_order, versions_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _ancestry(
 
 
 def _upgrade_order(
-    history_order: Sequence[str],
+    base_order: Sequence[str],
     parents: Mapping[str, tuple[str, ...]],
     dependencies: Mapping[str, tuple[str, ...]],
 ) -> tuple[str, ...]:
@@ -68,12 +68,12 @@ def _upgrade_order(
     Among revisions ready together, the one earlier in the history's own order comes
     first, so without ``depends_on`` this is exactly the history's order.
     """
-    position = {rev: i for i, rev in enumerate(history_order)}
+    position = {rev: i for i, rev in enumerate(base_order)}
     waiting = {
         rev: {p for p in (*parents.get(rev, ()), *dependencies.get(rev, ())) if p in position}
-        for rev in history_order
+        for rev in base_order
     }
-    children: dict[str, list[str]] = {rev: [] for rev in history_order}
+    children: dict[str, list[str]] = {rev: [] for rev in base_order}
     for rev, needs in waiting.items():
         for need in needs:
             children[need].append(rev)
@@ -81,7 +81,7 @@ def _upgrade_order(
     heapq.heapify(ready)
     order: list[str] = []
     while ready:
-        rev = history_order[heapq.heappop(ready)]
+        rev = base_order[heapq.heappop(ready)]
         order.append(rev)
         for child in children[rev]:
             waiting[child].discard(rev)
@@ -146,31 +146,6 @@ def _dependencies(script: ScriptDirectory, revisions: Iterable[str]) -> dict[str
     return found
 
 
-def _history_order(parents: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """Base to head; among revisions ready together the smallest id first.
-
-    The order of :func:`~abparts_ops.core.history.revisions.read_history`.
-    """
-    indegree = {rev: 0 for rev in parents}
-    kids: dict[str, list[str]] = {rev: [] for rev in parents}
-    for rev, downs in parents.items():
-        for parent in downs:
-            if parent in parents:
-                indegree[rev] += 1
-                kids[parent].append(rev)
-    ready = [rev for rev, n in indegree.items() if n == 0]
-    heapq.heapify(ready)
-    order: list[str] = []
-    while ready:
-        rev = heapq.heappop(ready)
-        order.append(rev)
-        for child in kids[rev]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                heapq.heappush(ready, child)
-    return tuple(order)
-
-
 def read_graph(project: AlembicProject, script: ScriptDirectory | None = None) -> HistoryGraph:
     """Read the revision files of ``project`` (through Alembic) into a :class:`HistoryGraph`.
 
@@ -188,7 +163,7 @@ def read_graph(project: AlembicProject, script: ScriptDirectory | None = None) -
     return HistoryGraph(
         fingerprint=fingerprint,
         heads=tuple(sorted(sc.revision for sc in scripts if sc.is_head)),
-        order=_upgrade_order(_history_order(parents), parents, dependencies),
+        order=_upgrade_order(tuple(history_order(parents)), parents, dependencies),
         parents=parents,
         dependencies=dependencies,
         contents={rev: file_sha256(Path(path)) for rev, path in paths.items()},

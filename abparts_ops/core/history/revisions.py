@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,21 +188,25 @@ class History:
         }
 
 
-def _ordered(infos: dict[str, RevisionInfo]) -> list[RevisionInfo]:
-    """Topological order base→head; among revisions ready together, smallest id first."""
-    indegree = {rev: 0 for rev in infos}
-    kids: dict[str, list[str]] = {rev: [] for rev in infos}
-    for rev, info in infos.items():
-        for parent in info.down_revisions:
-            if parent in infos:
+def history_order(parents: Mapping[str, Iterable[str]]) -> list[str]:
+    """Topological order base→head; among revisions ready together, smallest id first.
+
+    ``parents`` maps each revision to its down revisions (those outside it are ignored).
+    The one order of the history: :func:`read_history` and the history graph use it.
+    """
+    indegree = {rev: 0 for rev in parents}
+    kids: dict[str, list[str]] = {rev: [] for rev in parents}
+    for rev, downs in parents.items():
+        for parent in downs:
+            if parent in parents:
                 indegree[rev] += 1
                 kids[parent].append(rev)
     ready = [rev for rev, n in indegree.items() if n == 0]
     heapq.heapify(ready)
-    order: list[RevisionInfo] = []
+    order: list[str] = []
     while ready:
         rev = heapq.heappop(ready)
-        order.append(infos[rev])
+        order.append(rev)
         for child in kids[rev]:
             indegree[child] -= 1
             if indegree[child] == 0:
@@ -267,7 +271,9 @@ def read_history(project: AlembicProject) -> History:
             is_merge=sc.is_merge_point,
             is_branch_point=sc.is_branch_point,
         )
-    ordered = tuple(_ordered(infos))
+    ordered = tuple(infos[rev] for rev in history_order(
+        {rev: info.down_revisions for rev, info in infos.items()}
+    ))
     others: list[Path] = []
     recursive = script.recursive_version_locations
     for folder in project.versions_dirs:
