@@ -33,16 +33,20 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_snapshot import BENCH_HOME, database_name, ensure_database, pg_dump  # noqa: E402
+from bench_snapshot import (  # noqa: E402
+    BENCH_HOME,
+    database_name,
+    ensure_database,
+    measure,
+    pg_dump,
+)
 from cpu_meter import CpuMeter  # noqa: E402
 
 from abparts_ops.core.db import make_engine  # noqa: E402
@@ -112,22 +116,6 @@ def run_statements(url: str, backends: list[list[str]]) -> None:
         engine.dispose()
 
 
-def medians(
-    runs: dict[str, tuple[Callable[[], object], bool]], repeat: int, meter: CpuMeter
-) -> dict[str, tuple[float, float]]:
-    """Per name, the medians of (server CPU s, client CPU s) over ``repeat`` rounds, the
-    runs taking turns within a round."""
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, (fn, child) in runs.items():
-            _wall, client, server, _result = meter.call(fn, children=child)
-            samples[name].append((server, client))
-    return {
-        name: (statistics.median(s[0] for s in values), statistics.median(s[1] for s in values))
-        for name, values in samples.items()
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", default="1000,5000", help="comma-separated sizes")
@@ -145,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         url, _loaded = ensure_database(info, n_tables, rebuild=False)
         name = database_name(n_tables)
         take_snapshot(url)  # warm the server's shared buffers for every run alike
-        figures = medians(
+        figures = measure(
             {
                 "pg_dump": (lambda name=name: pg_dump(info, name), True),
                 "snapshot": (lambda url=url: take_snapshot(url), False),
@@ -160,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             args.repeat,
             meter,
         )
-        reference = sum(figures["pg_dump"])
-        client_floor = figures["snapshot, no dependencies"][1]
-        for run, (server_s, client_s) in figures.items():
+        reference = sum(figures["pg_dump"][1:])
+        client_floor = figures["snapshot, no dependencies"][2]
+        for run, (_wall, server_s, client_s) in figures.items():
             if run.startswith("statements"):
                 client_s = client_floor
             total = server_s + client_s
