@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -145,17 +148,62 @@ def test_versions_is_a_file_not_a_folder(tmp_path: Path) -> None:
     assert str(versions) in text and "not a folder" in text
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root reads a chmod 000 folder anyway")
-def test_versions_folder_unreadable_chmod(tmp_path: Path) -> None:
-    ini = write_project(tmp_path, linear(1))
-    versions = tmp_path / "migrations" / "versions"
-    versions.chmod(0)
-    try:
+def _load_error_as(uid: int | None, ini: Path) -> str:
+    """The one-line error ``load_project(ini)`` raises, read by user ``uid`` (None: as the
+    current user; otherwise in a forked child that dropped to that user, as root must to
+    be denied anything)."""
+    if uid is None:
         with pytest.raises(MigrationError) as exc:
             load_project(ini)
+        return _one_line(exc)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which reports through the pipe
+        status = 0
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            try:
+                load_project(ini)
+                message = "loaded without an error"
+            except MigrationError as exc:
+                message = str(exc)
+            os.write(write_end, message.encode())
+        except BaseException:  # noqa: BLE001 - anything else is reported by the status
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    _pid, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged child failed"
+    assert "\n" not in message
+    return message
+
+
+def test_versions_folder_unreadable_chmod(tmp_path: Path) -> None:
+    """A versions folder its reader may not list (chmod 000). Root is never denied, so
+    as root the project is read by ``nobody`` in a forked child, from a folder it may
+    reach (pytest's own temporary folders are root's alone)."""
+    uid, home = None, tmp_path
+    if IS_ROOT:
+        uid = pwd.getpwnam("nobody").pw_uid
+        home = Path(tempfile.mkdtemp(prefix="abparts_ops_chmod_"))
+        home.chmod(0o755)
+    try:
+        ini = write_project(home, linear(1))
+        versions = home / "migrations" / "versions"
+        versions.chmod(0)
+        try:
+            text = _load_error_as(uid, ini)
+        finally:
+            versions.chmod(0o755)
     finally:
-        versions.chmod(0o755)
-    text = _one_line(exc)
+        if home != tmp_path:
+            shutil.rmtree(home)
     assert str(versions) in text and "not readable" in text
 
 
